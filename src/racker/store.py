@@ -1,0 +1,288 @@
+"""racker's durable state: one SQLite database in the state directory (layer 2).
+
+WAL mode and a busy timeout let ``racker serve`` and other racker commands use it at the same
+time. The schema carries a version (``PRAGMA user_version``); ``MIGRATIONS[i]`` takes it from
+version ``i`` to ``i + 1``, and a database newer than this racker is refused, not damaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from racker.allocation import Allocation, allocate, wanted_macs
+from racker.errors import StateError
+from racker.events import Event
+from racker.model import AddressKind, Inventory, NetworkPlan
+
+DB_NAME = "racker.db"
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE allocations (
+        mac TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('node', 'bmc')),
+        address TEXT NOT NULL UNIQUE,
+        last_wanted REAL NOT NULL
+    );
+    CREATE TABLE leases (
+        address TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires REAL NOT NULL,
+        client_id BLOB,
+        hostname TEXT,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX leases_mac ON leases (mac);
+    CREATE TABLE node_state (
+        mac TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since REAL NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        mac TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_mac ON events (mac, id);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A DHCP lease as persisted. ``state``: offered, bound, declined, released."""
+
+    address: ipaddress.IPv4Address
+    mac: str
+    state: str
+    expires: float
+    client_id: bytes | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeState:
+    mac: str
+    state: str
+    since: float
+    attempt: int = 0
+    reason: str = ""
+    data: dict[str, Any] | None = None
+
+
+class Store:
+    """The SQLite store. One instance per process; not shared between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {path}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StateError(
+                f"state database {path} is unusable: {exc}",
+                "move it aside to start with empty state",
+            ) from None
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        """Open (creating if needed) the store in ``state_dir`` (created 0700)."""
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create state directory {state_dir}: {exc.strerror}",
+                "pass --state-dir DIR or run as root",
+            ) from None
+        path = state_dir / DB_NAME
+        fresh = not path.exists()
+        store = cls(path)
+        if fresh:
+            os.chmod(path, 0o600)
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: writers from other processes wait, not fail."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state database {self.path} has schema version {version}, newer than this "
+                f"racker understands ({SCHEMA_VERSION})",
+                "run the racker version that wrote it, or upgrade racker",
+            )
+        while version < SCHEMA_VERSION:
+            with self.transaction() as db:
+                # executescript would COMMIT our transaction; run statements one by one.
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                version += 1
+                db.execute(f"PRAGMA user_version = {version}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- allocations -------------------------------------------------------------------
+
+    def allocations(self) -> dict[str, Allocation]:
+        rows = self._db.execute("SELECT mac, kind, address, last_wanted FROM allocations")
+        return {
+            r["mac"]: Allocation(
+                r["mac"],
+                AddressKind(r["kind"]),
+                ipaddress.IPv4Address(r["address"]),
+                r["last_wanted"],
+            )
+            for r in rows
+        }
+
+    def sync_allocations(
+        self, inventory: Inventory, plan: NetworkPlan, now: float | None = None
+    ) -> dict[str, Allocation]:
+        """Give every MAC of the inventory its stable address; return the whole table."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            existing = self.allocations()
+            table = allocate(existing, wanted_macs(inventory), plan, now)
+            db.execute("DELETE FROM allocations")
+            db.executemany(
+                "INSERT INTO allocations (mac, kind, address, last_wanted) VALUES (?, ?, ?, ?)",
+                [(a.mac, a.kind.value, str(a.address), a.last_wanted) for a in table.values()],
+            )
+        return table
+
+    # -- leases ------------------------------------------------------------------------
+
+    def leases(self) -> list[Lease]:
+        rows = self._db.execute(
+            "SELECT address, mac, state, expires, client_id, hostname FROM leases"
+        )
+        return [
+            Lease(
+                ipaddress.IPv4Address(r["address"]),
+                r["mac"],
+                r["state"],
+                r["expires"],
+                r["client_id"],
+                r["hostname"],
+            )
+            for r in rows
+        ]
+
+    def save_leases(self, leases: Iterable[Lease], now: float | None = None) -> None:
+        """Upsert many leases in one transaction (the DHCP server batches its writes)."""
+        now = time.time() if now is None else now
+        rows = [
+            (str(x.address), x.mac, x.state, x.expires, x.client_id, x.hostname, now)
+            for x in leases
+        ]
+        if not rows:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO leases (address, mac, state, expires, client_id, hostname, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (address) DO UPDATE SET mac=excluded.mac, state=excluded.state,"
+                " expires=excluded.expires, client_id=excluded.client_id,"
+                " hostname=excluded.hostname, updated=excluded.updated",
+                rows,
+            )
+
+    def delete_leases(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM leases WHERE address = ?", [(str(a),) for a in addresses])
+
+    # -- node provisioning state -------------------------------------------------------
+
+    def node_states(self) -> dict[str, NodeState]:
+        rows = self._db.execute("SELECT mac, state, since, attempt, reason, data FROM node_state")
+        return {
+            r["mac"]: NodeState(
+                r["mac"], r["state"], r["since"], r["attempt"], r["reason"], json.loads(r["data"])
+            )
+            for r in rows
+        }
+
+    def set_node_state(self, state: NodeState) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO node_state (mac, state, since, attempt, reason, data)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mac) DO UPDATE SET state=excluded.state,"
+                " since=excluded.since, attempt=excluded.attempt, reason=excluded.reason,"
+                " data=excluded.data",
+                (
+                    state.mac,
+                    state.state,
+                    state.since,
+                    state.attempt,
+                    state.reason,
+                    json.dumps(state.data or {}),
+                ),
+            )
+
+    # -- event log ---------------------------------------------------------------------
+
+    def append_events(self, events: Iterable[Event]) -> None:
+        rows = [(e.ts, e.source, e.kind, e.mac, json.dumps(e.to_dict())) for e in events]
+        if not rows:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO events (ts, source, kind, mac, data) VALUES (?, ?, ?, ?, ?)", rows
+            )
+
+    def events(self, mac: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` events (for one MAC when given), oldest first."""
+        if mac is None:
+            rows = self._db.execute("SELECT data FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(
+                "SELECT data FROM events WHERE mac = ? ORDER BY id DESC LIMIT ?", (mac, limit)
+            )
+        return [json.loads(r["data"]) for r in reversed(rows.fetchall())]
