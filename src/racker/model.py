@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$")
@@ -154,3 +154,19 @@ class NetworkPlan:
 
     def range_for(self, kind: AddressKind) -> AddressRange:
         return self.nodes if kind is AddressKind.NODE else self.bmcs
+
+
+class BootAction(enum.StrEnum):
+    """What the boot stack does for a node that network-boots (shared by DHCP, TFTP, HTTP)."""
+
+    PXE = "pxe"  # offer a boot file / loader / iPXE script
+    DISK = "disk"  # address only, no boot file: the node is installed and boots from disk
+
+
+# The per-node policy: given a MAC, what to do. The composition root builds it from the
+# orchestrator's state; servers only call it.
+BootPolicy = Callable[[str], BootAction]
+
+
+def always_pxe(_mac: str) -> BootAction:
+    return BootAction.PXE
