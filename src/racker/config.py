@@ -111,6 +111,37 @@ class BmcConfig:
 
 
 @dataclass(frozen=True)
+class PublicNicConfig:
+    """A static address for a node's secondary (public) NIC; without one it uses DHCP."""
+
+    address: ipaddress.IPv4Address
+    prefix: int = 24
+    gateway: ipaddress.IPv4Address | None = None
+    dns: list[ipaddress.IPv4Address] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InstallConfig:
+    """What the built-in Flatcar profiles install (see docs/profiles.md)."""
+
+    # Flatcar release served from the asset mirror: a version (X.Y.Z) or "current", which
+    # means the version the channel's "current" link in the mirror points to.
+    channel: Literal["stable", "beta", "alpha", "lts"] = "stable"
+    version: str = "current"
+    # Install disk per node type: a device path, "smallest" or "largest" (non-removable
+    # disks, chosen at install time). Key "*" applies to node types not listed.
+    disks: dict[str, str] = field(default_factory=lambda: {"*": "smallest"})
+    # Static public-NIC settings per node (key: primary MAC, quoted, or hostname).
+    public: dict[str, PublicNicConfig] = field(default_factory=dict)
+    # Give installed nodes a default route via network.gateway on the internal NIC.
+    internal_default_route: bool = False
+    # Release server for `racker assets fetch` (default: Flatcar's own, per channel) and the
+    # OpenPGP public key that signed the release (Flatcar's image signing key).
+    release_url: str | None = None
+    signing_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     # The PXE interface; default: found from the OEM files (see docs/oem.md).
     interface: str | None = None
@@ -122,6 +153,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     bmc: BmcConfig = field(default_factory=BmcConfig)
+    install: InstallConfig = field(default_factory=InstallConfig)
     # SSH public keys for the installed nodes' "core" user.
     ssh_authorized_keys: list[str] = field(default_factory=list)
 
