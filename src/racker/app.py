@@ -1,0 +1,134 @@
+"""The composition root (layer 5): the one place that builds concrete objects.
+
+The CLI hands it plain options; it reads racker.yaml and the OEM directory, finds the PXE
+interface, derives the address plan, opens the store, and builds servers and drivers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from racker.config import DEFAULT_OEM_DIR, DEFAULT_STATE_DIR, Config, load_config
+from racker.errors import EnvironmentProblem, InventoryError, Problem
+from racker.model import NetworkPlan
+from racker.netif import LocalInterface, local_interfaces
+from racker.netplan import make_plan
+from racker.oem import OemData, read_oem
+from racker.store import Store
+
+DEFAULT_CONFIG = Path("/etc/racker/racker.yaml")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the CLI read from flags and the environment; None means "use the default"."""
+
+    oem_dir: Path | None = None
+    state_dir: Path | None = None
+    config: Path | None = None
+    interface: str | None = None
+
+
+@dataclass(frozen=True)
+class Rack:
+    """Everything a boot-stack or BMC command needs, checked."""
+
+    config: Config
+    oem: OemData
+    interface: LocalInterface
+    plan: NetworkPlan
+    state_dir: Path
+
+
+def config_path(options: Options) -> Path | None:
+    if options.config is not None:
+        return options.config
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def read_config(options: Options) -> Config:
+    return load_config(config_path(options))
+
+
+def oem_dir(options: Options, config: Config) -> Path:
+    return options.oem_dir or config.oem_dir or DEFAULT_OEM_DIR
+
+
+def state_dir(options: Options, config: Config) -> Path:
+    return options.state_dir or config.state_dir or DEFAULT_STATE_DIR
+
+
+def read_rack_metadata(
+    options: Options, config: Config, interfaces: list[LocalInterface] | None = None
+) -> OemData:
+    interfaces = local_interfaces() if interfaces is None else interfaces
+    local_macs = frozenset(i.mac for i in interfaces if i.mac)
+    return read_oem(oem_dir(options, config), local_macs)
+
+
+def find_pxe_interface(
+    options: Options, config: Config, oem: OemData, interfaces: list[LocalInterface]
+) -> tuple[LocalInterface | None, Problem | None]:
+    """The PXE interface: --interface, racker.yaml's ``interface``, the local NIC whose MAC is
+    in ``pxe_interface``, else the one with the management row's secondary MAC."""
+    by_name = {i.name: i for i in interfaces}
+    wanted = options.interface or config.interface
+    if wanted:
+        found = by_name.get(wanted)
+        if found is None:
+            names = ", ".join(sorted(by_name)) or "none"
+            return None, Problem(
+                "--interface" if options.interface else "racker.yaml",
+                None,
+                f"no network interface named {wanted!r} on this machine",
+                f"interfaces here: {names}",
+            )
+        return found, None
+    inventory = oem.inventory
+    candidates = []
+    if inventory.pxe_interface_mac:
+        candidates.append((inventory.pxe_interface_mac, "pxe_interface"))
+    if inventory.management and inventory.management.secondary_mac:
+        candidates.append((inventory.management.secondary_mac, "the management row"))
+    for mac, origin in candidates:
+        for interface in interfaces:
+            if interface.mac == mac:
+                return interface, None
+        return None, Problem(
+            str(oem.directory / "nodes.csv") if origin != "pxe_interface" else origin,
+            inventory.management.line if inventory.management and origin != "pxe_interface" else None,
+            f"no local interface has the PXE MAC {mac} (from {origin})",
+            "pass --interface IF",
+        )
+    return None, Problem(
+        str(oem.directory),
+        None,
+        "cannot tell which interface is the PXE interface",
+        "write its MAC to pxe_interface, use the 5-column nodes.csv, or pass --interface IF",
+    )
+
+
+def load_rack(options: Options) -> Rack:
+    """Load and check everything; raise the first class of problem found, with all of them."""
+    config = read_config(options)
+    interfaces = local_interfaces()
+    oem = read_rack_metadata(options, config, interfaces)
+    if oem.problems:
+        raise InventoryError(list(oem.problems))
+    interface, problem = find_pxe_interface(options, config, oem, interfaces)
+    if interface is None:
+        assert problem is not None
+        raise EnvironmentProblem(str(problem), problem.hint)
+    address = interface.ipv4[0] if interface.ipv4 else None
+    plan = make_plan(config, address, str(config_path(options) or "racker.yaml"))
+    return Rack(config, oem, interface, plan, state_dir(options, config))
+
+
+def open_store(rack: Rack) -> Store:
+    return Store.open(rack.state_dir)
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0

@@ -1,0 +1,298 @@
+"""racker's command line (layer 6): the one place that reads flags and the environment and
+exits. Commands are thin: they build ``app.Options``, call the composition root, and print.
+
+Exit codes (docs/cli.md): 0 success; 1 a check or operation failed; 2 usage error;
+3 bad input files (configuration, nodes.csv, credentials); 4 the machine lacks something
+(interface, root, state directory); 5 a BMC failed; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from racker import __version__
+from racker.errors import ProblemsError, RackerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("racker.cli")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        if record.exc_info and log.isEnabledFor(logging.DEBUG):
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(verbose: int, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger("racker")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def fail(err: RackerError) -> NoReturn:
+    click.secho(f"error: {err.message}", fg="red", err=True)
+    if isinstance(err, ProblemsError) and len(err.problems) > 1:
+        for problem in err.problems:
+            click.echo(f"  - {problem}", err=True)
+            if problem.hint:
+                click.echo(f"      hint: {problem.hint}", err=True)
+    elif err.hint:
+        click.echo(f"  hint: {err.hint}", err=True)
+    sys.exit(err.exit_code)
+
+
+class RackerGroup(click.Group):
+    """Turns racker's errors into one clear line plus a hint, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RackerError as err:
+            fail(err)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        root.obj[str(param.name)] = value
+    return value
+
+
+def rack_options(func: F) -> F:
+    """--oem-dir/--state-dir/--config, accepted after the command name as well as before."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--oem-dir",
+                type=click.Path(path_type=Path, file_okay=False),
+                expose_value=False,
+                callback=_remember,
+                help="Rack metadata directory. [default: /usr/share/oem]",
+            ),
+            click.option(
+                "--state-dir",
+                type=click.Path(path_type=Path, file_okay=False),
+                expose_value=False,
+                callback=_remember,
+                help="State directory. [default: /var/lib/racker]",
+            ),
+            click.option(
+                "--config",
+                type=click.Path(path_type=Path, dir_okay=False),
+                expose_value=False,
+                callback=_remember,
+                help="racker.yaml.",
+            ),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def options_of(ctx: click.Context, interface: str | None = None) -> Any:
+    from racker.app import Options
+
+    obj = ctx.find_root().obj or {}
+    return Options(
+        oem_dir=obj.get("oem_dir"),
+        state_dir=obj.get("state_dir"),
+        config=obj.get("config"),
+        interface=interface,
+    )
+
+
+@click.group(cls=RackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--oem-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="RACKER_OEM_DIR",
+    help="Rack metadata directory (nodes.csv, ipmi_user, ipmi_password). [default: /usr/share/oem]",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="RACKER_STATE_DIR",
+    help="State directory (SQLite database, keys, assets). [default: /var/lib/racker]",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RACKER_CONFIG",
+    help="racker.yaml. [default: /etc/racker/racker.yaml when it exists]",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.version_option(__version__, "--version", prog_name="racker")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    oem_dir: Path | None,
+    state_dir: Path | None,
+    config: Path | None,
+    verbose: int,
+    log_format: str,
+) -> None:
+    """Provision a rack of bare-metal servers from its management node."""
+    setup_logging(verbose, log_format)
+    ctx.ensure_object(dict)
+    for key, value in (("oem_dir", oem_dir), ("state_dir", state_dir), ("config", config)):
+        ctx.obj.setdefault(key, value)
+
+
+@cli.command()
+def version() -> None:
+    """Print racker's version."""
+    click.echo(f"racker {__version__}")
+
+
+# --- factory: rack metadata (issue 2) -------------------------------------------------------
+
+
+@cli.group()
+def factory() -> None:
+    """Prepare and validate the rack metadata in the OEM directory."""
+
+
+@factory.command("check")
+@click.option(
+    "--offline", is_flag=True, help="Check the files only, not this machine's interfaces."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@rack_options
+@click.pass_context
+def factory_check_cmd(ctx: click.Context, offline: bool, as_json: bool) -> None:
+    """Validate nodes.csv, the BMC credentials and the PXE interface; exit 1 when invalid."""
+    from racker.factory import factory_check
+
+    report = factory_check(options_of(ctx), offline=offline)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for check in report.checks:
+            mark = click.style("✓", fg="green") if check.ok else click.style("✗", fg="red")
+            click.echo(f"{mark} {check.title}")
+            for problem in check.problems:
+                click.echo(f"    {problem}")
+                if problem.hint:
+                    click.echo(f"      hint: {problem.hint}")
+        click.echo("rack metadata is valid" if report.ok else "rack metadata is NOT valid")
+    sys.exit(0 if report.ok else 1)
+
+
+@factory.command("init")
+@click.option("--user", help="BMC user name (prompted on a terminal when missing).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the BMC password from standard input (it is never taken from arguments).",
+)
+@click.option("--pxe-interface", "pxe_mac", help="MAC of this machine's PXE (internal) NIC.")
+@click.option(
+    "--secondary/--no-secondary",
+    default=True,
+    show_default=True,
+    help="Write the 5-column nodes.csv template (with Secondary MAC address).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing credential files.")
+@rack_options
+@click.pass_context
+def factory_init_cmd(
+    ctx: click.Context,
+    user: str | None,
+    password_stdin: bool,
+    pxe_mac: str | None,
+    secondary: bool,
+    force: bool,
+) -> None:
+    """Write the BMC credential files (mode 0600), and a nodes.csv template if none exists."""
+    from racker.app import oem_dir, read_config
+    from racker.errors import ConfigError, Problem
+    from racker.model import parse_mac
+    from racker.oem import (
+        IPMI_PASSWORD,
+        IPMI_USER,
+        NODES_CSV,
+        Secret,
+        write_credentials,
+        write_nodes_template,
+        write_pxe_interface,
+    )
+
+    options = options_of(ctx)
+    directory = oem_dir(options, read_config(options))
+    interactive = sys.stdin.isatty() and not password_stdin
+    existing = [n for n in (IPMI_USER, IPMI_PASSWORD) if (directory / n).exists()]
+    if existing and not force:
+        raise RackerError(
+            f"{directory} already has {', '.join(existing)}",
+            "pass --force to overwrite them, or edit them and run 'racker factory check'",
+        )
+    if user is None:
+        if not interactive:
+            raise RackerError("--user is required when not on a terminal", "pass --user NAME")
+        user = click.prompt("BMC user name")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif interactive:
+        password = click.prompt("BMC password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise RackerError(
+            "no BMC password given", "pipe it in with --password-stdin (never on the command line)"
+        )
+    if not user.strip() or not password:
+        raise RackerError("the BMC user name and password must not be empty")
+    if pxe_mac is not None:
+        mac = parse_mac(pxe_mac)
+        if mac is None:
+            raise ConfigError(
+                [Problem("--pxe-interface", None, "not a MAC address", None, pxe_mac)]
+            )
+        write_pxe_interface(directory, mac)
+    csv_path = directory / NODES_CSV
+    written = [IPMI_USER, IPMI_PASSWORD]
+    if not csv_path.exists():
+        write_nodes_template(directory, secondary)
+        written.insert(0, f"{NODES_CSV} (template)")
+    write_credentials(directory, user.strip(), Secret(password))
+    click.echo(f"wrote {', '.join(written)} in {directory} (credentials mode 0600)")
+    if pxe_mac is not None:
+        click.echo(f"wrote pxe_interface ({pxe_mac})")
+    click.echo(f"next: list the servers in {csv_path}, then run 'racker factory check'")
+
+
+def main() -> None:
+    start = time.monotonic()
+    try:
+        cli.main(prog_name="racker")
+    finally:
+        log.debug("done in %.3f s", time.monotonic() - start)
