@@ -125,3 +125,9 @@ class BmcUnsupported(BmcError):
 
 class BmcTimeout(BmcError):
     retryable = True
+
+
+class BmcNotConfigured(BmcError):
+    """racker does not know the BMC's address or credentials: fix racker.yaml or the OEM files."""
+
+    retryable = False
