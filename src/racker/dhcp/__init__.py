@@ -1,0 +1,6 @@
+"""racker's DHCPv4 responder for the PXE network.
+
+``options`` (L0 tables) → ``codec`` (L1, bytes ↔ Message) → ``core`` (L1, sans-I/O decisions,
+with ``leases`` and ``boot``) → ``server`` (L3, AF_PACKET transport; ``frames`` builds and
+parses the Ethernet/IPv4/UDP around the DHCP payload).
+"""
