@@ -1,0 +1,230 @@
+"""One TFTP read transfer as a pure state machine (layer 1: no sockets, no clock).
+
+Theory of operation
+-------------------
+The server hands a ``Transfer`` the client's request options, a ``BlockSource`` (the file) and
+its limits. ``start(now)`` returns the first datagrams (an OACK when an option was accepted,
+else DATA 1); after that the server feeds every datagram from the client's TID to
+``on_datagram(data, now)`` and calls ``on_timeout(now)`` once ``deadline`` has passed. Both
+return the datagrams to send; ``status`` says when the transfer is over.
+
+Blocks are counted in absolute numbers from 1 (block 0 is the OACK) and put on the wire modulo
+65536, so a 50 MiB file at 512 bytes rolls over from 65535 to 0 and carries on (the convention
+of tftp-hpa, dnsmasq, curl and busybox). The last block is ``size // blksize + 1``: it is short,
+or empty when the size is a multiple of blksize (RFC 1350 section 6).
+
+Windows (RFC 7440): the sender sends up to ``windowsize`` blocks past the last acknowledged one.
+An ACK that moves the acknowledged block forward sends the next window from the block after it,
+which also retransmits the rest of a window the client saw a gap in (RFC 7440 section 4). An
+ACK that does not move it forward (a duplicate, or an old one overtaken by a retransmission)
+sends nothing: answering duplicates is the Sorcerer's Apprentice bug (RFC 1123 4.2.3.1) that
+doubles the traffic for the rest of the transfer. Only a timeout retransmits without an ACK,
+at most ``retries`` times in a row.
+
+Blocks are read from the source on demand, one window at a time, so many transfers of one
+large file share the page cache instead of holding copies of the file.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from racker.errors import PacketError
+from racker.tftp.packets import Error, ErrorCode, Options, decode, encode_error, encode_oack
+
+MIN_BLKSIZE = 8  # RFC 2348
+MAX_BLKSIZE = 65464  # RFC 2348: 65535 - 20 (IP) - 8 (UDP) - 4 (TFTP) - 39 (historical)
+DEFAULT_BLKSIZE = 512  # RFC 1350
+HEADERS = 20 + 8 + 4  # IPv4 + UDP + TFTP header: a block of MTU - 32 fills one unfragmented frame
+MODES = ("octet", "netascii")  # "mail" (RFC 1350) is obsolete and refused
+
+
+class BlockSource(Protocol):
+    """A readable file; ``read`` may return less than ``length`` only at the end."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+
+class BytesSource:
+    """A file held in memory (netascii conversions and tests)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
+
+
+def netascii_encode(data: bytes) -> bytes:
+    """RFC 1350 / RFC 764: CR becomes CR NUL and LF becomes CR LF (CR first, so LF's CR stays)."""
+    return data.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+
+
+def max_blksize_for_mtu(mtu: int) -> int:
+    """The largest block that fits one IPv4 packet of ``mtu`` bytes (RFC 2348 section 'blksize')."""
+    return max(MIN_BLKSIZE, min(MAX_BLKSIZE, mtu - HEADERS))
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    max_blksize: int = 1468  # from the PXE interface's MTU: max_blksize_for_mtu(mtu)
+    max_windowsize: int = 64  # config.tftp.max_windowsize
+    timeout: float = 1.0  # config.tftp.timeout, seconds before a retransmission
+    retries: int = 5  # config.tftp.retries, retransmissions in a row before giving up
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    blksize: int = DEFAULT_BLKSIZE
+    windowsize: int = 1
+    timeout: float = 1.0
+    oack: Options = ()  # the accepted options, in request order; empty means send no OACK
+
+
+def _number(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 10 else None
+
+
+def negotiate(options: Options, size: int, limits: TransferLimits) -> Negotiated:
+    """Decide the options of a read request (RFC 2347): accept what we can, ignore the rest.
+
+    Names are matched without case and answered as the client spelt them; the first of a
+    repeated option wins. An option outside its valid range is ignored rather than refused with
+    error 8, so a client with odd options still gets the file with the defaults.
+    """
+    blksize, windowsize, timeout = DEFAULT_BLKSIZE, 1, limits.timeout
+    accepted: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, value in options:
+        key = name.lower()
+        number = _number(value)
+        if key in seen or number is None:
+            continue
+        seen.add(key)
+        if key == "blksize" and number >= MIN_BLKSIZE:  # RFC 2348: 8..65464, we may lower it
+            blksize = min(number, limits.max_blksize)
+            accepted.append((name, str(blksize)))
+        elif key == "tsize":  # RFC 2349: a read request sends 0, the OACK carries the size
+            accepted.append((name, str(size)))
+        elif key == "timeout" and 1 <= number <= 255:  # RFC 2349: echoed unchanged
+            timeout = float(number)
+            accepted.append((name, value))
+        elif key == "windowsize" and 1 <= number <= 65535:  # RFC 7440: we may lower it
+            windowsize = max(1, min(number, limits.max_windowsize))
+            accepted.append((name, str(windowsize)))
+    return Negotiated(blksize, windowsize, timeout, tuple(accepted))
+
+
+class Status(enum.Enum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class Transfer:
+    """The server side of one read request (see the module docstring)."""
+
+    def __init__(self, source: BlockSource, options: Options, limits: TransferLimits) -> None:
+        self.source = source
+        self.negotiated = negotiate(options, source.size, limits)
+        self.blksize = self.negotiated.blksize
+        self.windowsize = self.negotiated.windowsize
+        self.timeout = self.negotiated.timeout
+        self.retries = limits.retries
+        self.last_block = source.size // self.blksize + 1
+        self.status = Status.RUNNING
+        self.error = ""  # why it failed
+        self.resends = 0  # datagrams sent more than once
+        self.deadline = 0.0  # when on_timeout must be called
+        self._oack = encode_oack(self.negotiated.oack) if self.negotiated.oack else b""
+        self._awaiting_oack_ack = bool(self._oack)
+        self._acked = 0  # highest block the client acknowledged
+        self._sent = 0  # highest block sent so far
+        self._tries = 0  # retransmissions in a row without progress
+
+    @property
+    def bytes_acked(self) -> int:
+        return min(self._acked * self.blksize, self.source.size)
+
+    def start(self, now: float) -> list[bytes]:
+        self.deadline = now + self.timeout
+        if self._oack:
+            return [self._oack]
+        return self._send_window(now)
+
+    def on_datagram(self, data: bytes, now: float) -> list[bytes]:
+        if self.status is not Status.RUNNING:
+            return []
+        if len(data) >= 4 and data[0] == 0 and data[1] == 4:  # ACK: the hot path, no objects
+            return self._on_ack((data[2] << 8) | data[3], now)
+        try:
+            packet = decode(data)
+        except PacketError:
+            return []  # a mangled datagram from the right TID: drop it, the timer covers it
+        if isinstance(packet, Error):
+            # ERROR 8 after our OACK is how OVMF ends its tsize probe (RFC 2347 allows it).
+            reason = f"client sent error {packet.code}"
+            self._fail(f"{reason}: {packet.message}" if packet.message else reason)
+            return []
+        self._fail(f"client sent an unexpected {type(packet).__name__} during a read")
+        return [encode_error(ErrorCode.ILLEGAL_OPERATION, "unexpected packet during a read")]
+
+    def on_timeout(self, now: float) -> list[bytes]:
+        if self.status is not Status.RUNNING or now < self.deadline:
+            return []
+        self._tries += 1
+        if self._tries > self.retries:
+            waiting = 0 if self._awaiting_oack_ack else self._acked + 1
+            self._fail(f"timed out after {self.retries} retransmissions (block {waiting})")
+            return [encode_error(ErrorCode.NOT_DEFINED, "timed out")]
+        if self._awaiting_oack_ack:
+            self.resends += 1
+            self.deadline = now + self.timeout
+            return [self._oack]
+        return self._send_window(now)
+
+    def _on_ack(self, block: int, now: float) -> list[bytes]:
+        if self._awaiting_oack_ack:
+            if block != 0:
+                return []
+            self._awaiting_oack_ack = False
+            self._tries = 0
+            return self._send_window(now)
+        delta = (block - self._acked) & 0xFFFF
+        if delta == 0 or delta > self._sent - self._acked:
+            return []  # duplicate or stale ACK: never answered (Sorcerer's Apprentice)
+        self._acked += delta
+        self._tries = 0
+        if self._acked == self.last_block:
+            self.status = Status.FINISHED
+            return []
+        return self._send_window(now)
+
+    def _send_window(self, now: float) -> list[bytes]:
+        first = self._acked + 1
+        end = min(self._acked + self.windowsize, self.last_block)
+        size = self.blksize
+        # One read for the whole window: a syscall per window, not per block.
+        chunk = self.source.read((first - 1) * size, (end - first + 1) * size)
+        out = []
+        for n in range(first, end + 1):
+            at = (n - first) * size
+            out.append(b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + chunk[at : at + size])
+        if self._sent >= first:
+            self.resends += min(self._sent, end) - first + 1
+        self._sent = max(self._sent, end)
+        self.deadline = now + self.timeout
+        return out
+
+    def _fail(self, reason: str) -> None:
+        self.status = Status.FAILED
+        self.error = reason
