@@ -1,0 +1,243 @@
+"""The endpoint handlers of the boot HTTP server (the route table is in ``server.py``).
+
+Per-node answers (``/ipxe``, ``/ignition``, ``/metadata``) are rendered by the profile catalog;
+this module only turns a request into ``NodeFacts`` + ``RenderContext``, checks tokens and lease
+binding, and turns the result (or a ``NoMatch``) into a response iPXE can show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from racker.errors import RackerError
+from racker.events import PhoneHomeEvent, Publish, discard
+from racker.model import parse_mac
+from racker.profiles import NodeFacts, NoMatch, RenderContext
+from racker.tokens import check_token, make_token
+from racker.web.assets import resolve_asset
+from racker.web.boot_script import boot_script
+from racker.web.metrics import HttpMetrics
+
+log = logging.getLogger("racker.http")
+
+IGNITION_TYPE = "application/vnd.coreos.ignition+json"
+PHONE_HOME_EVENTS = frozenset({"install-started", "installed", "failed"})
+_MAX_MESSAGE = 2000
+
+
+class Rendered(Protocol):
+    @property
+    def text(self) -> str: ...
+
+
+class RenderCatalog(Protocol):
+    """The part of ``racker.profiles.Catalog`` the server uses."""
+
+    def render_ipxe(self, facts: NodeFacts, ctx: RenderContext) -> Rendered: ...
+    def render_ignition(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]: ...
+    def render_metadata(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]: ...
+
+
+ContextFor = Callable[[NodeFacts], RenderContext]
+AddressOf = Callable[[str], str | None]
+NodeStates = Callable[[], Any]  # returns something json.dumps can write
+
+
+def _no_nodes() -> list[Any]:
+    return []
+
+
+def _no_address(_mac: str) -> str | None:
+    return None
+
+
+@dataclass
+class BootService:
+    """Everything the handlers need; one per application, no globals."""
+
+    catalog: RenderCatalog
+    context_for: ContextFor
+    key: bytes
+    assets_dir: Path
+    publish: Publish = discard
+    node_states: NodeStates = _no_nodes
+    address_of: AddressOf = _no_address
+    bind_to_lease: bool = False
+    server_url: str | None = None  # None: from the request's Host header
+    token_ttl: int = 86400
+    clock: Callable[[], float] = time.time
+    metrics: HttpMetrics = field(default_factory=HttpMetrics)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def base_url(self, request: web.Request) -> str:
+        if self.server_url:
+            return self.server_url.rstrip("/")
+        return f"{request.scheme}://{request.host}"
+
+    def facts(self, request: web.Request) -> NodeFacts:
+        q = request.query
+        return NodeFacts(
+            mac=parse_mac(q.get("mac", "")),
+            uuid=q.get("uuid") or None,
+            serial=q.get("serial") or None,
+            hostname=q.get("hostname") or None,
+            platform=q.get("platform") or None,
+            buildarch=q.get("buildarch") or None,
+            query={k: v for k, v in q.items() if k != "token"},
+        )
+
+    def context(self, request: web.Request, facts: NodeFacts, mac: str) -> RenderContext:
+        base = self.base_url(request)
+        expires = int(self.clock()) + self.token_ttl
+        ignition = make_token(self.key, mac, "ignition", expires)
+        events = make_token(self.key, mac, "events", expires)
+        return dataclasses.replace(
+            self.context_for(facts),
+            server_url=base,
+            ignition_url=f"{base}/ignition?mac={mac}&token={ignition}",
+            events_url=f"{base}/api/v1/events?mac={mac}&token={events}",
+            assets_url=f"{base}/assets",
+        )
+
+    def token_ok(self, request: web.Request, mac: str, purpose: str) -> bool:
+        token = request.query.get("token", "")
+        return bool(token) and check_token(self.key, token, mac, purpose, self.clock())
+
+    def lease_ok(self, request: web.Request, mac: str) -> bool:
+        """With bind_to_lease, per-node answers go only to the address that MAC leased."""
+        if not self.bind_to_lease:
+            return True
+        address = self.address_of(mac)
+        return address is not None and address == request.remote
+
+    def render(self, kind: str, call: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.metrics.render_seconds.labels(kind).observe(time.perf_counter() - start)
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    async def boot_ipxe(self, request: web.Request) -> web.Response:
+        return web.Response(text=boot_script(self.base_url(request)))
+
+    async def ipxe(self, request: web.Request) -> web.Response:
+        return self._node_answer(request, "ipxe")
+
+    async def ignition(self, request: web.Request) -> web.Response:
+        return self._node_answer(request, "ignition")
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        return self._node_answer(request, "metadata")
+
+    def _node_answer(self, request: web.Request, kind: str) -> web.Response:
+        facts = self.facts(request)
+        mac = facts.mac
+        if mac is None:
+            return _text(400, "missing or malformed mac= (chain from /boot.ipxe)")
+        if kind == "ignition" and not self.token_ok(request, mac, "ignition"):
+            return _text(403, f"missing, expired or invalid token for {mac}; fetch /ipxe again")
+        if not self.lease_ok(request, mac):
+            return _text(403, f"{mac} has no lease for {request.remote} (http.bind_to_lease)")
+        try:
+            ctx = self.context(request, facts, mac)
+            if kind == "ipxe":
+                rendered = self.render(kind, lambda: self.catalog.render_ipxe(facts, ctx))
+                return web.Response(text=rendered.text)
+            if kind == "ignition":
+                data = self.render(kind, lambda: self.catalog.render_ignition(facts, ctx))
+                return web.Response(text=json.dumps(data), content_type=IGNITION_TYPE)
+            data = self.render(kind, lambda: self.catalog.render_metadata(facts, ctx))
+            return _metadata_response(request, data)
+        except NoMatch as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            return _text(404, f"no {kind} for {mac}: {exc.message}{hint}")
+        except RackerError as exc:
+            log.error("rendering %s for %s failed: %s", kind, mac, exc.message)
+            return _text(500, f"rendering {kind} for {mac} failed: {exc.message}")
+
+    async def assets(self, request: web.Request) -> web.StreamResponse:
+        found = resolve_asset(self.assets_dir, request.match_info["path"])
+        if found.path is None:
+            log.debug("asset %s refused: %s", request.rel_url.raw_path, found.reason)
+            return _text(404, "no such asset")
+        return web.FileResponse(found.path)
+
+    async def events(self, request: web.Request) -> web.Response:
+        mac = parse_mac(request.query.get("mac", ""))
+        if mac is None:
+            return _text(400, "missing or malformed mac=")
+        if not self.token_ok(request, mac, "events"):
+            return _text(403, f"missing, expired or invalid token for {mac}")
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _text(400, f"the event body is not JSON: {exc}")
+        if not isinstance(body, dict):
+            return _text(
+                400, 'the event body must be a JSON object: {"event": ..., "message": ...}'
+            )
+        kind = body.get("event")
+        if kind not in PHONE_HOME_EVENTS:
+            known = ", ".join(sorted(PHONE_HOME_EVENTS))
+            return _text(400, f"unknown event {kind!r}; expected one of: {known}")
+        message = body.get("message", "")
+        if not isinstance(message, str):
+            return _text(400, "message must be a string")
+        event = PhoneHomeEvent(kind=kind, mac=mac, ts=self.clock(), message=message[:_MAX_MESSAGE])
+        self.publish(event)
+        return web.json_response({"accepted": kind})
+
+    async def nodes(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            text=json.dumps(self.node_states(), default=str), content_type="application/json"
+        )
+
+    async def metrics_text(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.exposition(), headers={"Content-Type": self.metrics.content_type}
+        )
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+
+def _text(status: int, message: str) -> web.Response:
+    # iPXE prints nothing of a failed body, but curl and operators reading logs do.
+    return web.Response(status=status, text=f"racker: {message}\n")
+
+
+def _metadata_response(request: web.Request, data: Mapping[str, Any]) -> web.Response:
+    """JSON by default; ``KEY=value`` lines for ``?format=env`` (shell-sourceable)."""
+    if request.query.get("format") != "env":
+        return web.Response(text=json.dumps(data), content_type="application/json")
+    lines = [f"{key}={shlex.quote(value)}" for key, value in _flatten(data, "")]
+    return web.Response(text="\n".join(lines) + "\n")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}".upper().replace("-", "_").replace(".", "_")
+        if isinstance(value, Mapping):
+            out.extend(_flatten(value, name + "_"))
+        elif isinstance(value, list | tuple):
+            out.append((name, " ".join(str(v) for v in value)))
+        elif isinstance(value, bool):
+            out.append((name, "true" if value else "false"))
+        else:
+            out.append((name, "" if value is None else str(value)))
+    return out

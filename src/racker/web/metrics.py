@@ -1,0 +1,47 @@
+"""Prometheus metrics of the HTTP server, in a registry of its own (no global state).
+
+The composition root may hand in one shared ``CollectorRegistry`` and register the DHCP and
+TFTP servers' collectors in it too; ``/metrics`` then exposes everything in one scrape.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# Renders are jinja2 in-process: sub-millisecond to a few ms is the interesting range.
+_RENDER_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class HttpMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = Counter(
+            "racker_http_requests",
+            "HTTP requests answered, by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.bytes_sent = Counter(
+            "racker_http_sent_bytes",
+            "Response body bytes sent, by route",
+            ["route"],
+            registry=self.registry,
+        )
+        self.render_seconds = Histogram(
+            "racker_http_render_seconds",
+            "Time to render a node's iPXE script, Ignition or metadata",
+            ["kind"],
+            buckets=_RENDER_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, sent: int) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        if sent:
+            self.bytes_sent.labels(route).inc(sent)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

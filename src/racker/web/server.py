@@ -1,0 +1,198 @@
+"""The boot HTTP server: route table, request observation, and the asyncio lifecycle.
+
+``make_app`` builds the ``web.Application`` (what aiohttp's test client runs);
+``BootHttpServer`` binds it to the PXE interface address. Every request, whatever its outcome,
+is counted, logged (path only: the query holds tokens) and published as an ``HttpEvent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from racker.errors import EnvironmentProblem
+from racker.events import HttpEvent, Publish, discard
+from racker.model import parse_mac
+from racker.web.handlers import (
+    AddressOf,
+    BootService,
+    ContextFor,
+    NodeStates,
+    RenderCatalog,
+    _no_address,
+    _no_nodes,
+)
+from racker.web.metrics import HttpMetrics
+
+log = logging.getLogger("racker.http")
+
+SERVICE = web.AppKey("racker_boot_service", BootService)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(
+    catalog: RenderCatalog,
+    context_for: ContextFor,
+    *,
+    key: bytes,
+    assets_dir: Path,
+    publish: Publish = discard,
+    node_states: NodeStates = _no_nodes,
+    address_of: AddressOf = _no_address,
+    bind_to_lease: bool = False,
+    server_url: str | None = None,
+    registry: CollectorRegistry | None = None,
+    token_ttl: int = 86400,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    svc = BootService(
+        catalog=catalog,
+        context_for=context_for,
+        key=key,
+        assets_dir=assets_dir,
+        publish=publish,
+        node_states=node_states,
+        address_of=address_of,
+        bind_to_lease=bind_to_lease,
+        server_url=server_url,
+        token_ttl=token_ttl,
+        clock=clock,
+        metrics=HttpMetrics(registry),
+    )
+    app = web.Application(middlewares=[_observe])
+    app[SERVICE] = svc
+    app.router.add_routes(
+        [
+            web.get("/boot.ipxe", svc.boot_ipxe),
+            web.get("/ipxe", svc.ipxe),
+            web.get("/ignition", svc.ignition),
+            web.get("/metadata", svc.metadata),
+            web.get("/assets/{path:.*}", svc.assets),  # also answers HEAD
+            web.post("/api/v1/events", svc.events),
+            web.get("/api/v1/nodes", svc.nodes),
+            web.get("/metrics", svc.metrics_text),
+            web.get("/healthz", svc.healthz),
+        ]
+    )
+    return app
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Send the response here (not after the middleware) so its size and time are known."""
+    start = time.perf_counter()
+    status, sent = 500, 0
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        await response.prepare(request)  # FileResponse sends the file (sendfile) right here
+        await response.write_eof()
+        status, sent = response.status, _body_bytes(request, response)
+        return response
+    except web.HTTPException as exc:  # router's 404/405, client_max_size's 413
+        status, sent = exc.status, len(exc.text or "")
+        raise
+    except (ConnectionError, asyncio.CancelledError):  # the client went away mid-response
+        status = response.status if response is not None and response.prepared else 499
+        raise
+    finally:
+        _record(request, status, sent, time.perf_counter() - start)
+
+
+def _body_bytes(request: web.Request, response: web.StreamResponse) -> int:
+    # A FileResponse goes out through sendfile(2), which the writer's counters never see; the
+    # Content-Length of what was sent (the range, for a 206) is the body size.
+    if request.method == "HEAD" or response.status in (204, 304):
+        return 0
+    return response.content_length or 0
+
+
+def _record(request: web.Request, status: int, sent: int, duration: float) -> None:
+    svc = request.app[SERVICE]
+    route = _route_name(request)
+    path = request.rel_url.raw_path  # percent-encoded, without the query (tokens live there)
+    mac = parse_mac(request.query.get("mac", ""))
+    peer = request.remote or ""
+    svc.metrics.observe_request(request.method, route, status, sent)
+    log.info("%s %s %s %d %d %.1fms", peer, request.method, path, status, sent, duration * 1e3)
+    event = HttpEvent(
+        kind="request",
+        mac=mac,
+        ts=svc.clock(),
+        peer=peer,
+        method=request.method,
+        path=path,
+        status=status,
+        bytes=sent,
+        duration=duration,
+    )
+    try:
+        svc.publish(event)
+    except Exception:  # a broken subscriber must not break serving
+        log.exception("publishing an HTTP event failed")
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+class BootHttpServer:
+    """``make_app`` bound to ``host:port`` (or a ready socket), with start/close."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        catalog: RenderCatalog,
+        context_for: ContextFor,
+        *,
+        sock: socket.socket | None = None,
+        **app_options: Any,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._sock = sock
+        if "server_url" not in app_options and port:
+            app_options["server_url"] = f"http://{host}:{port}"
+        self.app = make_app(catalog, context_for, **app_options)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def metrics(self) -> HttpMetrics:
+        return self.app[SERVICE].metrics
+
+    async def start(self) -> None:
+        # access_log=None: aiohttp's access log prints the query string, and tokens live there.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(runner, self._sock)
+        else:
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise EnvironmentProblem(
+                f"the HTTP server cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                "is another server using the port? change http.port in racker.yaml",
+            ) from None
+        self._runner = runner
+        bound = runner.addresses[0]
+        self.port = int(bound[1])
+        log.info("HTTP boot server listening on %s:%d", bound[0], self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
