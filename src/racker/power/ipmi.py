@@ -1,0 +1,199 @@
+"""IPMI v2.0 (RMCP+) power driver on pyghmi (layer 2).
+
+pyghmi is blocking, so each operation runs in a bounded thread pool: one session per
+operation (log in, send the requests, log out; see ``pyghmi_client``). Around it:
+
+- a deadline: every operation ends within ``timeout`` seconds (config ``bmc.timeout``), time
+  spent waiting for the BMC's previous operation included; pyghmi's own waits (~5 s for an
+  unreachable BMC, ~28 s for one that died mid-session) never reach the caller;
+- per-BMC serialisation: one operation at a time per BMC (BMCs have few session slots, and
+  pyghmi is slow when one session is shared by threads); the BMC stays busy until the thread
+  has really finished, even after the caller was given up on;
+- different BMCs run concurrently, up to ``max_workers`` at once;
+- recovery: when an operation fails or times out, the BMC's cached pyghmi sessions are evicted,
+  so the next operation logs in afresh (a restarted BMC works again without restarting racker).
+
+Errors are ``BmcUnreachable``, ``BmcAuthFailed``, ``BmcUnsupported``, ``BmcTimeout`` (or
+``BmcError`` for other completion codes); none contains the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from racker.errors import BmcError, BmcTimeout, BmcUnreachable
+from racker.events import Publish, discard
+from racker.power import ipmi_codec, pyghmi_client
+from racker.power.base import (
+    BmcInfo,
+    BmcTarget,
+    BootSetting,
+    PowerAction,
+    PowerDriver,
+    PowerState,
+)
+from racker.power.pyghmi_client import PyghmiSession
+
+log = logging.getLogger("racker.power")
+
+T = TypeVar("T")
+
+# What a blocking operation does with a logged-in session.
+Steps = Callable[[PyghmiSession], T]
+# Opens a session (the one choke point; tests may hand in another).
+Opener = Callable[[BmcTarget], PyghmiSession]
+
+
+class _Progress:
+    """Written by the worker thread, read by the event loop after a timeout."""
+
+    def __init__(self) -> None:
+        self.logged_in = threading.Event()
+
+
+class IpmiDriver(PowerDriver):
+    name = "ipmi"
+
+    def __init__(
+        self,
+        timeout: float = 20.0,
+        publish: Publish = discard,
+        max_workers: int = 64,
+        opener: Opener = pyghmi_client.open_session,
+    ) -> None:
+        super().__init__(timeout, publish)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="racker-ipmi")
+        self._busy: dict[tuple[str, int], asyncio.Lock] = {}
+        self._open = opener
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def _do_power_status(self, target: BmcTarget) -> PowerState:
+        def steps(s: PyghmiSession) -> PowerState:
+            return ipmi_codec.decode_power_state(s.send(ipmi_codec.chassis_status()))
+
+        return await self._run(target, "power status", steps)
+
+    async def _do_power(self, target: BmcTarget, action: PowerAction) -> None:
+        def steps(s: PyghmiSession) -> None:
+            s.send(ipmi_codec.chassis_control(action))
+
+        await self._run(target, f"power {action}", steps)
+
+    async def _do_set_boot(self, target: BmcTarget, setting: BootSetting) -> None:
+        def steps(s: PyghmiSession) -> None:
+            _keep_boot_flags(s)
+            s.send(ipmi_codec.set_boot_flags(setting))
+
+        await self._run(target, f"set boot device {setting}", steps)
+
+    async def _do_get_boot(self, target: BmcTarget) -> BootSetting:
+        def steps(s: PyghmiSession) -> BootSetting:
+            return ipmi_codec.decode_boot_flags(s.send(ipmi_codec.get_boot_flags()))
+
+        return await self._run(target, "get boot device", steps)
+
+    async def _do_disable_timer(self, target: BmcTarget) -> None:
+        def steps(s: PyghmiSession) -> None:
+            s.send(ipmi_codec.keep_boot_flags())
+
+        await self._run(target, "disable boot flag timer", steps)
+
+    async def _do_info(self, target: BmcTarget) -> BmcInfo:
+        def steps(s: PyghmiSession) -> BmcInfo:
+            return ipmi_codec.decode_device_id(s.send(ipmi_codec.device_id()))
+
+        return await self._run(target, "get device id", steps)
+
+    # -- the deadline, serialisation and recovery around every operation ----------------
+
+    async def _run(self, target: BmcTarget, what: str, steps: Steps[T]) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        key = (target.host, target.port)
+        busy = self._busy.setdefault(key, asyncio.Lock())
+        try:
+            await asyncio.wait_for(busy.acquire(), self.timeout)
+        except TimeoutError:
+            raise BmcTimeout(
+                target.node,
+                f"{what}: the previous operation on the BMC at {target.address} is still "
+                f"running after {self.timeout:g} s",
+                "the BMC is not answering; retry later",
+            ) from None
+        progress = _Progress()
+        try:
+            future = loop.run_in_executor(self._pool, self._blocking, target, what, steps, progress)
+        except BaseException:
+            busy.release()
+            raise
+        # The BMC is free again only when the thread has finished, not when we stop waiting.
+        future.add_done_callback(lambda f: _finished(f, busy))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
+        except TimeoutError:
+            evicted = pyghmi_client.evict(target.host, target.port)
+            log.debug("%s: gave up on %s; evicted %d session(s)", target.node, what, evicted)
+            if progress.logged_in.is_set():
+                raise BmcTimeout(
+                    target.node,
+                    f"{what}: the BMC at {target.address} stopped answering; gave up after "
+                    f"{self.timeout:g} s",
+                    "the BMC may be restarting or overloaded; retry later",
+                ) from None
+            raise BmcUnreachable(
+                target.node,
+                f"{what}: no answer from the BMC at {target.address} within {self.timeout:g} s",
+                pyghmi_client._UNREACHABLE_HINT,
+            ) from None
+
+    def _blocking(self, target: BmcTarget, what: str, steps: Steps[T], progress: _Progress) -> T:
+        """Runs in a worker thread: log in, run the steps, log out."""
+        session = self._open(target)
+        progress.logged_in.set()
+        try:
+            return steps(session)
+        except ipmi_codec.ReplyError as exc:
+            pyghmi_client.evict(target.host, target.port)
+            raise BmcError(
+                target.node, f"{what}: the BMC at {target.address} sent a bad reply: {exc}"
+            ) from None
+        except BmcError:
+            pyghmi_client.evict(target.host, target.port)
+            raise
+        except Exception as exc:
+            # pyghmi raises assorted TypeError/KeyError on unexpected packets; keep the type
+            # only (its text could in principle echo session data).
+            pyghmi_client.evict(target.host, target.port)
+            raise BmcError(
+                target.node,
+                f"{what}: IPMI client failure talking to {target.address} ({type(exc).__name__})",
+                "retry; report a bug if it persists",
+            ) from None
+        finally:
+            session.close()
+
+
+def _finished(future: asyncio.Future[Any], busy: asyncio.Lock) -> None:
+    busy.release()
+    if not future.cancelled():
+        future.exception()  # retrieved: an abandoned operation's error was already reported
+
+
+def _keep_boot_flags(session: PyghmiSession) -> None:
+    # Some BMCs refuse parameter 3; the boot device can still be set, only the 60 s timer
+    # stays armed (so power on soon after). Anything else is a real error.
+    try:
+        session.send(ipmi_codec.keep_boot_flags())
+    except BmcError as exc:
+        if exc.retryable:
+            raise
+        log.info("%s: BMC refused to keep boot flags: %s", session.target.node, exc.message)

@@ -1,0 +1,168 @@
+"""From NODE arguments to BMC targets (layer 1: pure; data in, targets or errors out).
+
+A NODE is a primary MAC, a BMC MAC (any separator or case), a hostname (``Node.hostname``,
+e.g. ``worker-a1b2c3``) or a row number of nodes.csv (``Node.index``, from 1). A BMC's address
+is racker's own allocation for the node's BMC MAC (DHCP hands exactly that address to the BMC),
+unless racker.yaml's ``bmc.addresses`` names a static one for the node (``host`` or
+``host:port``, IPv6 as ``[addr]:port``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+
+from racker.allocation import Allocation
+from racker.errors import BmcNotConfigured, ConfigError, NodeNotFound, Problem
+from racker.model import AddressKind, Inventory, Node, parse_mac
+from racker.power.base import IPMI_PORT, BmcCredentials, BmcTarget
+
+NODE_HELP = "NODE is a primary MAC, BMC MAC, hostname or row number of nodes.csv"
+
+
+def find_node(inventory: Inventory, ref: str) -> Node | None:
+    text = ref.strip()
+    mac = parse_mac(text)
+    if mac is not None:
+        return inventory.by_mac(mac)
+    if text.isdigit():
+        index = int(text)
+        return next((n for n in inventory.nodes if n.index == index), None)
+    lowered = text.lower()
+    return next((n for n in inventory.nodes if n.hostname.lower() == lowered), None)
+
+
+def select_nodes(inventory: Inventory, refs: Sequence[str], all_nodes: bool = False) -> list[Node]:
+    """The nodes named by ``refs`` (or every provisionable node), in order, without repeats.
+
+    The management node (where racker runs) is never selected: powering it off would stop
+    racker itself.
+    """
+    if all_nodes:
+        if refs:
+            raise NodeNotFound("give either NODE arguments or --all, not both")
+        return list(inventory.provisionable)
+    if not refs:
+        raise NodeNotFound("no NODE given", f"{NODE_HELP}; or pass --all")
+    chosen: list[Node] = []
+    for ref in refs:
+        node = find_node(inventory, ref)
+        if node is None:
+            raise NodeNotFound(f"no node {ref!r} in {inventory.source}", _hint(inventory))
+        if node is inventory.management:
+            raise NodeNotFound(
+                f"{ref!r} is the management node ({node.hostname}); racker runs there and "
+                "does not control its power",
+                "name another node",
+            )
+        if node not in chosen:
+            chosen.append(node)
+    return chosen
+
+
+def _hint(inventory: Inventory) -> str:
+    rows = len(inventory.nodes)
+    example = inventory.provisionable[0].hostname if inventory.provisionable else None
+    extra = f" (e.g. {example}, or 1..{rows})" if example else ""
+    return NODE_HELP + extra
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port). Raises ValueError."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty address")
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("missing ']' after an IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError("expected ':PORT' after ']'")
+        port_text = rest[1:]
+        ipaddress.IPv6Address(host)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        ipaddress.IPv6Address(text)  # a bare IPv6 address, no port
+    if not host:
+        raise ValueError("empty host")
+    port = IPMI_PORT
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
+        port = int(port_text)
+    return host, port
+
+
+def static_addresses(
+    inventory: Inventory, overrides: Mapping[str, str], source: str = "racker.yaml"
+) -> dict[str, tuple[str, int]]:
+    """``bmc.addresses`` resolved to {primary MAC: (host, port)}; every bad entry reported."""
+    problems: list[Problem] = []
+    resolved: dict[str, tuple[str, int]] = {}
+    for ref, value in overrides.items():
+        key = f"bmc.addresses.{ref}"
+        node = find_node(inventory, ref)
+        if node is None:
+            problems.append(Problem(source, None, f"{key}: no such node", _hint(inventory), ref))
+            continue
+        try:
+            address = parse_host_port(str(value))
+        except ValueError as exc:
+            problems.append(
+                Problem(source, None, f"{key}: {exc}", "write host or host:port", str(value))
+            )
+            continue
+        if node.primary_mac in resolved and resolved[node.primary_mac] != address:
+            problems.append(Problem(source, None, f"{key}: node {node.hostname} given twice"))
+            continue
+        resolved[node.primary_mac] = address
+    if problems:
+        raise ConfigError(problems)
+    return resolved
+
+
+def bmc_target(
+    node: Node,
+    credentials: BmcCredentials | None,
+    allocations: Mapping[str, Allocation],
+    static: Mapping[str, tuple[str, int]],
+) -> BmcTarget:
+    """The BMC target of ``node``; ``BmcNotConfigured`` if racker lacks its address or login."""
+    if node.primary_mac in static:
+        host, port = static[node.primary_mac]
+    else:
+        allocation = allocations.get(node.bmc_mac)
+        if allocation is None or allocation.kind is not AddressKind.BMC:
+            raise BmcNotConfigured(
+                node.hostname,
+                f"no address allocated for BMC MAC {node.bmc_mac}",
+                "run 'racker serve' once (it allocates BMC addresses) or set bmc.addresses "
+                "in racker.yaml",
+            )
+        host, port = str(allocation.address), IPMI_PORT
+    if credentials is None:
+        raise BmcNotConfigured(
+            node.hostname,
+            "no BMC credentials",
+            "write the OEM files ipmi_user and ipmi_password ('racker factory init')",
+        )
+    return BmcTarget(node.hostname, host, credentials, port, node.primary_mac)
+
+
+def bmc_targets(
+    nodes: Iterable[Node],
+    credentials: BmcCredentials | None,
+    allocations: Mapping[str, Allocation],
+    static: Mapping[str, tuple[str, int]],
+) -> list[tuple[Node, BmcTarget | BmcNotConfigured]]:
+    """Every node's target, or the reason it has none (so one bad row spoils nothing)."""
+    out: list[tuple[Node, BmcTarget | BmcNotConfigured]] = []
+    for node in nodes:
+        try:
+            out.append((node, bmc_target(node, credentials, allocations, static)))
+        except BmcNotConfigured as exc:
+            out.append((node, exc))
+    return out
