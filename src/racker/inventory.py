@@ -92,6 +92,7 @@ def parse_nodes_csv(text: str, filename: str = "nodes.csv") -> ParsedNodes:
         if has_secondary:
             names.append("Secondary MAC address")
         macs: list[str | None] = []
+        duplicate = False
         for name, raw in zip(names, fields, strict=False):
             mac = parse_mac(raw)
             if mac is None:
@@ -105,6 +106,7 @@ def parse_nodes_csv(text: str, filename: str = "nodes.csv") -> ParsedNodes:
                     )
                 )
             elif mac in seen:
+                duplicate = True
                 first_line, first_column = seen[mac]
                 problems.append(
                     Problem(
@@ -132,7 +134,7 @@ def parse_nodes_csv(text: str, filename: str = "nodes.csv") -> ParsedNodes:
                     node_type,
                 )
             )
-        if None in macs or not node_type or looks_like_mac(node_type):
+        if None in macs or duplicate or not node_type or looks_like_mac(node_type):
             continue
         primary, bmc = macs[0], macs[1]
         assert primary is not None and bmc is not None

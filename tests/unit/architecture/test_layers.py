@@ -1,0 +1,152 @@
+"""The architecture of ../shared/STYLE.md, kept true: a lower layer never imports a higher one.
+
+Every module of src/racker must match a pattern below; a new module that matches none fails
+this test until it is given a layer, so the picture stays the real picture.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parents[3] / "src"
+
+LAYERS: list[tuple[int, list[str]]] = [
+    (
+        0,
+        ["racker", "racker.errors", "racker.model", "racker.events", "racker.dhcp", "racker.dhcp.options", "racker.tftp"],
+    ),
+    (
+        1,
+        [
+            "racker.config",
+            "racker.inventory",
+            "racker.allocation",
+            "racker.netplan",
+            "racker.tokens",
+            "racker.dhcp.codec",
+            "racker.dhcp.core",
+            "racker.dhcp.leases",
+            "racker.dhcp.policy",
+            "racker.tftp.packets",
+            "racker.tftp.transfer",
+            "racker.tftp.netascii",
+            "racker.profiles",
+            "racker.profiles.*",
+            "racker.bootstrap.machine",
+            "racker.bootstrap.plan",
+            "racker.bootstrap.lokomotive",
+        ],
+    ),
+    (
+        2,
+        [
+            "racker.store",
+            "racker.netif",
+            "racker.oem",
+            "racker.assets",
+            "racker.tftp.files",
+            "racker.power",
+            "racker.power.*",
+        ],
+    ),
+    (3, ["racker.dhcp.server", "racker.dhcp.*", "racker.tftp.server", "racker.tftp.*", "racker.web", "racker.web.*"]),
+    (4, ["racker.bootstrap", "racker.bootstrap.*"]),
+    (5, ["racker.app", "racker.factory", "racker.serve", "racker.sim", "racker.sim.*"]),
+    (6, ["racker.cli"]),
+]
+
+# Third-party or I/O modules a pure core (layers 0 and 1) must not touch.
+IO_MODULES = {
+    "asyncio", "socket", "subprocess", "aiohttp", "click", "pyghmi", "scapy", "sqlite3",
+    "threading", "selectors", "rich",
+}
+PURE_ALLOWED_THIRD_PARTY = {"yaml", "jinja2", "tftpy"}
+
+
+def layer_of(module: str) -> int | None:
+    # Exact names win over patterns; among patterns, the first listed wins.
+    for layer, patterns in LAYERS:
+        if module in patterns:
+            return layer
+    for layer, patterns in LAYERS:
+        if any(fnmatch.fnmatchcase(module, p) for p in patterns if "*" in p):
+            return layer
+    return None
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted((SRC / "racker").rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports_of(module: str, path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            names.add(target)
+            # "from racker.dhcp import server" imports the submodule racker.dhcp.server
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                if candidate in MODULES:
+                    names.add(candidate)
+    return names
+
+
+MODULES = modules()
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [m for m in MODULES if layer_of(m) is None]
+    assert not unplaced, f"give these modules a layer in {__file__}: {unplaced}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down(module: str) -> None:
+    own = layer_of(module)
+    if own is None:
+        pytest.fail(f"{module} has no layer")
+    for name in sorted(imports_of(module, MODULES[module])):
+        if name.startswith("racker"):
+            target = name if name in MODULES else name.rpartition(".")[0]
+            other = layer_of(target)
+            assert other is not None, f"{module} imports unknown racker module {name}"
+            assert other <= own, f"{module} (L{own}) imports {name} (L{other})"
+        elif own <= 1:
+            top = name.split(".")[0]
+            assert top not in IO_MODULES, f"pure module {module} (L{own}) imports {name}"
+            assert (
+                top in sys.stdlib_module_names or top in PURE_ALLOWED_THIRD_PARTY or top == "__future__"
+            ), f"pure module {module} (L{own}) imports third-party {name}"
+        if own == 0 and not name.startswith("racker"):
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or top == "__future__", (
+                f"layer-0 module {module} imports {name}: stdlib only"
+            )
+
+
+def test_the_check_can_fail() -> None:
+    """A deliberately wrong import is caught (guards against a vacuous layer test)."""
+    assert layer_of("racker.dhcp.core") == 1
+    assert layer_of("racker.dhcp.server") == 3
+    assert layer_of("racker.cli") == 6
+    assert layer_of("racker.nonexistent_thing") is None

@@ -1,0 +1,118 @@
+"""OEM directory reading (credentials, management row, PXE MAC) and the address plan."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from racker.config import Config, DhcpConfig, NetworkConfig
+from racker.errors import ConfigError
+from racker.model import AddressRange
+from racker.netplan import make_plan
+from racker.oem import Secret, read_oem, write_credentials
+
+EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
+
+
+@pytest.fixture
+def oem(tmp_path: Path) -> Path:
+    directory = tmp_path / "oem"
+    shutil.copytree(EXAMPLE, directory)
+    write_credentials(directory, "admin", Secret("s3cret-pw"))
+    return directory
+
+
+def test_example_rack_is_valid(oem: Path) -> None:
+    data = read_oem(oem)
+    assert data.problems == ()
+    assert data.credentials is not None
+    assert data.credentials.user == "admin"
+    assert data.credentials.password.reveal() == "s3cret-pw"
+    assert "s3cret" not in repr(data) and "s3cret" not in str(data.credentials)
+    assert data.inventory.management is not None
+    assert data.inventory.management.primary_mac == "52:54:00:99:00:01"
+    assert len(data.inventory.provisionable) == 5
+    assert data.inventory.types() == {"red": 2, "purple": 3}
+
+
+def test_credentials_are_written_0600(oem: Path) -> None:
+    for name in ("ipmi_user", "ipmi_password"):
+        assert os.stat(oem / name).st_mode & 0o777 == 0o600
+
+
+def test_management_row_found_by_local_mac_without_pxe_file(oem: Path) -> None:
+    (oem / "pxe_interface").unlink()
+    assert read_oem(oem).inventory.management is None
+    data = read_oem(oem, local_macs=frozenset({"52:54:00:99:00:30"}))
+    assert data.inventory.management is not None
+    assert data.inventory.management.line == 6
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: (d / "ipmi_password").chmod(0o644), "is readable by others (mode 0644)"),
+        (lambda d: (d / "ipmi_user").write_text("\n"), "is empty"),
+        (lambda d: (d / "ipmi_password").unlink(), "file is missing"),
+        (lambda d: (d / "ipmi_user").write_text("a\nb\n"), "has more than one line"),
+        (lambda d: (d / "pxe_interface").write_text("eth0\n"), "not a MAC address"),
+        (lambda d: (d / "nodes.csv").write_bytes(b"\xff\xfe"), "file is not UTF-8 text"),
+        (
+            lambda d: (d / "pxe_interface").write_text("52:54:00:99:99:99\n"),
+            "no row is the management node",
+        ),
+    ],
+)
+def test_bad_oem_files(oem: Path, setup: object, message: str) -> None:
+    setup(oem)  # type: ignore[operator]
+    problems = read_oem(oem).problems
+    assert any(p.message.startswith(message) for p in problems), problems
+    assert all(p.hint for p in problems if p.message.startswith(message))
+
+
+def test_plan_defaults_come_from_the_interface() -> None:
+    plan = make_plan(Config(), ipaddress.IPv4Interface("10.99.0.1/24"))
+    assert plan.server == ipaddress.IPv4Address("10.99.0.1")
+    assert str(plan.nodes) == "10.99.0.64-10.99.0.127"
+    assert str(plan.bmcs) == "10.99.0.128-10.99.0.191"
+    assert str(plan.pool) == "10.99.0.192-10.99.0.254"
+
+
+def test_plan_from_config_without_interface_address() -> None:
+    config = Config(
+        network=NetworkConfig(
+            subnet=ipaddress.IPv4Network("172.16.0.0/16"), server=ipaddress.IPv4Address("172.16.0.1")
+        )
+    )
+    plan = make_plan(config, None)
+    assert str(plan.nodes) == "172.16.64.0-172.16.127.255"
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        (Config(), "PXE interface has no IPv4 address"),
+        (
+            Config(network=NetworkConfig(nodes=AddressRange.parse("10.99.0.1-10.99.0.9"))),
+            "contains racker's own address",
+        ),
+        (
+            Config(network=NetworkConfig(bmcs=AddressRange.parse("10.99.0.100-10.99.0.130"))),
+            "network.nodes 10.99.0.64-10.99.0.127 overlaps network.bmcs",
+        ),
+        (
+            Config(dhcp=DhcpConfig(pool=AddressRange.parse("10.98.0.1-10.98.0.9"))),
+            "dhcp.pool 10.98.0.1-10.98.0.9 is not inside",
+        ),
+        (Config(network=NetworkConfig(subnet=ipaddress.IPv4Network("10.99.0.0/30"))), "too small"),
+    ],
+)
+def test_bad_plans(config: Config, fragment: str) -> None:
+    address = None if config == Config() else ipaddress.IPv4Interface("10.99.0.1/24")
+    with pytest.raises(ConfigError) as info:
+        make_plan(config, address)
+    assert any(fragment in str(p) for p in info.value.problems), info.value.problems
