@@ -188,13 +188,16 @@ def factory() -> None:
     "--offline", is_flag=True, help="Check the files only, not this machine's interfaces."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--interface", help="The PXE interface (default: found from the OEM files).")
 @rack_options
 @click.pass_context
-def factory_check_cmd(ctx: click.Context, offline: bool, as_json: bool) -> None:
+def factory_check_cmd(
+    ctx: click.Context, offline: bool, as_json: bool, interface: str | None
+) -> None:
     """Validate nodes.csv, the BMC credentials and the PXE interface; exit 1 when invalid."""
     from racker.factory import factory_check
 
-    report = factory_check(options_of(ctx), offline=offline)
+    report = factory_check(options_of(ctx, interface), offline=offline)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

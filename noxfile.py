@@ -1,0 +1,34 @@
+"""Developer sessions. CI runs scripts/test (the README's test command), which is `tests`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every test, including those that need root and network namespaces (run as root)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py")
+    session.run("mypy", "src")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the reference tools (root; figures go to docs/benchmarks.md)."""
+    session.install("-e", ".[test]")
+    scripts = session.posargs or sorted(str(p) for p in Path("bench").glob("*.py"))
+    for script in scripts:
+        session.run("python", script)
