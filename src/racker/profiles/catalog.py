@@ -1,0 +1,185 @@
+"""The loaded profiles and groups, and rendering for one machine (layer 1: pure).
+
+A profile is what a machine boots (kernel, initrds, args, or its own iPXE template) and the
+Ignition config it gets; a group says which machines get which profile. ``Catalog`` is built by
+``load_catalog`` (loading.py) and is immutable: the web server calls it from any request.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import jinja2
+import yaml
+
+from racker.errors import Problem
+from racker.profiles.context import NodeFacts, RenderContext, template_vars
+from racker.profiles.groups import Group, Match, NoMatch, explain_selection
+from racker.profiles.ignition import check_ignition
+from racker.profiles.rendering import TemplateError, Templates, functions
+
+# The iPXE script for a profile that gives kernel/initrd/args instead of its own template.
+# initrd=NAME on the kernel line: the EFI stub finds the initrd by that name (RIG.md).
+BOOT_SCRIPT = """#!ipxe
+# racker: group {{ group }}, profile {{ profile }}
+kernel {{ kernel }}{% for name in initrd_names %} initrd={{ name }}{% endfor %} {{ args }}
+{% for url in initrds %}initrd {{ url }}
+{% endfor %}boot
+"""
+
+
+@dataclass(frozen=True)
+class Boot:
+    kernel: jinja2.Template
+    initrds: tuple[jinja2.Template, ...] = ()
+    args: tuple[jinja2.Template, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    source: str
+    boot: Boot | None = None
+    ipxe: jinja2.Template | None = None
+    ignition: jinja2.Template | None = None
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    description: str = ""
+    ipxe_name: str | None = None
+    ignition_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    match: Match
+
+
+class Catalog:
+    """Groups and profiles, already checked; selects and renders for one machine."""
+
+    def __init__(
+        self, groups: tuple[Group, ...], profiles: Mapping[str, Profile], templates: Templates
+    ) -> None:
+        self.groups = groups
+        self.profiles = MappingProxyType(dict(profiles))
+        self._templates = templates
+        self._boot = templates.inline(BOOT_SCRIPT, "<racker boot script>", 1)
+
+    def select(self, facts: NodeFacts, ctx: RenderContext) -> Match:
+        group, why = explain_selection(self.groups, facts, ctx)
+        profile = self.profiles[group.profile]
+        why.append(f"profile {profile.id!r} ({profile.source})")
+        return Match(group=group, profile=profile, why=why)
+
+    def variables(self, match: Match, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
+        variables = template_vars(facts, ctx)
+        variables["group"] = match.group.id
+        variables["profile"] = match.profile.id
+        variables["metadata"] = {**match.profile.metadata, **match.group.metadata}
+
+        def profile_ignition(name: str) -> dict[str, Any]:
+            other = self.profiles.get(name)
+            if other is None:
+                raise KeyError(f"profile_ignition: no profile {name!r}")
+            return self._ignition(Match(match.group, other, match.why), facts, ctx)
+
+        variables.update(functions(self._templates, variables, profile_ignition))
+        return variables
+
+    def render_ipxe(self, facts: NodeFacts, ctx: RenderContext) -> Rendered:
+        match = self.select(facts, ctx)
+        return Rendered(self._ipxe(match, facts, ctx), match)
+
+    def _ipxe(self, match: Match, facts: NodeFacts, ctx: RenderContext) -> str:
+        profile: Profile = match.profile
+        variables = self.variables(match, facts, ctx)
+        t = self._templates
+        if profile.ipxe is not None:
+            return t.render(profile.ipxe, variables, f"iPXE template of profile {profile.id}")
+        if profile.boot is None:
+            raise NoMatch(f"profile {profile.id!r} has no boot section and no ipxe template")
+        what = f"boot section of profile {profile.id}"
+        kernel = t.render(profile.boot.kernel, variables, what).strip()
+        initrds = [t.render(i, variables, what).strip() for i in profile.boot.initrds]
+        args = [t.render(a, variables, what).strip() for a in profile.boot.args]
+        names = [posixpath.basename(urllib.parse.urlsplit(u).path) for u in initrds]
+        boot_vars = {
+            **variables,
+            "kernel": kernel,
+            "initrds": initrds,
+            "initrd_names": names,
+            "args": " ".join(a for a in args if a),
+        }
+        return t.render(self._boot, boot_vars, "iPXE boot script")
+
+    def render_ignition(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
+        return self._ignition(self.select(facts, ctx), facts, ctx)
+
+    def _ignition(self, match: Match, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
+        profile: Profile = match.profile
+        if profile.ignition is None:
+            raise NoMatch(
+                f"profile {profile.id!r} (group {match.group.id!r}) has no Ignition config",
+                "this machine is not meant to fetch one; see `racker render MAC`",
+            )
+        variables = self.variables(match, facts, ctx)
+        what = f"Ignition template of profile {profile.id}"
+        text = self._templates.render(profile.ignition, variables, what)
+        where = profile.ignition.filename or profile.source
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 1} of the rendered text" if mark else ""
+            raise TemplateError(
+                Problem(
+                    where,
+                    None,
+                    f"{what} did not render to valid YAML/JSON{line}: {exc}",
+                    "insert strings with `| tojson` so quotes and colons stay valid",
+                )
+            ) from None
+        problems = check_ignition(config)
+        if problems:
+            raise TemplateError(
+                Problem(
+                    where,
+                    None,
+                    f"{what} renders an invalid Ignition config: " + "; ".join(problems[:5]),
+                    "see https://coreos.github.io/ignition/configuration-v3_3/",
+                )
+            )
+        if not isinstance(config, dict):  # check_ignition reports a non-object; be explicit
+            raise TypeError("Ignition config is not an object")
+        return config
+
+    def render_match(
+        self, match: Match, facts: NodeFacts, ctx: RenderContext
+    ) -> tuple[str, dict[str, Any] | None]:
+        """iPXE text and Ignition (None if the profile has none) for an explicit match."""
+        ipxe = self._ipxe(match, facts, ctx)
+        ignition = self._ignition(match, facts, ctx) if match.profile.ignition else None
+        return ipxe, ignition
+
+    def render_metadata(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
+        match = self.select(facts, ctx)
+        variables = template_vars(facts, ctx)
+        data: dict[str, Any] = {
+            "group": match.group.id,
+            "profile": match.profile.id,
+            "mac": facts.mac,
+            "hostname": variables["hostname"],
+            "node_type": variables["node_type"],
+            "role": ctx.role,
+            "address": ctx.address,
+            "installed": ctx.installed,
+        }
+        data.update(match.profile.metadata)
+        data.update(match.group.metadata)
+        return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]

@@ -1,0 +1,168 @@
+"""jinja2 templates with file/line errors (layer 1: pure once the files are read).
+
+Every template is compiled with StrictUndefined, so a misspelt variable is an error, not an
+empty string. An error carries the template's file and line: jinja2 rewrites tracebacks so
+frames of template code have the template's file name and line, which ``locate`` reads back.
+Templates written inline in a profile's YAML (kernel, args) are compiled under a private
+name that maps back to the YAML file and the line of the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import traceback
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from racker.errors import Problem, RackerError
+
+
+class TemplateError(RackerError):
+    """A template failed to render (at load time these become a ConfigError)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem), problem.hint)
+        self.problem = problem
+
+
+def data_url(value: str | bytes) -> str:
+    """An RFC 2397 data URL (base64), the form Ignition accepts for inline file contents."""
+    raw = value.encode() if isinstance(value, str) else value
+    return "data:;base64," + base64.b64encode(raw).decode("ascii")
+
+
+def data_url_plain(value: str) -> str:
+    """A percent-encoded RFC 2397 data URL: readable in the rendered JSON for short texts."""
+    return "data:," + urllib.parse.quote(value, safe="")
+
+
+def _json(value: object) -> str:
+    """JSON text (also valid YAML): how templates insert values into Ignition YAML."""
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def _shquote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a compiled template came from, to point errors at the right line."""
+
+    file: str
+    line_offset: int = 0  # added to jinja's line (inline templates start mid-file)
+
+
+class Templates:
+    """One jinja2 environment per catalog: file templates plus inline ones from YAML."""
+
+    def __init__(self, directory: Path | None) -> None:
+        loader = jinja2.FileSystemLoader(str(directory)) if directory is not None else None
+        self.env = jinja2.Environment(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # noqa: S701 - we render iPXE/shell/YAML, not HTML
+            keep_trailing_newline=True,
+            trim_blocks=True,  # a line holding only {% if %} leaves no blank line behind
+            lstrip_blocks=True,
+        )
+        self.env.filters["data_url"] = data_url
+        self.env.filters["data_url_plain"] = data_url_plain
+        self.env.filters["shquote"] = _shquote
+        self.env.filters["json"] = _json
+        self.sources: dict[str, Source] = {}
+        self.directory = directory
+
+    def inline(self, text: str, file: str, line: int) -> jinja2.Template:
+        """Compile a template written as a YAML value at ``file``:``line``."""
+        name = f"{file}:{line}"
+        self.sources[name] = Source(file, line - 1)
+        try:
+            code = self.env.compile(text, name=name, filename=name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                Problem(file, line + (exc.lineno or 1) - 1, f"template syntax: {exc.message}")
+            ) from None
+        return self.env.template_class.from_code(self.env, code, self.env.make_globals(None))
+
+    def file(self, name: str, referenced_from: str, line: int) -> jinja2.Template:
+        """Load ``templates/<name>``; a missing file is reported where it is referenced."""
+        try:
+            template = self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                Problem(exc.filename or name, exc.lineno, f"template syntax: {exc.message}")
+            ) from None
+        except jinja2.TemplateNotFound:
+            raise TemplateError(
+                Problem(
+                    referenced_from,
+                    line,
+                    f"template {name!r} not found",
+                    f"put it in {self.directory}" if self.directory else None,
+                )
+            ) from None
+        if template.filename:
+            self.sources.setdefault(template.filename, Source(template.filename))
+        return template
+
+    def render(self, template: jinja2.Template, variables: Mapping[str, Any], what: str) -> str:
+        try:
+            return template.render(variables)
+        except TemplateError:
+            raise
+        except jinja2.TemplateError as exc:
+            raise TemplateError(self.locate(exc, template, what)) from None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # Errors inside filters/functions (e.g. a failing nested render) land here.
+            raise TemplateError(self.locate(exc, template, what)) from None
+
+    def locate(self, exc: BaseException, template: jinja2.Template, what: str) -> Problem:
+        file, line = template.filename or "<template>", None
+        source = self.sources.get(file)
+        if source is not None:
+            file = source.file
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            known = self.sources.get(frame.filename)
+            if known is not None:
+                file, line = known.file, (frame.lineno or 1) + known.line_offset
+                break
+        message = getattr(exc, "message", None) or str(exc)
+        return Problem(
+            file,
+            line,
+            f"{what}: {message}",
+            "see docs/profiles.md for the variables templates can use",
+        )
+
+
+def functions(
+    templates: Templates,
+    variables: dict[str, Any],
+    profile_ignition: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """Helpers templates call with the node's own context (added to ``variables``)."""
+
+    def file_data_url(name: str) -> str:
+        """Render ``templates/<name>`` with the same variables; return it as a data URL."""
+        template = templates.file(name, "<template>", 0)
+        return data_url(templates.render(template, variables, f"template {name}"))
+
+    def render_file(name: str) -> str:
+        template = templates.file(name, "<template>", 0)
+        return templates.render(template, variables, f"template {name}")
+
+    return {
+        "file_data_url": file_data_url,
+        "render_file": render_file,
+        "profile_ignition": profile_ignition,
+    }
