@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from racker.errors import RackerError
 from racker.events import PhoneHomeEvent, Publish, discard
@@ -173,7 +174,7 @@ class BootService:
         if found.path is None:
             log.debug("asset %s refused: %s", request.rel_url.raw_path, found.reason)
             return _text(404, "no such asset")
-        return web.FileResponse(found.path)
+        return AssetResponse(found.path)
 
     async def events(self, request: web.Request) -> web.Response:
         mac = parse_mac(request.query.get("mac", ""))
@@ -213,6 +214,19 @@ class BootService:
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
+
+
+class AssetResponse(web.FileResponse):
+    """A FileResponse that may be prepared twice (the second time is a no-op).
+
+    The observing middleware sends the response itself to learn its status and size; aiohttp
+    then calls ``prepare`` again, which FileResponse would answer by sending the file again.
+    """
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await web.StreamResponse.prepare(self, request)
+        return await super().prepare(request)
 
 
 def _text(status: int, message: str) -> web.Response:

@@ -31,6 +31,7 @@ from racker.web.handlers import (
     _no_nodes,
 )
 from racker.web.metrics import HttpMetrics
+from racker.web.redact import server_logger
 
 log = logging.getLogger("racker.http")
 
@@ -172,7 +173,10 @@ class BootHttpServer:
 
     async def start(self) -> None:
         # access_log=None: aiohttp's access log prints the query string, and tokens live there.
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # ``_observe`` logs paths only; aiohttp's own error lines go through a redacting logger.
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, logger=server_logger()
+        )
         await runner.setup()
         site: web.BaseSite
         if self._sock is not None:
