@@ -293,6 +293,34 @@ def factory_init_cmd(
     click.echo(f"next: list the servers in {csv_path}, then run 'racker factory check'")
 
 
+# --- serve: the boot stack (issues 3, 4, 5) ------------------------------------------------
+
+
+@cli.command()
+@click.option("--interface", help="The PXE interface (default: found from the OEM files).")
+@rack_options
+@click.pass_context
+def serve(ctx: click.Context, interface: str | None) -> None:
+    """Run the boot stack (DHCP, TFTP, HTTP) on the PXE interface until SIGINT/SIGTERM."""
+    import asyncio
+
+    from racker.app import load_rack, open_store
+    from racker.serve import BootStack, serve_until_signal
+
+    rack = load_rack(options_of(ctx, interface))
+    with open_store(rack) as store:
+        stack = BootStack(rack, store)
+
+        def ready() -> None:
+            names = ", ".join(type(s).__name__ for s in stack.servers)
+            click.echo(
+                f"racker serve: ready on {rack.interface.name} ({stack.server_ip}): {names}",
+                err=True,
+            )
+
+        asyncio.run(serve_until_signal(stack, ready))
+
+
 def main() -> None:
     start = time.monotonic()
     try:

@@ -1,0 +1,278 @@
+"""The boot stack: DHCP, TFTP and HTTP on the PXE interface, in one asyncio process (layer 5).
+
+``BootStack`` is built from a loaded ``Rack`` and the store; it is what ``racker serve`` runs
+until a signal, and what ``racker bootstrap`` runs in-process. Every event of every server goes
+through one ``EventHub``: logged, appended to the store's event log in batches, and handed to
+subscribers (the orchestrator). Servers only ever see the hub's ``publish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from racker.app import Rack
+from racker.events import Event, Publish
+from racker.model import BootAction, Node
+from racker.store import Store
+
+log = logging.getLogger("racker.serve")
+
+# Provisioning states after which a node boots from its disk (racker.bootstrap.machine).
+INSTALLED_STATES = frozenset({"installed", "rebooted", "ready"})
+
+
+class EventHub:
+    """Fan-out for events: log, persist (write-behind, batched), and subscribers."""
+
+    def __init__(self, store: Store | None, flush_interval: float = 0.2) -> None:
+        self.store = store
+        self.subscribers: list[Publish] = []
+        self._pending: list[Event] = []
+        self._flush_interval = flush_interval
+        self._task: asyncio.Task[None] | None = None
+
+    def publish(self, event: Event) -> None:
+        _log_event(event)
+        self._pending.append(event)
+        for subscriber in list(self.subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # a broken subscriber must not break a server's hot path
+                log.exception("event subscriber failed on %s", event.kind)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._flusher())
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending or self.store is None:
+            self._pending.clear()
+            return
+        batch, self._pending = self._pending, []
+        try:
+            self.store.append_events(batch)
+        except Exception as exc:
+            log.warning("could not write %d events to the store: %s", len(batch), exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.flush()
+
+
+def _log_event(event: Event) -> None:
+    # The servers log what they do themselves; the hub's record is the debug trace.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("event %s", event.to_dict())
+
+
+class NodeDirectory:
+    """Who is who on the PXE network: inventory rows, reserved addresses, provisioning state.
+
+    Built once from the store; ``refresh_states`` re-reads provisioning state (cheap), and
+    ``overrides`` let the orchestrator force a node's boot action (e.g. --reprovision).
+    """
+
+    def __init__(self, rack: Rack, store: Store) -> None:
+        self.rack = rack
+        self.store = store
+        allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
+        self.address_of_mac = {mac: str(a.address) for mac, a in allocations.items()}
+        self.mac_of_address = {addr: mac for mac, addr in self.address_of_mac.items()}
+        self.overrides: dict[str, BootAction] = {}
+        self.states: dict[str, str] = {}
+        self.refresh_states()
+
+    def refresh_states(self) -> None:
+        self.states = {mac: s.state for mac, s in self.store.node_states().items()}
+
+    def node(self, mac: str | None) -> Node | None:
+        return self.rack.oem.inventory.by_mac(mac) if mac else None
+
+    def boot_action(self, mac: str) -> BootAction:
+        if mac in self.overrides:
+            return self.overrides[mac]
+        node = self.node(mac)
+        if node is not None and node is self.rack.oem.inventory.management:
+            return BootAction.DISK  # never provision the management node
+        state = self.states.get(node.primary_mac if node else mac)
+        return BootAction.DISK if state in INSTALLED_STATES else BootAction.PXE
+
+    def address_of(self, mac: str) -> str | None:
+        return self.address_of_mac.get(mac)
+
+    def mac_for_ip(self, ip: str) -> str | None:
+        return self.mac_of_address.get(ip)
+
+    def may_fetch_boot_files(self, ip: str) -> bool:
+        mac = self.mac_for_ip(ip)
+        return mac is None or self.boot_action(mac) is BootAction.PXE
+
+    def nodes_json(self) -> list[dict[str, Any]]:
+        rows = []
+        states = self.store.node_states()
+        for node in self.rack.oem.inventory.nodes:
+            state = states.get(node.primary_mac)
+            rows.append(
+                {
+                    "hostname": node.hostname,
+                    "node_type": node.node_type,
+                    "primary_mac": node.primary_mac,
+                    "bmc_mac": node.bmc_mac,
+                    "secondary_mac": node.secondary_mac,
+                    "address": self.address_of(node.primary_mac),
+                    "bmc_address": self.address_of(node.bmc_mac),
+                    "management": node is self.rack.oem.inventory.management,
+                    "state": state.state if state else "unknown",
+                    "since": state.since if state else None,
+                    "role": (state.data or {}).get("role") if state else None,
+                }
+            )
+        return rows
+
+
+class BootStack:
+    """DHCP + TFTP + HTTP for one rack, started and stopped together."""
+
+    def __init__(self, rack: Rack, store: Store, hub: EventHub | None = None) -> None:
+        self.rack = rack
+        self.store = store
+        self.hub = hub or EventHub(store)
+        self.directory = NodeDirectory(rack, store)
+        self.servers: list[Any] = []
+        self.http_port = rack.config.http.port
+
+    @property
+    def server_ip(self) -> str:
+        return str(self.rack.plan.server)
+
+    async def start(self) -> None:
+        self.hub.start()
+        try:
+            for build in (self._build_dhcp, self._build_tftp, self._build_http):
+                server = build()
+                if server is None:
+                    continue
+                await server.start()
+                self.servers.append(server)
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "boot stack up on %s (%s): %d nodes, %s",
+            self.rack.interface.name,
+            self.server_ip,
+            len(self.rack.oem.inventory.provisionable),
+            ", ".join(type(s).__name__ for s in self.servers),
+        )
+
+    async def close(self) -> None:
+        for server in reversed(self.servers):
+            try:
+                await server.close()
+            except Exception:
+                log.exception("closing %s failed", type(server).__name__)
+        self.servers.clear()
+        await self.hub.close()
+
+    # -- the servers ----------------------------------------------------------------------
+
+    def _build_dhcp(self) -> Any:
+        return None  # wired when racker.dhcp.server lands
+
+    def _build_tftp(self) -> Any:
+        from racker.tftp.server import TftpServer
+
+        config = self.rack.config
+        roots = [config.tftp.ipxe_dir]
+        if config.tftp.root is not None:
+            roots.append(config.tftp.root)
+        mtu = config.network.mtu or self.rack.interface.mtu
+        return TftpServer(
+            self.server_ip,
+            roots,
+            config.tftp,
+            mtu,
+            self.hub.publish,
+            policy=self.directory.may_fetch_boot_files,
+            mac_for=self.directory.mac_for_ip,
+        )
+
+    def _build_http(self) -> Any:
+        from racker.profiles import NodeFacts, RenderContext, load_catalog, settings_from_config
+        from racker.web.keyfile import load_or_create_key
+        from racker.web.server import BootHttpServer
+
+        config = self.rack.config
+        settings = settings_from_config(config, self.rack.plan, self._flatcar_version())
+        catalog = load_catalog(config.http.profiles_dir, settings)
+        server_url = f"http://{self.server_ip}:{self.http_port}"
+        directory = self.directory
+
+        def context_for(facts: NodeFacts) -> RenderContext:
+            node = directory.node(facts.mac)
+            mac = node.primary_mac if node else facts.mac
+            states = directory.store.node_states()
+            state = states.get(mac) if mac else None
+            return RenderContext(
+                node=node,
+                role=(state.data or {}).get("role") if state else None,
+                installed=mac is not None and directory.boot_action(mac) is BootAction.DISK,
+                address=directory.address_of(mac) if mac else None,
+                server_url=server_url,
+                ignition_url="",
+                events_url="",
+                assets_url=f"{server_url}/assets",
+                settings=settings,
+            )
+
+        return BootHttpServer(
+            self.server_ip,
+            self.http_port,
+            catalog,
+            context_for,
+            key=load_or_create_key(self.rack.state_dir / "http.key"),
+            assets_dir=self._assets_dir(),
+            publish=self.hub.publish,
+            node_states=directory.nodes_json,
+            address_of=directory.address_of,
+            bind_to_lease=config.http.bind_to_lease,
+        )
+
+    def _assets_dir(self) -> Path:
+        return self.rack.config.http.assets_dir or self.rack.state_dir / "assets"
+
+    def _flatcar_version(self) -> str | None:
+        return None  # "current" is resolved from the asset mirror once racker.assets lands
+
+
+async def serve_until_signal(stack: BootStack, ready: Callable[[], None] | None = None) -> None:
+    """Run the boot stack until SIGINT or SIGTERM, then close it cleanly (leases flushed)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    await stack.start()
+    if ready is not None:
+        ready()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping after %.0f s", time.monotonic() - started)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await stack.close()
