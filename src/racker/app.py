@@ -98,7 +98,9 @@ def find_pxe_interface(
                 return interface, None
         return None, Problem(
             str(oem.directory / "nodes.csv") if origin != "pxe_interface" else origin,
-            inventory.management.line if inventory.management and origin != "pxe_interface" else None,
+            inventory.management.line
+            if inventory.management and origin != "pxe_interface"
+            else None,
             f"no local interface has the PXE MAC {mac} (from {origin})",
             "pass --interface IF",
         )

@@ -258,7 +258,9 @@ class _Builder:
             if not isinstance(node, yaml.SequenceNode):
                 self.problem(node, path, "expected a list")
                 return _INVALID
-            items = [self.convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            items = [
+                self.convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(node.value)
+            ]
             return _INVALID if _INVALID in items else items
         if origin is dict:
             if not isinstance(node, yaml.MappingNode):

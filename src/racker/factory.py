@@ -91,7 +91,7 @@ def factory_check(options: Options, offline: bool = False) -> FactoryReport:
     nodes = len(oem.inventory.nodes)
     fits = nodes <= len(plan.nodes) and nodes <= len(plan.bmcs)
     title = f"address plan: {nodes} nodes in {plan.nodes}, BMCs in {plan.bmcs}"
-    problems = ()
+    problems: tuple[Problem, ...] = ()
     if not fits:
         problems = (
             Problem(

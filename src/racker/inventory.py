@@ -137,7 +137,8 @@ def parse_nodes_csv(text: str, filename: str = "nodes.csv") -> ParsedNodes:
         if None in macs or duplicate or not node_type or looks_like_mac(node_type):
             continue
         primary, bmc = macs[0], macs[1]
-        assert primary is not None and bmc is not None
+        assert primary is not None
+        assert bmc is not None
         nodes.append(
             Node(
                 line=number,

@@ -69,7 +69,9 @@ def make_plan(
         for b in keys[i + 1 :]:
             if named[a].overlaps(named[b]):
                 problems.append(
-                    Problem(source, None, f"{a} {named[a]} overlaps {b} {named[b]}", "separate them")
+                    Problem(
+                        source, None, f"{a} {named[a]} overlaps {b} {named[b]}", "separate them"
+                    )
                 )
     if problems:
         raise ConfigError(problems)

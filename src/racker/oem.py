@@ -17,7 +17,7 @@ from racker.model import Inventory, Node, parse_mac
 
 NODES_CSV = "nodes.csv"
 IPMI_USER = "ipmi_user"
-IPMI_PASSWORD = "ipmi_password"
+IPMI_PASSWORD = "ipmi_password"  # noqa: S105 - a file name, not a password
 PXE_INTERFACE = "pxe_interface"
 
 
@@ -158,7 +158,6 @@ def _read_credentials(directory: Path, problems: list[Problem]) -> Credentials |
     if IPMI_USER in values and IPMI_PASSWORD in values:
         return Credentials(values[IPMI_USER], Secret(values[IPMI_PASSWORD]))
     return None
-
 
 
 NODES_TEMPLATE_4 = """\

@@ -47,7 +47,9 @@ def entered(ns: str) -> Iterator[None]:
 class Namespace:
     name: str
 
-    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", self.name, *args],
             check=check,

@@ -18,7 +18,15 @@ SRC = Path(__file__).parents[3] / "src"
 LAYERS: list[tuple[int, list[str]]] = [
     (
         0,
-        ["racker", "racker.errors", "racker.model", "racker.events", "racker.dhcp", "racker.dhcp.options", "racker.tftp"],
+        [
+            "racker",
+            "racker.errors",
+            "racker.model",
+            "racker.events",
+            "racker.dhcp",
+            "racker.dhcp.options",
+            "racker.tftp",
+        ],
     ),
     (
         1,
@@ -31,6 +39,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.dhcp.codec",
             "racker.dhcp.core",
             "racker.dhcp.leases",
+            "racker.dhcp.boot",
             "racker.dhcp.policy",
             "racker.tftp.packets",
             "racker.tftp.transfer",
@@ -54,7 +63,17 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.power.*",
         ],
     ),
-    (3, ["racker.dhcp.server", "racker.dhcp.*", "racker.tftp.server", "racker.tftp.*", "racker.web", "racker.web.*"]),
+    (
+        3,
+        [
+            "racker.dhcp.server",
+            "racker.dhcp.*",
+            "racker.tftp.server",
+            "racker.tftp.*",
+            "racker.web",
+            "racker.web.*",
+        ],
+    ),
     (4, ["racker.bootstrap", "racker.bootstrap.*"]),
     (5, ["racker.app", "racker.factory", "racker.serve", "racker.sim", "racker.sim.*"]),
     (6, ["racker.cli"]),
@@ -62,8 +81,17 @@ LAYERS: list[tuple[int, list[str]]] = [
 
 # Third-party or I/O modules a pure core (layers 0 and 1) must not touch.
 IO_MODULES = {
-    "asyncio", "socket", "subprocess", "aiohttp", "click", "pyghmi", "scapy", "sqlite3",
-    "threading", "selectors", "rich",
+    "asyncio",
+    "socket",
+    "subprocess",
+    "aiohttp",
+    "click",
+    "pyghmi",
+    "scapy",
+    "sqlite3",
+    "threading",
+    "selectors",
+    "rich",
 }
 PURE_ALLOWED_THIRD_PARTY = {"yaml", "jinja2", "tftpy"}
 
@@ -135,7 +163,9 @@ def test_imports_point_down(module: str) -> None:
             top = name.split(".")[0]
             assert top not in IO_MODULES, f"pure module {module} (L{own}) imports {name}"
             assert (
-                top in sys.stdlib_module_names or top in PURE_ALLOWED_THIRD_PARTY or top == "__future__"
+                top in sys.stdlib_module_names
+                or top in PURE_ALLOWED_THIRD_PARTY
+                or top == "__future__"
             ), f"pure module {module} (L{own}) imports third-party {name}"
         if own == 0 and not name.startswith("racker"):
             top = name.split(".")[0]

@@ -60,8 +60,17 @@ def test_init_in_an_empty_directory_writes_a_template_that_check_explains(
     directory = tmp_path / "new"
     result = runner.invoke(
         cli,
-        ["--oem-dir", str(directory), "factory", "init", "--user", "u", "--password-stdin",
-         "--pxe-interface", "52-54-00-AA-BB-CC"],
+        [
+            "--oem-dir",
+            str(directory),
+            "factory",
+            "init",
+            "--user",
+            "u",
+            "--password-stdin",
+            "--pxe-interface",
+            "52-54-00-AA-BB-CC",
+        ],
         input="pw\n",
     )
     assert result.exit_code == 0, result.output
@@ -115,7 +124,10 @@ def test_check_reports_every_problem_at_once(oem: Path, runner: CliRunner) -> No
         f.write("zz, 52:54:00:99:09:11, 52:54:00:99:0a:11, red, bad\n")
     result = runner.invoke(cli, ["factory", "check", "--offline", "--oem-dir", str(oem)])
     assert result.exit_code == 1
-    assert "nodes.csv:9: Primary MAC address 52:54:00:99:00:10 already appears on line 4" in result.output
+    assert (
+        "nodes.csv:9: Primary MAC address 52:54:00:99:00:10 already appears on line 4"
+        in result.output
+    )
     assert "nodes.csv:10: Primary MAC address is not a MAC address (got 'zz')" in result.output
     assert "is readable by others (mode 0640)" in result.output
     assert "hint: chmod 600" in result.output

@@ -41,7 +41,10 @@ def test_full_file() -> None:
     assert config.tftp.root == Path("/srv/tftp")
     assert config.tftp.case_insensitive is True
     assert config.http.port == 8081
-    assert config.bmc.addresses == {"52:54:00:99:01:10": "127.0.0.11", "red-990010": "127.0.0.12:6230"}
+    assert config.bmc.addresses == {
+        "52:54:00:99:01:10": "127.0.0.11",
+        "red-990010": "127.0.0.12:6230",
+    }
     assert config.bmc.timeout == 5.0
     assert config.boot.console == ["ttyS1,115200n8"]
     assert len(config.ssh_authorized_keys) == 1

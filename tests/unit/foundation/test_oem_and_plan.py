@@ -85,7 +85,8 @@ def test_plan_defaults_come_from_the_interface() -> None:
 def test_plan_from_config_without_interface_address() -> None:
     config = Config(
         network=NetworkConfig(
-            subnet=ipaddress.IPv4Network("172.16.0.0/16"), server=ipaddress.IPv4Address("172.16.0.1")
+            subnet=ipaddress.IPv4Network("172.16.0.0/16"),
+            server=ipaddress.IPv4Address("172.16.0.1"),
         )
     )
     plan = make_plan(config, None)

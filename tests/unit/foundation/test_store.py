@@ -119,8 +119,6 @@ def test_two_processes_write_at_the_same_time(tmp_path: Path) -> None:
 def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         with pytest.raises(RuntimeError), store.transaction() as db:
-            db.execute(
-                "INSERT INTO leases VALUES ('10.0.0.1', 'm', 'bound', 1, NULL, NULL, 1)"
-            )
+            db.execute("INSERT INTO leases VALUES ('10.0.0.1', 'm', 'bound', 1, NULL, NULL, 1)")
             raise RuntimeError("boom")
         assert store.leases() == []
