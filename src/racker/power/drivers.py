@@ -21,13 +21,13 @@ DriverFactory = Callable[[BmcConfig, Publish, Path | None], PowerDriver]
 
 
 def _ipmi(config: BmcConfig, publish: Publish, _state_dir: Path | None) -> PowerDriver:
-    from racker.power.ipmi import IpmiDriver  # noqa: PLC0415 - loads pyghmi on demand
+    from racker.power.ipmi import IpmiDriver
 
     return IpmiDriver(timeout=config.timeout, publish=publish)
 
 
 def _fake(config: BmcConfig, publish: Publish, state_dir: Path | None) -> PowerDriver:
-    from racker.power.fake import FakeDriver  # noqa: PLC0415
+    from racker.power.fake import FakeDriver
 
     state_file = state_dir / FAKE_STATE_FILE if state_dir is not None else None
     return FakeDriver(timeout=config.timeout, publish=publish, state_file=state_file)

@@ -114,7 +114,7 @@ class PyghmiSession:
 
     def send(self, request: ipmi_codec.Request) -> bytes:
         """Send one request and return the reply's data (completion code 0), else raise."""
-        from pyghmi import exceptions  # noqa: PLC0415 - pyghmi loads only with this driver
+        from pyghmi import exceptions
 
         try:
             reply = self._session.raw_command(
@@ -145,8 +145,8 @@ class PyghmiSession:
 
 def open_session(target: BmcTarget) -> PyghmiSession:
     """Log in to the BMC (blocking). Raises a typed ``BmcError``."""
-    from pyghmi import exceptions  # noqa: PLC0415
-    from pyghmi.ipmi.private import session as ipmisession  # noqa: PLC0415
+    from pyghmi import exceptions
+    from pyghmi.ipmi.private import session as ipmisession
 
     try:
         # bytes credentials: see the module docstring (initting_sessions key mismatch).
@@ -172,7 +172,7 @@ def evict(host: str, port: int) -> int:
     A thread blocked in that session's login or command sees it broken at its next wake-up
     (pyghmi retries every 1-2 s) and returns with an error. Returns how many were evicted.
     """
-    from pyghmi.ipmi.private import session as ipmisession  # noqa: PLC0415
+    from pyghmi.ipmi.private import session as ipmisession
 
     cls = ipmisession.Session
     victims: list[Any] = []
@@ -191,11 +191,11 @@ def evict(host: str, port: int) -> int:
         if id(sess) in seen:
             continue
         seen.add(id(sess))
-        _break(sess)
+        _break(sess, cls.bmc_handlers)
     return len(seen)
 
 
-def _break(sess: Any) -> None:
+def _break(sess: Any, table: dict[Any, Any]) -> None:
     # logged = 0 first: pyghmi's logout() would otherwise send Close Session and wait for a
     # reply from a BMC we already know is not answering.
     sess.logged = 0
@@ -208,7 +208,6 @@ def _break(sess: Any) -> None:
     sess.broken = True
     sess.logging = False
     # Remove it from the per-address table even if _mark_broken stopped half-way.
-    table = type(sess).bmc_handlers
     for sockaddr in list(table):
         by_port = table.get(sockaddr)
         if not isinstance(by_port, dict):

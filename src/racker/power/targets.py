@@ -40,7 +40,9 @@ def select_nodes(inventory: Inventory, refs: Sequence[str], all_nodes: bool = Fa
     """
     if all_nodes:
         if refs:
-            raise NodeNotFound("give either NODE arguments or --all, not both")
+            raise NodeNotFound(
+                "give either NODE arguments or --all, not both", "drop --all to name nodes"
+            )
         return list(inventory.provisionable)
     if not refs:
         raise NodeNotFound("no NODE given", f"{NODE_HELP}; or pass --all")
@@ -72,7 +74,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
     text = text.strip()
     if not text:
         raise ValueError("empty address")
-    host, port_text = text, ""
+    host, port_text, has_port = text, "", False
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -80,16 +82,17 @@ def parse_host_port(text: str) -> tuple[str, int]:
         host, rest = text[1:end], text[end + 1 :]
         if rest and not rest.startswith(":"):
             raise ValueError("expected ':PORT' after ']'")
-        port_text = rest[1:]
+        port_text, has_port = rest[1:], bool(rest)
         ipaddress.IPv6Address(host)
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+        has_port = True
     elif ":" in text:
         ipaddress.IPv6Address(text)  # a bare IPv6 address, no port
     if not host:
         raise ValueError("empty host")
     port = IPMI_PORT
-    if port_text:
+    if has_port:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
         port = int(port_text)
