@@ -54,13 +54,16 @@ def load_catalog(directory: Path | None, settings: RenderSettings) -> Catalog:
         raise ConfigError([Problem(str(root), None, "profile directory not found")])
     templates = Templates(root / "templates")
     profiles: dict[str, Profile] = {}
+    broken: set[str] = set()  # profiles already reported: groups naming them add nothing
     for path in sorted((root / "profiles").glob("*.yaml")):
         profile = _load_profile(path, templates, problems)
         if profile is not None:
             profiles[profile.id] = profile
+        else:
+            broken.add(path.stem)
     groups: list[Group] = []
     for path in sorted((root / "groups").glob("*.yaml")):
-        group = _load_group(path, set(profiles), problems)
+        group = _load_group(path, set(profiles), broken, problems)
         if group is not None:
             groups.append(group)
     if not groups and not problems:
@@ -125,9 +128,9 @@ def _load_profile(path: Path, templates: Templates, problems: list[Problem]) -> 
     node = _compose(path, problems)
     if node is None:
         return None
+    before = len(problems)
     fields = _fields(path, node, PROFILE_KEYS, problems)
     file = str(path)
-    before = len(problems)
 
     def text(key: str) -> str | None:
         if key not in fields:
@@ -186,6 +189,7 @@ def _boot(
         problems.append(Problem(file, line, "boot: expected kernel, initrd and args"))
         return None
     parts: dict[str, list[Any]] = {"kernel": [], "initrd": [], "args": []}
+    before = len(problems)
     for key_node, value_node in node.value:
         key = key_node.value
         if key not in parts:
@@ -204,22 +208,28 @@ def _boot(
                 parts[key].append(templates.inline(str(item.value), file, item_line))
             except TemplateError as exc:
                 problems.append(exc.problem)
+    if len(problems) > before:
+        return None
     if len(parts["kernel"]) != 1:
         problems.append(Problem(file, line, "boot.kernel: exactly one kernel URL is needed"))
         return None
     return Boot(parts["kernel"][0], tuple(parts["initrd"]), tuple(parts["args"]))
 
 
-def _load_group(path: Path, profiles: set[str], problems: list[Problem]) -> Group | None:
+def _load_group(
+    path: Path, profiles: set[str], broken: set[str], problems: list[Problem]
+) -> Group | None:
     node = _compose(path, problems)
     if node is None:
         return None
+    before = len(problems)
     fields = _fields(path, node, GROUP_KEYS, problems)
     file = str(path)
-    before = len(problems)
     profile, pline, _ = fields.get("profile", (None, 1, None))
     if not isinstance(profile, str):
         problems.append(Problem(file, pline, "profile: the id of a profile is required"))
+    elif profile in broken:
+        return None
     elif profile not in profiles:
         known = ", ".join(sorted(profiles)) or "none"
         problems.append(Problem(file, pline, f"profile {profile!r} not found", f"known: {known}"))

@@ -1,0 +1,116 @@
+"""Golden files: the built-in Flatcar profiles rendered for fixture nodes, as exact text.
+
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 .venv/bin/pytest
+tests/unit/profiles/test_golden.py`` and review the diff of fixtures/profiles/golden/. Besides
+the exact Ignition JSON, a ``.files.txt`` view decodes every data URL (recursively into the
+embedded final config) so a reviewer reads the scripts and units, not base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from racker.profiles import Catalog, check_ignition, explain, load_catalog
+from tests.unit.profiles.helpers import NODE, SETTINGS, SINGLE_NIC, context, facts
+
+GOLDEN = Path(__file__).parents[3] / "fixtures" / "profiles" / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def decode_data_url(source: str) -> bytes:
+    header, _, payload = source[len("data:") :].partition(",")
+    if header.endswith(";base64"):
+        return base64.b64decode(payload)
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+def files_view(config: dict[str, Any], prefix: str = "") -> str:
+    out = []
+    for f in config.get("storage", {}).get("files", []):
+        mode = f"0o{f['mode']:o}" if "mode" in f else "default"
+        raw = decode_data_url(f["contents"]["source"])
+        out.append(f"===== {prefix}{f['path']} (mode {mode}) =====")
+        if f["path"].endswith(".ign"):
+            inner = json.loads(raw)
+            assert check_ignition(inner) == [], "embedded Ignition must be valid too"
+            out.append(json.dumps(inner, indent=2, sort_keys=True))
+            out.append(files_view(inner, prefix=f"{f['path']} -> ").rstrip("\n"))
+        else:
+            out.append(raw.decode().rstrip("\n"))
+    for unit in config.get("systemd", {}).get("units", []):
+        out.append(f"===== {prefix}unit {unit['name']} (enabled={unit.get('enabled')}) =====")
+        out.append(unit.get("contents", "").rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs (UPDATE_GOLDEN=1 to accept)"
+
+
+@pytest.fixture(scope="module")
+def builtin() -> Catalog:
+    return load_catalog(None, SETTINGS)
+
+
+def test_flatcar_install(builtin: Catalog) -> None:
+    f, ctx = facts(platform="efi"), context(NODE)
+    rendered = builtin.render_ipxe(f, ctx)
+    assert rendered.match.group.id == "default"
+    check_golden("flatcar-install.ipxe", rendered.text)
+    ignition = builtin.render_ignition(f, ctx)
+    assert check_ignition(ignition) == []
+    check_golden("flatcar-install.ign.json", json.dumps(ignition, indent=2, sort_keys=True) + "\n")
+    check_golden("flatcar-install.files.txt", files_view(ignition))
+
+
+def test_flatcar_install_single_nic_explicit_disk(builtin: Catalog) -> None:
+    ignition = builtin.render_ignition(facts(SINGLE_NIC.primary_mac), context(SINGLE_NIC))
+    view = files_view(ignition)
+    assert "WANTED_DISK=/dev/nvme0n1" in view
+    assert "00-racker-public.network" not in view
+    check_golden("flatcar-install-single-nic.files.txt", view)
+
+
+def test_installed(builtin: Catalog) -> None:
+    f, ctx = facts(platform="pcbios"), context(NODE, installed=True)
+    rendered = builtin.render_ipxe(f, ctx)
+    assert rendered.match.group.id == "installed"
+    check_golden("installed.ipxe", rendered.text)
+    ignition = builtin.render_ignition(f, ctx)
+    check_golden("installed.ign.json", json.dumps(ignition, indent=2, sort_keys=True) + "\n")
+
+
+def test_unknown_machine_boots_from_disk(builtin: Catalog) -> None:
+    rendered = builtin.render_ipxe(facts("52:54:00:99:99:99"), context(None))
+    assert rendered.match.group.id == "unknown"
+    check_golden("unknown.ipxe", rendered.text)
+
+
+def test_render_explain(builtin: Catalog) -> None:
+    text = explain(builtin, facts(), context(NODE))
+    assert text.startswith("# machine: 52:54:00:12:34:56 (compute-123456, type compute")
+    assert "# group: default" in text
+    assert "## iPXE script\n#!ipxe\n" in text
+    assert '"version": "3.3.0"' in text
+
+
+def test_golden_files_are_all_used() -> None:
+    # A renamed test must not leave a stale golden file that nothing checks any more.
+    expected = {
+        "flatcar-install.ipxe", "flatcar-install.ign.json", "flatcar-install.files.txt",
+        "flatcar-install-single-nic.files.txt", "installed.ipxe", "installed.ign.json",
+        "unknown.ipxe",
+    }  # fmt: skip
+    assert {p.name for p in GOLDEN.iterdir()} == expected
