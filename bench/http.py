@@ -1,0 +1,237 @@
+"""Benchmark the boot HTTP server against nginx on a veth link (both in the same run).
+
+    .venv/bin/python bench/http.py [--size-mib 500] [--runs 3] [--rounds 20] [--burst 200]
+
+1. Asset throughput: a generated file (never committed; in a temp dir) fetched with curl from
+   a client namespace, from racker's /assets and from nginx (sendfile on, one worker), both
+   serving the same file from the server namespace. Runs alternate; the median counts.
+2. /ipxe latency: ``--burst`` requests fired at once over pre-opened keep-alive connections,
+   ``--rounds`` times; each request timed from send to full response. Rendered by the real
+   catalog (built-in Flatcar profiles). p50/p99 over all requests.
+
+racker runs in its own process (``--serve``), the load generator too (``--load``), so neither
+shares an event loop with the other. Needs root (namespaces) and nginx-light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# This file is named like the stdlib's ``http`` package: drop bench/ from the import path before
+# anything (aiohttp) imports ``http``. None of the modules imported above does.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.64"
+RACKER_PORT, NGINX_PORT = 8080, 8081
+MAC = "52:54:00:aa:00:01"
+PY = sys.executable
+
+
+# -- the racker server process --------------------------------------------------------------
+
+
+async def serve(host: str, port: int, assets: Path) -> None:
+    from racker.model import Node
+    from racker.profiles import NodeFacts, RenderContext, RenderSettings, load_catalog
+    from racker.web import BootHttpServer
+
+    settings = RenderSettings(ssh_authorized_keys=("ssh-ed25519 AAAAbench bench",))
+    catalog = load_catalog(None, settings)
+    node = Node(2, 1, MAC, "52:54:00:bb:00:01", None, "worker")
+
+    def context_for(facts: NodeFacts) -> RenderContext:
+        known = facts.mac == MAC
+        return RenderContext(
+            node=node if known else None,
+            role="worker",
+            installed=False,
+            address=CLIENT_IP if known else None,
+            server_url="",
+            ignition_url="",
+            events_url="",
+            assets_url="",
+            settings=settings,
+        )
+
+    server = BootHttpServer(host, port, catalog, context_for, key=os.urandom(32), assets_dir=assets)
+    await server.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+# -- the load generator process -------------------------------------------------------------
+
+
+async def load(url: str, burst: int, rounds: int) -> None:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=burst, force_close=False)
+    latencies: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> float | None:
+            start = time.perf_counter()
+            async with session.get(url) as resp:
+                await resp.read()
+                ok = resp.status == 200
+            return time.perf_counter() - start if ok else None
+
+        await asyncio.gather(*(one() for _ in range(burst)))  # open the connections
+        for _ in range(rounds):
+            for result in await asyncio.gather(*(one() for _ in range(burst))):
+                if result is None:
+                    errors += 1
+                else:
+                    latencies.append(result)
+            await asyncio.sleep(0.05)
+    print(json.dumps({"latencies": latencies, "errors": errors}))
+
+
+# -- orchestration ---------------------------------------------------------------------------
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {ip}:{port};
+        location /assets/ {{ alias {assets}/; }}
+    }}
+}}
+"""
+
+
+def curl_speed(ns: str, url: str) -> float:
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url],
+        check=True, capture_output=True, text=True, timeout=600,
+    ).stdout.split()
+    if out[0] != "200":
+        raise RuntimeError(f"{url}: HTTP {out[0]}")
+    return float(out[1])
+
+
+def wait_ready(ns: str, url: str) -> None:
+    for _ in range(100):
+        rc = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sf", "-o", "/dev/null", url], check=False).returncode
+        if rc == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run(args: argparse.Namespace) -> None:
+    from tests.support.netns import link
+
+    with tempfile.TemporaryDirectory(prefix="racker-bench-http-") as tmpdir, link(
+        server_ip=SERVER_IP, client_ip=CLIENT_IP
+    ) as lk:
+        tmp = Path(tmpdir)
+        assets = tmp / "assets"
+        assets.mkdir()
+        blob = assets / "flatcar_production_pxe_image.cpio.gz"
+        chunk = os.urandom(1 << 20)
+        with blob.open("wb") as f:
+            for _ in range(args.size_mib):
+                f.write(chunk)
+        (tmp / "nginx.conf").write_text(
+            NGINX_CONF.format(tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets)
+        )
+        racker = lk.server.popen(
+            [PY, __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets)],
+            stdout=subprocess.PIPE,
+        )
+        nginx = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+        try:
+            racker_url = f"http://{SERVER_IP}:{RACKER_PORT}/assets/{blob.name}"
+            nginx_url = f"http://{SERVER_IP}:{NGINX_PORT}/assets/{blob.name}"
+            wait_ready(lk.client.name, f"http://{SERVER_IP}:{RACKER_PORT}/healthz")
+            wait_ready(lk.client.name, nginx_url)
+            speeds: dict[str, list[float]] = {"racker": [], "nginx": []}
+            for _ in range(args.runs):
+                speeds["racker"].append(curl_speed(lk.client.name, racker_url))
+                speeds["nginx"].append(curl_speed(lk.client.name, nginx_url))
+            ipxe_url = f"http://{SERVER_IP}:{RACKER_PORT}/ipxe?mac={MAC}&platform=efi&buildarch=x86_64"
+            loaded = lk.client.run(
+                PY, __file__, "--load", ipxe_url, str(args.burst), str(args.rounds), timeout=600
+            )
+            result = json.loads(loaded.stdout)
+        finally:
+            for proc in (racker, nginx):
+                proc.terminate()
+                proc.wait(timeout=10)
+    report(args, speeds, result)
+
+
+def report(args: argparse.Namespace, speeds: dict[str, list[float]], result: dict[str, object]) -> None:
+    mib = 1 << 20
+    r = statistics.median(speeds["racker"]) / mib
+    n = statistics.median(speeds["nginx"]) / mib
+    lat = [x * 1e3 for x in result["latencies"]]  # type: ignore[attr-defined]
+    print(f"\n{args.size_mib} MiB asset over veth, curl, median of {args.runs} runs\n")
+    print("| server | MiB/s (median) | runs (MiB/s) | vs nginx |")
+    print("|---|---:|---|---:|")
+    for name, med in (("racker (aiohttp FileResponse, sendfile)", r), ("nginx-light (sendfile on, 1 worker)", n)):
+        key = "racker" if name.startswith("racker") else "nginx"
+        runs = ", ".join(f"{s / mib:.0f}" for s in speeds[key])
+        print(f"| {name} | {med:.0f} | {runs} | {med / n:.2f}x |")
+    print(f"\n/ipxe renders: {args.rounds} bursts of {args.burst} concurrent requests\n")
+    print("| requests | errors | p50 ms | p90 ms | p99 ms | max ms |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {len(lat)} | {result['errors']} | {percentile(lat, 0.5):.1f} | {percentile(lat, 0.9):.1f} "
+        f"| {percentile(lat, 0.99):.1f} | {max(lat):.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--serve", nargs=3, metavar=("HOST", "PORT", "ASSETS"))
+    parser.add_argument("--load", nargs=3, metavar=("URL", "BURST", "ROUNDS"))
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve[0], int(args.serve[1]), Path(args.serve[2])))
+    elif args.load:
+        asyncio.run(load(args.load[0], int(args.load[1]), int(args.load[2])))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
