@@ -1,0 +1,376 @@
+"""The DHCP server's decisions, sans-I/O (layer 1: no sockets, no clock, no asyncio).
+
+Theory of operation. ``DhcpCore.handle(data, info, now)`` takes one DHCP message as received
+(the UDP payload) and returns an ``Outcome``: the reply bytes (or None), where to send them,
+and the events to publish (one for the message in, one for the reply out, and a
+``DiscoveryEvent`` the first time an unknown MAC shows up). A malformed message raises
+``PacketError`` and changes nothing.
+
+- Serving segment: a relayed message (giaddr set) is served from the ``dhcp.relays`` segment
+  whose subnet contains giaddr, or from the local subnet if giaddr lies in it (RFC 2131 §4.3.1);
+  otherwise from the local subnet of the PXE interface.
+- Address: a reserved MAC (node primary NIC or BMC, from the allocation table) always gets its
+  reserved address; any other MAC is ignored (``dhcp.unknown_clients: ignore``) or leased one
+  from the segment's pool (``pool``) with ``pool_lease_time``.
+- REQUEST (RFC 2131 §4.3.2): SELECTING (server id + requested address), INIT-REBOOT (requested
+  address only), RENEWING/REBINDING (ciaddr only) all reduce to "is this the address this
+  client should have?": yes → ACK, no → NAK, client unknown to us → silence.
+- Replies: 53 first, then the options in the order of the client's parameter list (55), then
+  the rest, then the echoes 61, 97 (RFC 6842, PXE) and 82 last (RFC 3046 §2.2); trimmed to the
+  client's maximum message size (57). Addressing per RFC 2131 §4.1 (see ``_destination``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
+from racker.dhcp.codec import ZERO4, Message, decode, encode
+from racker.dhcp.leases import LeaseTable, PersistedLease
+from racker.dhcp.options import (
+    BOOTREPLY,
+    BOOTREQUEST,
+    FILE_LEN,
+    FLAG_BROADCAST,
+    MessageType,
+    Opt,
+)
+from racker.dhcp.reply import Destination, destination, ordered_options
+from racker.errors import PacketError
+from racker.events import DhcpEvent, DiscoveryEvent, Event
+from racker.model import AddressRange, BootAction, BootPolicy, always_pxe
+
+_U32 = struct.Struct("!I")
+_NAMES = {t.value: t.name for t in MessageType}
+_UNKNOWN_SEEN_LIMIT = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A subnet racker serves: the PXE interface's own, or one behind a relay."""
+
+    network: int
+    mask: int
+    pool: tuple[int, int] | None
+    router: bytes | None
+    mask_bytes: bytes
+    broadcast_bytes: bytes
+
+    @classmethod
+    def build(
+        cls,
+        subnet: ipaddress.IPv4Network,
+        pool: AddressRange | None = None,
+        gateway: ipaddress.IPv4Address | None = None,
+    ) -> Segment:
+        return cls(
+            network=int(subnet.network_address),
+            mask=int(subnet.netmask),
+            pool=(int(pool.first), int(pool.last)) if pool else None,
+            router=gateway.packed if gateway else None,
+            mask_bytes=subnet.netmask.packed,
+            broadcast_bytes=subnet.broadcast_address.packed,
+        )
+
+    def contains(self, address: int) -> bool:
+        return address & self.mask == self.network
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    server: ipaddress.IPv4Address  # our address on the PXE link: option 54 and siaddr
+    local: Segment
+    boot: BootSettings
+    relays: tuple[Segment, ...] = ()
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    lease_time: int = 86400
+    pool_lease_time: int = 600
+    unknown_clients: str = "ignore"  # or "pool"
+    offer_hold: float = 60.0  # an offered address is kept for the client this long
+    decline_quarantine: float = 600.0  # RFC 2131 §3.1 step 5: a declined address rests
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveInfo:
+    relayed: bool = False  # arrived from UDP source port 67 (a relay agent, RFC 1542 §5.4)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reply: bytes | None
+    destination: Destination | None
+    events: list[Event]
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One message being handled: what the per-type handlers share."""
+
+    msg: Message
+    mac: str
+    client: ClientInfo
+    segment: Segment
+    now: float
+    events: list[Event]
+
+
+class DhcpCore:
+    def __init__(
+        self,
+        settings: CoreSettings,
+        reservations: Mapping[str, ipaddress.IPv4Address],
+        leases: Iterable[PersistedLease] = (),
+        policy: BootPolicy = always_pxe,
+        bmc_macs: Iterable[str] = (),
+    ) -> None:
+        self.settings = settings
+        self._reserved = {mac: int(addr) for mac, addr in reservations.items()}
+        self.leases = LeaseTable(leases, reserved=self._reserved.values())
+        self._policy = policy
+        self._bmc_macs = frozenset(bmc_macs)
+        self._server_id = settings.server.packed
+        self._server_text = str(settings.server).encode()
+        self._dns = b"".join(a.packed for a in settings.dns)
+        self._pool_unknown = settings.unknown_clients == "pool"
+        self._seen_unknown: set[str] = set()
+
+    def handle(self, data: bytes, info: ReceiveInfo, now: float) -> Outcome:
+        msg = decode(data)
+        if msg.op != BOOTREQUEST:
+            raise PacketError(f"xid {msg.xid:#x}: op {msg.op} is not a BOOTREQUEST")
+        if msg.htype != 1 or len(msg.chaddr) != 6:
+            raise PacketError(f"xid {msg.xid:#x}: not Ethernet (htype {msg.htype})")
+        raw_type = msg.options.get(Opt.MESSAGE_TYPE)
+        if raw_type is None or len(raw_type) != 1 or raw_type[0] not in _NAMES:
+            raise PacketError(
+                f"xid {msg.xid:#x}: no valid DHCP message type (option 53); BOOTP is not served"
+            )
+        mtype = raw_type[0]
+        mac = msg.chaddr.hex(":")
+        client = classify(msg.options)
+        kind = "bmc" if mac in self._bmc_macs else client.kind
+        events: list[Event] = []
+        reply: Message | None = None
+        segment, reason = self._segment(msg, info)
+        if segment is not None:
+            ex = _Exchange(msg, mac, client, segment, now, events)
+            if mtype == MessageType.DISCOVER:
+                reply, reason = self._discover(ex)
+            elif mtype == MessageType.REQUEST:
+                reply, reason = self._request(ex)
+            elif mtype == MessageType.DECLINE:
+                reason = self._decline(msg, mac, now)
+            elif mtype == MessageType.RELEASE:
+                reason = self._release(msg, mac, now)
+            elif mtype == MessageType.INFORM:
+                reply = self._reply(ex, MessageType.ACK, ZERO4, None)
+            else:
+                reason = f"{_NAMES[mtype]} is a server message"
+        asked = msg.options.get(Opt.REQUESTED_ADDRESS) or msg.ciaddr
+        name = _NAMES[mtype]
+        events.insert(
+            0,
+            DhcpEvent(
+                kind=name.lower(),
+                mac=mac,
+                ts=now,
+                xid=msg.xid,
+                message=name,
+                direction="in",
+                client_arch=client.arch,
+                client_kind=kind,
+                address=socket.inet_ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
+                reason=reason,
+            ),
+        )
+        if reply is None:
+            return Outcome(None, None, events)
+        out = _NAMES[reply.options[Opt.MESSAGE_TYPE][0]]
+        boot_file = reply.options.get(Opt.BOOTFILE)
+        events.append(
+            DhcpEvent(
+                kind=out.lower(),
+                mac=mac,
+                ts=now,
+                xid=msg.xid,
+                message=out,
+                direction="out",
+                client_arch=client.arch,
+                client_kind=kind,
+                address=socket.inet_ntoa(reply.yiaddr) if reply.yiaddr != ZERO4 else None,
+                boot_file=boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
+                reason=reply.options.get(Opt.MESSAGE, b"").decode("ascii", "replace"),
+            )
+        )
+        return Outcome(encode(reply), destination(msg, reply), events)
+
+    # -- per message type ----------------------------------------------------------------
+
+    def _discover(self, ex: _Exchange) -> tuple[Message | None, str]:
+        hint = _address(ex.msg.options.get(Opt.REQUESTED_ADDRESS))
+        address, lease_time, reason = self._assign(ex, hint)
+        if address is None:
+            return None, reason
+        self.leases.offer(ex.mac, address, ex.now, self.settings.offer_hold)
+        return self._reply(ex, MessageType.OFFER, _U32.pack(address), lease_time), ""
+
+    def _request(self, ex: _Exchange) -> tuple[Message | None, str]:
+        msg, mac, now = ex.msg, ex.mac, ex.now
+        server_id = msg.options.get(Opt.SERVER_ID)
+        if server_id is not None and server_id != self._server_id:
+            entry = self.leases.for_mac(mac)
+            if entry is not None and entry.state == "offered":
+                self.leases.release(mac, now)  # our offer was declined by choosing another
+            chosen = socket.inet_ntoa(server_id) if len(server_id) == 4 else server_id.hex()
+            return None, f"client chose server {chosen}"
+        target = _address(msg.options.get(Opt.REQUESTED_ADDRESS))
+        if target is None and msg.ciaddr != ZERO4:
+            target = _U32.unpack(msg.ciaddr)[0]  # RENEWING / REBINDING
+        if target is None:
+            return None, "REQUEST without a requested address (50) or ciaddr"
+        address, lease_time, reason = self._assign(ex, target)
+        if address is None:
+            return None, reason  # RFC 2131 §4.3.2: no record of this client, stay silent
+        if address != target:
+            wanted = ipaddress.IPv4Address(target)
+            return self._nak(msg, f"{wanted} is not this client's address"), ""
+        hostname = msg.options.get(Opt.HOSTNAME)
+        self.leases.bind(
+            mac,
+            address,
+            now + lease_time,
+            msg.options.get(Opt.CLIENT_ID),
+            hostname.decode("utf-8", "replace")[:63] if hostname else None,
+        )
+        return self._reply(ex, MessageType.ACK, _U32.pack(address), lease_time), ""
+
+    def _decline(self, msg: Message, mac: str, now: float) -> str:
+        server_id = msg.options.get(Opt.SERVER_ID)
+        if server_id is not None and server_id != self._server_id:
+            return "DECLINE for another server"
+        address = _address(msg.options.get(Opt.REQUESTED_ADDRESS))
+        if address is None:
+            return "DECLINE without a requested address (50)"
+        entry = self.leases.for_mac(mac)
+        if (entry is None or entry.address != address) and self._reserved.get(mac) != address:
+            return "DECLINE for an address this client was not given"
+        quarantine = self.settings.decline_quarantine
+        self.leases.decline(mac, address, now + quarantine)
+        return f"address in use by another host: quarantined for {quarantine:.0f} s"
+
+    def _release(self, msg: Message, mac: str, now: float) -> str:
+        entry = self.leases.for_mac(mac)
+        if entry is None or _U32.pack(entry.address) != msg.ciaddr:
+            return "RELEASE for an address this client does not hold"
+        self.leases.release(mac, now)
+        return "released"
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _segment(self, msg: Message, info: ReceiveInfo) -> tuple[Segment | None, str]:
+        if msg.giaddr == ZERO4:
+            if info.relayed:
+                return None, "relayed (source port 67) but giaddr is 0.0.0.0"
+            return self.settings.local, ""
+        giaddr = _U32.unpack(msg.giaddr)[0]
+        for segment in self.settings.relays:
+            if segment.contains(giaddr):
+                return segment, ""
+        if self.settings.local.contains(giaddr):
+            return self.settings.local, ""
+        return None, f"no dhcp.relays segment contains giaddr {socket.inet_ntoa(msg.giaddr)}"
+
+    def _assign(self, ex: _Exchange, hint: int | None) -> tuple[int | None, int, str]:
+        """The address the client should have on its segment (None: no address, and why)."""
+        mac, segment = ex.mac, ex.segment
+        reserved = self._reserved.get(mac)
+        if reserved is not None:
+            if segment.contains(reserved):
+                return reserved, self.settings.lease_time, ""
+        elif mac not in self._seen_unknown:
+            if len(self._seen_unknown) >= _UNKNOWN_SEEN_LIMIT:
+                self._seen_unknown.clear()  # bounded memory under a flood of random MACs
+            self._seen_unknown.add(mac)
+            vendor = ex.client.vendor_class.decode("ascii", "replace")
+            ex.events.append(DiscoveryEvent("discovery", mac, ex.now, vendor, ex.client.arch))
+        if not self._pool_unknown:
+            if reserved is not None:
+                return None, 0, f"reserved address {ipaddress.IPv4Address(reserved)} is not here"
+            return None, 0, "unknown client ignored (dhcp.unknown_clients: ignore)"
+        if segment.pool is None:
+            return None, 0, "no dhcp.pool for this segment"
+        first, last = segment.pool
+        address = self.leases.allocate(first, last, mac, ex.now, hint)
+        if address is None:
+            return None, 0, "pool exhausted"
+        return address, self.settings.pool_lease_time, ""
+
+    def _boot(self, mac: str, client: ClientInfo) -> BootChoice | None:
+        choice = choose_boot(client, self.settings.boot)
+        if choice is None or self._policy(mac) is BootAction.DISK:
+            return None  # installed nodes boot from disk: an address, no boot file
+        return choice
+
+    # -- replies -------------------------------------------------------------------------
+
+    def _reply(
+        self, ex: _Exchange, mtype: MessageType, yiaddr: bytes, lease_time: int | None
+    ) -> Message:
+        msg, segment = ex.msg, ex.segment
+        boot = self._boot(ex.mac, ex.client)
+        offer: dict[int, bytes] = {Opt.SERVER_ID: self._server_id}
+        if lease_time is not None:  # RFC 2131 §4.3.5: never in an ACK to an INFORM
+            offer[Opt.LEASE_TIME] = _U32.pack(lease_time)
+            offer[Opt.RENEWAL_TIME] = _U32.pack(lease_time // 2)  # T1, RFC 2131 §4.4.5
+            offer[Opt.REBINDING_TIME] = _U32.pack(lease_time * 7 // 8)  # T2
+        offer[Opt.SUBNET_MASK] = segment.mask_bytes
+        if segment.router is not None:
+            offer[Opt.ROUTER] = segment.router
+        if self._dns:
+            offer[Opt.DNS] = self._dns
+        offer[Opt.BROADCAST] = segment.broadcast_bytes
+        bootfile = b""
+        if boot is not None:
+            bootfile = boot.file.encode()
+            if boot.tftp:
+                offer[Opt.TFTP_SERVER] = self._server_text
+            offer[Opt.BOOTFILE] = bootfile + b"\0"  # NUL: old PXE ROMs, as dnsmasq does
+            if boot.http_client:
+                offer[Opt.VENDOR_CLASS] = b"HTTPClient"
+        options = ordered_options(msg, mtype, offer)
+        return Message(
+            op=BOOTREPLY,
+            xid=msg.xid,
+            chaddr=msg.chaddr,
+            flags=msg.flags,
+            ciaddr=msg.ciaddr if mtype == MessageType.ACK else ZERO4,
+            yiaddr=yiaddr,
+            siaddr=self._server_id if boot is not None else ZERO4,
+            giaddr=msg.giaddr,
+            file=bootfile if len(bootfile) < FILE_LEN else b"",
+            options=options,
+        )
+
+    def _nak(self, msg: Message, why: str) -> Message:
+        offer = {Opt.SERVER_ID.value: self._server_id, Opt.MESSAGE.value: why.encode()}
+        relayed = msg.giaddr != ZERO4
+        return Message(
+            op=BOOTREPLY,
+            xid=msg.xid,
+            chaddr=msg.chaddr,
+            # RFC 2131 §4.3.2: a relay must broadcast the NAK on the client's segment.
+            flags=msg.flags | FLAG_BROADCAST if relayed else msg.flags,
+            giaddr=msg.giaddr,
+            options=ordered_options(msg, MessageType.NAK, offer),
+        )
+
+
+def _address(raw: bytes | None) -> int | None:
+    if raw is None or len(raw) != 4:
+        return None
+    value: int = _U32.unpack(raw)[0]
+    return value

@@ -1,0 +1,79 @@
+"""How a reply is laid out and addressed (layer 1: pure).
+
+Option order: 53 first, then the options in the order of the client's parameter request list
+(55), then the rest, then the echoes 61 (RFC 6842), 97 (PXE) and 82 last (RFC 3046 §2.2).
+The result is trimmed to the client's maximum message size (57, RFC 2132 §9.10), dropping
+options from the end but never 53, 54, 51, 1 or 82.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from racker.dhcp.codec import ZERO4, Message, encoded_size
+from racker.dhcp.options import (
+    CLIENT_PORT,
+    FLAG_BROADCAST,
+    IP_UDP_OVERHEAD,
+    MIN_MAX_MESSAGE_SIZE,
+    SERVER_PORT,
+    MessageType,
+    Opt,
+)
+
+_KEEP = frozenset({Opt.MESSAGE_TYPE, Opt.SERVER_ID, Opt.LEASE_TIME, Opt.SUBNET_MASK, 82})
+_BROADCAST_MAC = b"\xff" * 6
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    ip: str
+    port: int
+    mac: bytes | None  # Ethernet destination; None: route by IP (a relay agent)
+    broadcast: bool = False
+
+
+BROADCAST = Destination("255.255.255.255", CLIENT_PORT, _BROADCAST_MAC, broadcast=True)
+
+
+def ordered_options(msg: Message, mtype: MessageType, offer: dict[int, bytes]) -> dict[int, bytes]:
+    """The reply's options in wire order (``offer`` is consumed)."""
+    options = {Opt.MESSAGE_TYPE.value: bytes((mtype,))}
+    wanted = msg.options.get(Opt.PARAMETER_LIST)
+    if wanted:
+        for code in wanted:
+            value = offer.pop(code, None)
+            if value is not None:
+                options[code] = value
+    options.update(offer)
+    client_options = msg.options
+    for code in (Opt.CLIENT_ID, Opt.CLIENT_UUID, Opt.RELAY_AGENT):
+        value = client_options.get(code)
+        if value is not None:
+            options[code] = value
+    limit = MIN_MAX_MESSAGE_SIZE
+    raw = client_options.get(Opt.MAX_MESSAGE_SIZE)
+    if raw is not None and len(raw) == 2:
+        limit = max(limit, (raw[0] << 8) | raw[1])
+    limit -= IP_UDP_OVERHEAD  # RFC 2132 §9.10 counts the IP datagram
+    if encoded_size(options) > limit:
+        for code in reversed(list(options)):
+            if code not in _KEEP:
+                del options[code]
+                if encoded_size(options) <= limit:
+                    break
+    return options
+
+
+def destination(msg: Message, reply: Message) -> Destination:
+    """Where a reply goes, RFC 2131 §4.1 (the paragraph after table 3)."""
+    if msg.giaddr != ZERO4:
+        return Destination(socket.inet_ntoa(msg.giaddr), SERVER_PORT, None)
+    if reply.options[Opt.MESSAGE_TYPE][0] == MessageType.NAK:
+        return BROADCAST
+    if msg.ciaddr != ZERO4:
+        return Destination(socket.inet_ntoa(msg.ciaddr), CLIENT_PORT, msg.chaddr)
+    if msg.flags & FLAG_BROADCAST:
+        return BROADCAST
+    return Destination(socket.inet_ntoa(reply.yiaddr), CLIENT_PORT, msg.chaddr)
