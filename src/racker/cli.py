@@ -78,42 +78,38 @@ class RackerGroup(click.Group):
             sys.exit(130)
 
 
+_RACK_OPTIONS = (
+    ("--oem-dir", "RACKER_OEM_DIR", False, "Rack metadata directory. [default: /usr/share/oem]"),
+    ("--state-dir", "RACKER_STATE_DIR", False, "State directory. [default: /var/lib/racker]"),
+    ("--config", "RACKER_CONFIG", True, "racker.yaml. [default: /etc/racker/racker.yaml]"),
+)
+
+
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    if value is not None:
-        root = ctx.find_root()
-        root.ensure_object(dict)
-        root.obj[str(param.name)] = value
+    """Store a rack option in the root context; a flag given later (after the command name)
+    wins over one given earlier, and any flag wins over the environment."""
+    if value is None:
+        return value
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    name = str(param.name)
+    from_env = ctx.get_parameter_source(name) is click.core.ParameterSource.ENVIRONMENT
+    if not from_env or name not in root.obj:
+        root.obj[name] = value
     return value
 
 
 def rack_options(func: F) -> F:
-    """--oem-dir/--state-dir/--config, accepted after the command name as well as before."""
-    for decorator in reversed(
-        [
-            click.option(
-                "--oem-dir",
-                type=click.Path(path_type=Path, file_okay=False),
-                expose_value=False,
-                callback=_remember,
-                help="Rack metadata directory. [default: /usr/share/oem]",
-            ),
-            click.option(
-                "--state-dir",
-                type=click.Path(path_type=Path, file_okay=False),
-                expose_value=False,
-                callback=_remember,
-                help="State directory. [default: /var/lib/racker]",
-            ),
-            click.option(
-                "--config",
-                type=click.Path(path_type=Path, dir_okay=False),
-                expose_value=False,
-                callback=_remember,
-                help="racker.yaml.",
-            ),
-        ]
-    ):
-        func = decorator(func)
+    """--oem-dir/--state-dir/--config, accepted before and after the command name."""
+    for flag, envvar, is_file, text in reversed(_RACK_OPTIONS):
+        func = click.option(
+            flag,
+            type=click.Path(path_type=Path, file_okay=is_file, dir_okay=not is_file),
+            envvar=envvar,
+            expose_value=False,
+            callback=_remember,
+            help=text,
+        )(func)
     return func
 
 
@@ -130,43 +126,17 @@ def options_of(ctx: click.Context, interface: str | None = None) -> Any:
 
 
 @click.group(cls=RackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--oem-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="RACKER_OEM_DIR",
-    help="Rack metadata directory (nodes.csv, ipmi_user, ipmi_password). [default: /usr/share/oem]",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="RACKER_STATE_DIR",
-    help="State directory (SQLite database, keys, assets). [default: /var/lib/racker]",
-)
-@click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="RACKER_CONFIG",
-    help="racker.yaml. [default: /etc/racker/racker.yaml when it exists]",
-)
+@rack_options
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.version_option(__version__, "--version", prog_name="racker")
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    oem_dir: Path | None,
-    state_dir: Path | None,
-    config: Path | None,
-    verbose: int,
-    log_format: str,
-) -> None:
+def cli(ctx: click.Context, verbose: int, log_format: str) -> None:
     """Provision a rack of bare-metal servers from its management node."""
     setup_logging(verbose, log_format)
     ctx.ensure_object(dict)
-    for key, value in (("oem_dir", oem_dir), ("state_dir", state_dir), ("config", config)):
-        ctx.obj.setdefault(key, value)
 
 
 @cli.command()

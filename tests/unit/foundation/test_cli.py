@@ -166,3 +166,24 @@ def test_racker_error_exit_code_and_hint(runner: CliRunner, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert result.output.startswith("error: --user is required")
     assert "hint: pass --user NAME" in result.output
+
+
+def test_rack_options_before_after_and_from_the_environment(
+    oem: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    args = ["factory", "check", "--offline"]
+    empty = str(tmp_path / "empty")
+    # From the environment alone.
+    assert runner.invoke(cli, args, env={"RACKER_OEM_DIR": str(oem)}).exit_code == 0
+    # A flag beats the environment, before or after the command name.
+    assert (
+        runner.invoke(cli, [*args, "--oem-dir", str(oem)], env={"RACKER_OEM_DIR": empty}).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(cli, ["--oem-dir", str(oem), *args], env={"RACKER_OEM_DIR": empty}).exit_code
+        == 0
+    )
+    # The flag after the command name wins over the one before it.
+    assert runner.invoke(cli, ["--oem-dir", empty, *args, "--oem-dir", str(oem)]).exit_code == 0
+    assert runner.invoke(cli, ["--oem-dir", str(oem), *args, "--oem-dir", empty]).exit_code == 1
