@@ -99,10 +99,10 @@ def _handler(state: ReleaseServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             rng = self.headers.get("Range")
             state.requests.append((self.path, rng))
             path = (state.root / self.path.lstrip("/")).resolve()

@@ -198,7 +198,7 @@ def test_refusals(
         fetch(tmp_path, release, None)  # type: ignore[arg-type]
     with pytest.raises(AssetError, match="HTTP 404"):
         fetch(tmp_path, release, keys[0].public, version="1.2.3")
-    with pytest.raises(AssetError, match="not X.Y.Z"):
+    with pytest.raises(AssetError, match=r"not X\.Y\.Z"):
         fetch(tmp_path, release, keys[0].public, version="../../etc")
     with pytest.raises(AssetError, match="unknown channel"):
         fetch_flatcar(tmp_path, channel="edge", key_file=keys[0].public)
