@@ -291,6 +291,148 @@ def serve(ctx: click.Context, interface: str | None) -> None:
         asyncio.run(serve_until_signal(stack, ready))
 
 
+# --- render and assets commands (issue 5) ---------------------------------------------------
+
+
+@cli.command("render")
+@click.argument("mac")
+@click.option("--installed/--not-installed", default=None, help="Override the stored state.")
+@click.option("--role", help="Render as if bootstrap gave the node this role.")
+@click.option("--platform", type=click.Choice(["efi", "pcbios"]), default="efi", show_default=True)
+@rack_options
+@click.pass_context
+def render_cmd(
+    ctx: click.Context, mac: str, installed: bool | None, role: str | None, platform: str
+) -> None:
+    """Show which group MAC matches and why, then its iPXE script and Ignition (no server)."""
+    from racker.app import read_config, read_rack_metadata, state_dir
+    from racker.assets import current_version
+    from racker.errors import ConfigError, InventoryError
+    from racker.model import parse_mac
+    from racker.netplan import make_plan
+    from racker.profiles import NodeFacts, RenderContext, explain, load_catalog
+    from racker.profiles import settings_from_config as settings_of
+    from racker.store import DB_NAME, Store
+
+    normalised = parse_mac(mac)
+    if normalised is None:
+        raise click.BadParameter(f"{mac!r} is not a MAC address", param_hint="MAC")
+    options = options_of(ctx)
+    config = read_config(options)
+    oem = read_rack_metadata(options, config, [])
+    node = oem.inventory.by_mac(normalised)
+    if node is None and oem.problems:
+        raise InventoryError(list(oem.problems))
+    try:
+        plan = make_plan(config, None)  # offline: the PXE interface is not needed here
+    except ConfigError:
+        plan = None
+    state = state_dir(options, config)
+    assets = config.http.assets_dir or state / "assets"
+    settings = settings_of(config, plan, current_version(assets, config.install.channel))
+    address, stored = None, None
+    if node is not None and (state / DB_NAME).exists():
+        with Store.open(state) as store:
+            allocation = store.allocations().get(node.primary_mac)
+            address = str(allocation.address) if allocation else None
+            stored = store.node_states().get(node.primary_mac)
+    if installed is None:
+        installed = stored is not None and stored.state in ("installed", "rebooted", "ready")
+    server = f"http://{plan.server if plan else 'SERVER'}:{config.http.port}"
+    key = node.primary_mac if node else normalised
+    context = RenderContext(
+        node=node,
+        role=role or ((stored.data or {}).get("role") if stored else None),
+        installed=installed,
+        address=address,
+        server_url=server,
+        ignition_url=f"{server}/ignition?mac={key}&token=TOKEN",
+        events_url=f"{server}/api/v1/events?mac={key}&token=TOKEN",
+        assets_url=f"{server}/assets",
+        settings=settings,
+        labels={"management": "true"}
+        if node is not None and node is oem.inventory.management
+        else {},
+    )
+    catalog = load_catalog(config.http.profiles_dir, settings)
+    facts = NodeFacts(mac=normalised, platform=platform, buildarch="x86_64")
+    click.echo(explain(catalog, facts, context), nl=False)
+
+
+@cli.group()
+def assets() -> None:
+    """The local asset mirror (Flatcar releases) that nodes install from."""
+
+
+def _assets_dir(ctx: click.Context) -> tuple[Path, Any]:
+    from racker.app import read_config, state_dir
+
+    options = options_of(ctx)
+    config = read_config(options)
+    return config.http.assets_dir or state_dir(options, config) / "assets", config
+
+
+@assets.command("fetch")
+@click.argument("os_name", metavar="OS", type=click.Choice(["flatcar"]))
+@click.option("--channel", type=click.Choice(["stable", "beta", "alpha", "lts"]))
+@click.option("--version", "version_", default="current", show_default=True, help="X.Y.Z")
+@click.option("--base-url", help="Release server board URL holding VERSION/ and current/.")
+@click.option("--key", type=click.Path(path_type=Path, dir_okay=False), help="Signing key.")
+@rack_options
+@click.pass_context
+def assets_fetch_cmd(
+    ctx: click.Context,
+    os_name: str,
+    channel: str | None,
+    version_: str,
+    base_url: str | None,
+    key: Path | None,
+) -> None:
+    """Download a Flatcar release, verify digests and signatures, publish it in the mirror."""
+    from racker.assets import RichProgress, fetch_flatcar
+
+    directory, config = _assets_dir(ctx)
+    with RichProgress() as progress:
+        result = fetch_flatcar(
+            directory,
+            channel=channel or config.install.channel,
+            version=version_,
+            base_url=base_url or config.install.release_url,
+            key_file=key or config.install.signing_key,
+            progress=progress,
+        )
+    what = "already current" if result.already_current else "fetched and verified"
+    click.echo(f"Flatcar {result.version}: {what} in {result.directory}")
+
+
+@assets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@rack_options
+@click.pass_context
+def assets_list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the Flatcar releases in the mirror and which channel each is current for."""
+    from racker.assets import list_releases
+
+    directory, _config = _assets_dir(ctx)
+    releases = list_releases(directory)
+    if as_json:
+        rows = [
+            {"version": r.version, "current_for": list(r.channels), "files": dict(r.files)}
+            for r in releases
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not releases:
+        click.echo(f"no Flatcar release in {directory} (racker assets fetch flatcar)")
+    for r in releases:
+        current = f"  current: {', '.join(r.channels)}" if r.channels else ""
+        size = sum(s for _, s in r.files) / 1e6
+        click.echo(f"flatcar {r.version}  {len(r.files)} files, {size:.1f} MB{current}")
+
+
+# --- end of render and assets commands (issue 5) ---
+
+
 def main() -> None:
     start = time.monotonic()
     try:

@@ -25,6 +25,11 @@ def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext) -> str:
     who += ", installed)" if ctx.installed else ")"
     lines = [f"# machine: {who}", f"# group: {match.group.id}", "# why:"]
     lines += [f"#   {reason}" for reason in match.why]
+    if ctx.settings.flatcar_version == "current":
+        lines.append(
+            "# note: no Flatcar version in the asset mirror yet (install.version is current):"
+            " run `racker assets fetch flatcar`"
+        )
     ipxe, ignition = catalog.render_match(match, facts, ctx)
     lines += ["", "## iPXE script", ipxe.rstrip("\n"), "", "## Ignition"]
     if ignition is None:
