@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # This file is named like the stdlib's ``http`` package: drop bench/ from the import path before
@@ -129,9 +130,9 @@ http {{
 
 
 def curl_speed(ns: str, url: str) -> float:
+    cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url]
     out = subprocess.run(
-        ["ip", "netns", "exec", ns, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url],
-        check=True, capture_output=True, text=True, timeout=600,
+        ["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True, text=True, timeout=600
     ).stdout.split()
     if out[0] != "200":
         raise RuntimeError(f"{url}: HTTP {out[0]}")
@@ -140,8 +141,8 @@ def curl_speed(ns: str, url: str) -> float:
 
 def wait_ready(ns: str, url: str) -> None:
     for _ in range(100):
-        rc = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sf", "-o", "/dev/null", url], check=False).returncode
-        if rc == 0:
+        cmd = ["ip", "netns", "exec", ns, "curl", "-sf", "-o", "/dev/null", url]
+        if subprocess.run(cmd, check=False).returncode == 0:
             return
         time.sleep(0.1)
     raise RuntimeError(f"{url} never answered")
@@ -149,15 +150,31 @@ def wait_ready(ns: str, url: str) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ab(ns: str, url: str, requests: int, concurrency: int, keepalive: bool) -> dict[str, float]:
+    """ApacheBench (C, one thread: a lighter client than Python) -> its summary figures."""
+    with tempfile.NamedTemporaryFile(suffix=".csv") as csv:
+        opts = ["-q", "-n", str(requests), "-c", str(concurrency), "-e", csv.name]
+        cmd = ["ip", "netns", "exec", ns, "ab", *opts, *(["-k"] if keepalive else []), url]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        # -e writes "percent,ms" rows with fractional milliseconds (the summary rounds to 1 ms).
+        rows = dict(line.split(",") for line in Path(csv.name).read_text().splitlines()[1:])
+    found = {f"{q}%": float(rows[str(q)]) for q in (50, 90, 99, 100)}
+    for line in out.splitlines():
+        if line.startswith(("Failed requests:", "Non-2xx responses:", "Requests per second:")):
+            found[line.split(":")[0]] = float(line.split(":")[1].split()[0])
+    return found
 
 
 def run(args: argparse.Namespace) -> None:
     from tests.support.netns import link
 
-    with tempfile.TemporaryDirectory(prefix="racker-bench-http-") as tmpdir, link(
-        server_ip=SERVER_IP, client_ip=CLIENT_IP
-    ) as lk:
+    with (
+        tempfile.TemporaryDirectory(prefix="racker-bench-http-") as tmpdir,
+        link(server_ip=SERVER_IP, client_ip=CLIENT_IP) as lk,
+    ):
         tmp = Path(tmpdir)
         assets = tmp / "assets"
         assets.mkdir()
@@ -170,49 +187,73 @@ def run(args: argparse.Namespace) -> None:
             NGINX_CONF.format(tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets)
         )
         racker = lk.server.popen(
-            [PY, __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets)],
+            [PY, "-P", __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets)],
             stdout=subprocess.PIPE,
         )
         nginx = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+        cli = lk.client.name
         try:
             racker_url = f"http://{SERVER_IP}:{RACKER_PORT}/assets/{blob.name}"
             nginx_url = f"http://{SERVER_IP}:{NGINX_PORT}/assets/{blob.name}"
-            wait_ready(lk.client.name, f"http://{SERVER_IP}:{RACKER_PORT}/healthz")
-            wait_ready(lk.client.name, nginx_url)
+            wait_ready(cli, f"http://{SERVER_IP}:{RACKER_PORT}/healthz")
+            wait_ready(cli, nginx_url)
             speeds: dict[str, list[float]] = {"racker": [], "nginx": []}
             for _ in range(args.runs):
-                speeds["racker"].append(curl_speed(lk.client.name, racker_url))
-                speeds["nginx"].append(curl_speed(lk.client.name, nginx_url))
-            ipxe_url = f"http://{SERVER_IP}:{RACKER_PORT}/ipxe?mac={MAC}&platform=efi&buildarch=x86_64"
+                speeds["racker"].append(curl_speed(cli, racker_url))
+                speeds["nginx"].append(curl_speed(cli, nginx_url))
+            ipxe = f"http://{SERVER_IP}:{RACKER_PORT}/ipxe?mac={MAC}&platform=efi&buildarch=x86_64"
+            n = args.burst * args.rounds
+            rows = [
+                (f"ab -k -c {args.burst} -n {n} (keep-alive)", ab(cli, ipxe, n, args.burst, True)),
+                (
+                    f"ab -c {args.burst} -n {n} (a connection each)",
+                    ab(cli, ipxe, n, args.burst, False),
+                ),
+                ("ab -k -c 1 -n 1000 (one at a time)", ab(cli, ipxe, 1000, 1, True)),
+            ]
             loaded = lk.client.run(
-                PY, __file__, "--load", ipxe_url, str(args.burst), str(args.rounds), timeout=600
+                PY, "-P", __file__, "--load", ipxe, str(args.burst), str(args.rounds), timeout=600
             )
-            result = json.loads(loaded.stdout)
+            burst = json.loads(loaded.stdout)
         finally:
             for proc in (racker, nginx):
                 proc.terminate()
                 proc.wait(timeout=10)
-    report(args, speeds, result)
+    report(args, speeds, rows, burst)
 
 
-def report(args: argparse.Namespace, speeds: dict[str, list[float]], result: dict[str, object]) -> None:
+def report(
+    args: argparse.Namespace,
+    speeds: dict[str, list[float]],
+    rows: list[tuple[str, dict[str, float]]],
+    burst: dict[str, Any],
+) -> None:
     mib = 1 << 20
-    r = statistics.median(speeds["racker"]) / mib
-    n = statistics.median(speeds["nginx"]) / mib
-    lat = [x * 1e3 for x in result["latencies"]]  # type: ignore[attr-defined]
+    nginx = statistics.median(speeds["nginx"])
     print(f"\n{args.size_mib} MiB asset over veth, curl, median of {args.runs} runs\n")
     print("| server | MiB/s (median) | runs (MiB/s) | vs nginx |")
     print("|---|---:|---|---:|")
-    for name, med in (("racker (aiohttp FileResponse, sendfile)", r), ("nginx-light (sendfile on, 1 worker)", n)):
-        key = "racker" if name.startswith("racker") else "nginx"
+    for key, name in (
+        ("racker", "racker (aiohttp FileResponse, sendfile)"),
+        ("nginx", "nginx-light (sendfile on, 1 worker)"),
+    ):
+        med = statistics.median(speeds[key])
         runs = ", ".join(f"{s / mib:.0f}" for s in speeds[key])
-        print(f"| {name} | {med:.0f} | {runs} | {med / n:.2f}x |")
-    print(f"\n/ipxe renders: {args.rounds} bursts of {args.burst} concurrent requests\n")
-    print("| requests | errors | p50 ms | p90 ms | p99 ms | max ms |")
-    print("|---:|---:|---:|---:|---:|---:|")
+        print(f"| {name} | {med / mib:.0f} | {runs} | {med / nginx:.2f}x |")
+    print("\n/ipxe (rendered by the built-in Flatcar profiles), latency in ms\n")
+    print("| load | req/s | failed | p50 | p90 | p99 | max |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows:
+        failed = int(r.get("Failed requests", 0) + r.get("Non-2xx responses", 0))
+        print(
+            f"| {name} | {r['Requests per second']:.0f} | {failed} | {r['50%']:.1f} "
+            f"| {r['90%']:.1f} | {r['99%']:.1f} | {r['100%']:.1f} |"
+        )
+    lat = [x * 1e3 for x in burst["latencies"]]
+    p50, p90, p99 = (percentile(lat, q) for q in (0.5, 0.9, 0.99))
     print(
-        f"| {len(lat)} | {result['errors']} | {percentile(lat, 0.5):.1f} | {percentile(lat, 0.9):.1f} "
-        f"| {percentile(lat, 0.99):.1f} | {max(lat):.1f} |"
+        f"| aiohttp client: {args.rounds} bursts of {args.burst} at once | - "
+        f"| {burst['errors']} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {max(lat):.1f} |"
     )
 
 

@@ -13,7 +13,7 @@ from tests.unit.web.helpers import KEY, NOW, web_client
 from tests.unit.web.standin import KNOWN_MAC, OTHER_MAC, UNKNOWN_MAC, StandinCatalog
 
 GOLDEN = Path(__file__).parent / "golden"
-EXPIRES = int(NOW) + 86400
+EXPIRES = 1_700_000_100 + 86400  # NOW rounded up to the next 300 s step, plus a day
 
 
 def ignition_token(mac: str = KNOWN_MAC) -> str:
@@ -251,3 +251,24 @@ async def test_metrics_registry_can_carry_other_servers_collectors(tmp_path: Pat
         text = await (await client.get("/metrics")).text()
     assert "racker_dhcp_packets_total 3.0" in text
     assert "racker_http_requests_total" in text or "racker_http_requests" in text
+
+
+async def test_ipxe_renders_are_reused_until_something_changes(tmp_path: Path) -> None:
+    catalog = StandinCatalog()
+    async with web_client(tmp_path, catalog=catalog) as client:
+        texts = [
+            await (await client.get("/ipxe", params=query)).text()
+            for query in (
+                {"mac": KNOWN_MAC},
+                {"mac": KNOWN_MAC},  # same question: cached
+                {"mac": OTHER_MAC},  # other node
+                {"mac": KNOWN_MAC, "platform": "efi"},  # other facts
+            )
+        ]
+    assert texts[0] == texts[1]
+    assert OTHER_MAC in texts[2]
+    assert [(kind, facts.mac) for kind, facts, _ in catalog.calls] == [
+        ("ipxe", KNOWN_MAC),
+        ("ipxe", OTHER_MAC),
+        ("ipxe", KNOWN_MAC),
+    ]

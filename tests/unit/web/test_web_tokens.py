@@ -29,9 +29,7 @@ GOOD = make_token(KEY, MAC, "ignition", 1000)
         (b"", GOOD, MAC, "ignition", 0.0, False),
     ],
 )
-def test_check_token(  # noqa: PLR0917 (one table row = one call)
-    key: bytes, token: str, mac: str, purpose: str, now: float, ok: bool
-) -> None:
+def test_check_token(key: bytes, token: str, mac: str, purpose: str, now: float, ok: bool) -> None:
     assert check_token(key, token, mac, purpose, now) is ok
 
 
