@@ -321,8 +321,9 @@ def render_cmd(
     config = read_config(options)
     oem = read_rack_metadata(options, config, [])
     node = oem.inventory.by_mac(normalised)
-    if node is None and oem.problems:
-        raise InventoryError(list(oem.problems))
+    csv_problems = [p for p in oem.problems if p.file.endswith("nodes.csv")]  # not credentials
+    if node is None and csv_problems:
+        raise InventoryError(csv_problems)
     try:
         plan = make_plan(config, None)  # offline: the PXE interface is not needed here
     except ConfigError:
