@@ -166,9 +166,11 @@ class NodeRecord:
     not_before: float = 0.0  # back-off: do not act before this time
     persistent_pxe: bool = False  # arm PXE as a persistent boot device
     failed_in: str = ""  # the phase the node failed in
+    role: str = ""  # the plan's role for the node (racker status shows it)
 
     def to_data(self) -> dict[str, Any]:
         return {
+            "role": self.role,
             "deadline": self.deadline,
             "not_before": self.not_before,
             "persistent_pxe": self.persistent_pxe,
@@ -193,6 +195,7 @@ class NodeRecord:
             float(data.get("not_before") or 0.0),
             bool(data.get("persistent_pxe", False)),
             str(data.get("failed_in", "")),
+            str(data.get("role", "")),
         )
 
 
