@@ -1,0 +1,326 @@
+"""The DHCP server's asyncio transport (layer 3): sockets in, ``DhcpCore`` decides, frames out.
+
+- Receiving: an AF_PACKET socket bound to the PXE interface, with a classic BPF filter so the
+  kernel hands over only IPv4/UDP to port 67, read with ``loop.add_reader`` (no threads).
+  Many datagrams are drained per wake-up.
+- Sending: to a client on the link, a whole Ethernet frame built here (a client without an
+  address cannot be reached through the IP stack: RFC 2131 §4.1); to a relay agent, a normal
+  UDP datagram from port 67 (the kernel routes and resolves it). That UDP socket is bound to
+  port 67 also so the kernel never answers clients with ICMP port unreachable; a drop-all
+  filter keeps it from queueing copies of what the packet socket already reads.
+- Persisting: lease changes are taken from the core in batches and written to SQLite every
+  ``flush_interval`` seconds (write-behind), and on ``close()``, so no ACKed lease is lost on a
+  clean shutdown and the database never sits on the hot path.
+- Bad input: a malformed packet raises ``PacketError`` in the core; it is dropped and logged
+  (rate-limited). Nothing a client sends stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ipaddress
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from racker.config import Config
+from racker.dhcp.core import DhcpCore, ReceiveInfo
+from racker.dhcp.frames import (
+    BPF_DROP_ALL,
+    BPF_SERVER_PORT,
+    ETH_P_IP,
+    bpf_program,
+    build_frame,
+    parse_frame,
+)
+from racker.dhcp.leases import LeaseEntry, PersistedLease
+from racker.dhcp.options import SERVER_PORT
+from racker.dhcp.reply import Destination
+from racker.dhcp.settings import build_core
+from racker.errors import EnvironmentProblem, PacketError
+from racker.events import Publish
+from racker.model import BootPolicy, NetworkPlan, always_pxe
+from racker.store import Lease, Store
+
+log = logging.getLogger("racker.dhcp")
+
+SO_ATTACH_FILTER = 26
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+_BATCH = 256  # datagrams drained per wake-up before yielding to the loop
+_RCVBUF = 4 << 20
+
+
+class DhcpServer:
+    def __init__(
+        self,
+        interface: str,
+        core: DhcpCore,
+        store: Store | None,
+        publish: Publish,
+        *,
+        flush_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.interface = interface
+        self.core = core
+        self._store = store
+        self._publish = publish
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._server_ip = core.settings.server.packed
+        self._raw: socket.socket | None = None
+        self._udp: socket.socket | None = None
+        self._mac = b""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._log_budget = _RateLimit(10, 10.0)
+        self.received = 0
+        self.sent = 0
+        self.dropped = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._raw = _packet_socket(self.interface)
+            self._udp = _relay_socket(self.interface)
+        except OSError as exc:
+            self._close_sockets()
+            raise EnvironmentProblem(
+                f"DHCP: cannot open sockets on interface {self.interface!r}: {exc.strerror}",
+                "run as root (CAP_NET_RAW, port 67) on an existing interface; "
+                "stop any other DHCP server on it (dnsmasq, isc-dhcp-server)",
+            ) from None
+        self._mac = self._raw.getsockname()[4]
+        self._loop.add_reader(self._raw.fileno(), self._on_readable)
+        log.info("DHCP serving on %s as %s", self.interface, self.core.settings.server)
+
+    async def close(self) -> None:
+        """Stop reading and persist every pending lease change (no ACKed lease is lost)."""
+        if self._loop is not None and self._raw is not None:
+            self._loop.remove_reader(self._raw.fileno())
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self.flush()
+        self._close_sockets()
+
+    def flush(self) -> None:
+        self._flush_handle = None
+        changes = self.core.leases.take_changes()
+        if not changes or self._store is None:
+            return
+        try:
+            self._store.save_leases([_to_lease(c) for c in changes], now=self._clock())
+        except Exception:
+            log.exception("DHCP: saving %d lease changes failed; they stay in memory", len(changes))
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        raw = self._raw
+        if raw is None:
+            return
+        core, publish, now = self.core, self._publish, self._clock()
+        for _ in range(_BATCH):
+            try:
+                frame, address = raw.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("DHCP: receive on %s failed: %s", self.interface, exc)
+                break
+            if address[2] == PACKET_OUTGOING:
+                continue
+            parsed = parse_frame(frame)
+            if parsed is None:
+                continue
+            self.received += 1
+            src_mac, src_ip, sport, payload = parsed
+            try:
+                outcome = core.handle(payload, ReceiveInfo(relayed=sport == SERVER_PORT), now)
+            except PacketError as exc:
+                self._drop(src_mac, src_ip, exc)
+                continue
+            except Exception:
+                # A bug of ours must not take the PXE network down: drop, log, go on.
+                self.dropped += 1
+                log.exception("DHCP: internal error on a packet from %s", src_mac.hex(":"))
+                continue
+            for event in outcome.events:
+                try:
+                    publish(event)
+                except Exception:
+                    log.exception("DHCP: event subscriber failed")
+            if outcome.reply is not None and outcome.destination is not None:
+                self._send(outcome.destination, outcome.reply)
+        if self._flush_handle is None and self.core.leases.pending and self._loop is not None:
+            self._flush_handle = self._loop.call_later(self._flush_interval, self.flush)
+
+    def _send(self, dest: Destination, reply: bytes) -> None:
+        raw, udp = self._raw, self._udp
+        if raw is None or udp is None:
+            return
+        try:
+            if dest.mac is None:
+                udp.sendto(reply, (dest.ip, dest.port))
+            else:
+                frame = build_frame(
+                    self._mac,
+                    dest.mac,
+                    self._server_ip,
+                    socket.inet_aton(dest.ip),
+                    (SERVER_PORT, dest.port),
+                    reply,
+                )
+                raw.send(frame)
+            self.sent += 1
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1  # send queue full: the client retransmits (RFC 2131 §4.1)
+        except OSError as exc:
+            self.dropped += 1
+            if self._log_budget.allow(self._clock()):
+                log.warning("DHCP: sending to %s:%d failed: %s", dest.ip, dest.port, exc)
+
+    def _drop(self, src_mac: bytes, src_ip: bytes, exc: PacketError) -> None:
+        self.dropped += 1
+        now = self._clock()
+        if self._log_budget.allow(now):
+            suppressed = self._log_budget.take_suppressed()
+            more = f" ({suppressed} more not logged)" if suppressed else ""
+            log.warning(
+                "DHCP: dropped a malformed packet from %s (%s): %s%s",
+                src_mac.hex(":"),
+                socket.inet_ntoa(src_ip),
+                exc,
+                more,
+            )
+
+    def _close_sockets(self) -> None:
+        for sock in (self._raw, self._udp):
+            if sock is not None:
+                sock.close()
+        self._raw = self._udp = None
+
+
+class _RateLimit:
+    """At most ``burst`` messages per ``period`` seconds; counts what it suppressed."""
+
+    def __init__(self, burst: int, period: float) -> None:
+        self.burst, self.period = burst, period
+        self._window_start = float("-inf")
+        self._used = 0
+        self._suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._window_start >= self.period:
+            self._window_start, self._used = now, 0
+        if self._used < self.burst:
+            self._used += 1
+            return True
+        self._suppressed += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        count, self._suppressed = self._suppressed, 0
+        return count
+
+
+def _packet_socket(interface: str) -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+    try:
+        # Filter before bind, so nothing unfiltered is queued in between.
+        _attach_filter(sock, BPF_SERVER_PORT)
+        # Linux >= 4.20; on older kernels PACKET_OUTGOING frames are skipped when read.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        _grow_rcvbuf(sock)
+        sock.bind((interface, ETH_P_IP))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _relay_socket(interface: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        _attach_filter(sock, BPF_DROP_ALL)
+        sock.bind(("0.0.0.0", SERVER_PORT))  # noqa: S104 (bound to the PXE interface above)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _grow_rcvbuf(sock: socket.socket) -> None:
+    # Bursts (a rack powering on, a load generator) must queue, not drop. SO_RCVBUFFORCE
+    # needs CAP_NET_ADMIN and ignores net.core.rmem_max; fall back to the capped one.
+    for option in (33, socket.SO_RCVBUF):  # 33 = SO_RCVBUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, _RCVBUF)
+            return
+        except OSError:
+            continue
+
+
+def _attach_filter(
+    sock: socket.socket, instructions: tuple[tuple[int, int, int, int], ...]
+) -> None:
+    """SO_ATTACH_FILTER with a ``struct sock_fprog`` (length + pointer to the program); the
+    kernel copies the program during the call, so the buffer only has to outlive it."""
+    program = ctypes.create_string_buffer(bpf_program(instructions))
+    fprog = struct.pack("HL", len(instructions), ctypes.addressof(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _to_lease(entry: LeaseEntry) -> Lease:
+    return Lease(
+        ipaddress.IPv4Address(entry.address),
+        entry.mac,
+        entry.state,
+        entry.expires,
+        entry.client_id,
+        entry.hostname,
+    )
+
+
+def create_server(
+    config: Config,
+    plan: NetworkPlan,
+    reservations: Mapping[str, ipaddress.IPv4Address],
+    *,
+    interface: str,
+    store: Store | None,
+    publish: Publish,
+    leases: Iterable[PersistedLease] | None = None,
+    http_port: int | None = None,
+    policy: BootPolicy = always_pxe,
+    bmc_macs: Iterable[str] = (),
+) -> DhcpServer:
+    """The DHCP server for ``racker serve`` (call ``await server.start()`` / ``close()``).
+
+    ``leases`` defaults to ``store.leases()``.
+    """
+    if leases is None:
+        leases = store.leases() if store is not None else ()
+    core = build_core(
+        config,
+        plan,
+        reservations,
+        leases=leases,
+        http_port=http_port,
+        policy=policy,
+        bmc_macs=bmc_macs,
+    )
+    return DhcpServer(interface, core, store, publish)

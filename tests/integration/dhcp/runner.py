@@ -1,0 +1,92 @@
+"""Run racker's DHCP server alone (tests and bench/dhcp.py only): ``python -m
+tests.integration.dhcp.runner SPEC.json`` inside a namespace. Prints "ready" once serving;
+SIGTERM closes it cleanly (flushing leases). Events go to ``events`` (JSON lines) if given."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from racker.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegment
+from racker.dhcp.server import create_server
+from racker.events import Event
+from racker.model import AddressRange, NetworkPlan
+from racker.store import Store
+
+IP = ipaddress.IPv4Address
+
+
+def build(spec: dict[str, Any]) -> tuple[Config, NetworkPlan, dict[str, ipaddress.IPv4Address]]:
+    relays = [
+        RelaySegment(
+            ipaddress.IPv4Network(r["subnet"]),
+            AddressRange.parse(r["pool"]),
+            IP(r["gateway"]) if r.get("gateway") else None,
+        )
+        for r in spec.get("relays", [])
+    ]
+    pool = AddressRange.parse(spec["pool"]) if spec.get("pool") else None
+    config = Config(
+        dhcp=DhcpConfig(
+            unknown_clients=spec.get("unknown_clients", "ignore"), pool=pool, relays=relays
+        ),
+        boot=BootConfig(arm64_loader=spec.get("arm64_loader")),
+        http=HttpConfig(port=spec.get("http_port", 8080)),
+    )
+    plan = NetworkPlan(
+        subnet=ipaddress.IPv4Network(spec["subnet"]),
+        server=IP(spec["server"]),
+        nodes=AddressRange.parse(spec.get("nodes", "10.99.0.64-10.99.0.127")),
+        bmcs=AddressRange.parse(spec.get("bmcs", "10.99.0.128-10.99.0.191")),
+        pool=pool,
+        gateway=IP(spec["gateway"]) if spec.get("gateway") else None,
+    )
+    reservations = {mac: IP(addr) for mac, addr in spec.get("reservations", {}).items()}
+    return config, plan, reservations
+
+
+async def serve(spec: dict[str, Any]) -> None:
+    config, plan, reservations = build(spec)
+    store = Store.open(Path(spec["state_dir"])) if spec.get("state_dir") else None
+    events_file = None
+    if spec.get("events"):  # closed at the end of serve()
+        events_file = open(spec["events"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def publish(event: Event) -> None:
+        if events_file is not None:
+            events_file.write(json.dumps(event.to_dict()) + "\n")
+
+    server = create_server(
+        config, plan, reservations, interface=spec["interface"], store=store, publish=publish
+    )
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await server.close()
+    if events_file is not None:
+        events_file.close()
+    if store is not None:
+        store.close()
+    print(
+        f"closed received={server.received} sent={server.sent} dropped={server.dropped}", flush=True
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    asyncio.run(serve(spec))
+
+
+if __name__ == "__main__":
+    main()
