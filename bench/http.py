@@ -1,6 +1,6 @@
 """Benchmark the boot HTTP server against nginx on a veth link (both in the same run).
 
-    .venv/bin/python bench/http.py [--size-mib 500] [--runs 3] [--rounds 20] [--burst 200]
+    .venv/bin/python bench/http.py [--size-mib 500] [--runs 7] [--rounds 20] [--burst 200]
 
 1. Asset throughput: a generated file (never committed; in a temp dir) fetched with curl from
    a client namespace, from racker's /assets and from nginx (sendfile on, one worker), both
@@ -260,7 +260,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=500)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--serve", nargs=3, metavar=("HOST", "PORT", "ASSETS"))

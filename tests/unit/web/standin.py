@@ -1,33 +1,16 @@
 """A tiny stand-in profile catalog for the web tests (the real one renders Flatcar profiles).
 
 It follows the ``racker.profiles`` contract: ``render_ipxe`` returns an object with ``.text``,
-unknown machines raise ``NoMatch``. Until ``racker/profiles/__init__.py`` re-exports the
-contract names, ``ensure_profiles_exports`` attaches them from the submodules.
+unknown machines raise ``NoMatch``; the server tests stay independent of the Flatcar templates.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from racker.model import Node
-
-
-def ensure_profiles_exports() -> None:
-    profiles = importlib.import_module("racker.profiles")
-    if hasattr(profiles, "NodeFacts"):
-        return
-    context = importlib.import_module("racker.profiles.context")
-    groups = importlib.import_module("racker.profiles.groups")
-    for name in ("NodeFacts", "RenderContext", "RenderSettings"):
-        setattr(profiles, name, getattr(context, name))
-    profiles.NoMatch = groups.NoMatch  # type: ignore[attr-defined]
-
-
-ensure_profiles_exports()
-
-from racker.profiles import NodeFacts, NoMatch, RenderContext  # noqa: E402
+from racker.profiles import NodeFacts, NoMatch, RenderContext
 
 KNOWN_MAC = "52:54:00:aa:00:01"
 OTHER_MAC = "52:54:00:aa:00:02"
