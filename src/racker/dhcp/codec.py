@@ -137,6 +137,11 @@ def _parse_area(
     # (or fill the field) are accepted, as dnsmasq and ISC dhcpd do.
 
 
+def ntoa(raw: bytes) -> str:
+    """Dotted text of a 4-byte address (``socket.inet_ntoa`` without the socket module)."""
+    return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+
+
 def encode(msg: Message) -> bytes:
     """Encode ``msg`` with its options in dict order, padded to the BOOTP minimum of 300."""
     sname = msg.sname[:SNAME_LEN]

@@ -23,13 +23,12 @@ and the events to publish (one for the message in, one for the reply out, and a
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
-from racker.dhcp.codec import ZERO4, Message, decode, encode
+from racker.dhcp.codec import ZERO4, Message, decode, encode, ntoa
 from racker.dhcp.leases import LeaseTable, PersistedLease
 from racker.dhcp.options import (
     BOOTREPLY,
@@ -183,7 +182,7 @@ class DhcpCore:
                 direction="in",
                 client_arch=client.arch,
                 client_kind=kind,
-                address=socket.inet_ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
+                address=ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
                 reason=reason,
             ),
         )
@@ -201,7 +200,7 @@ class DhcpCore:
                 direction="out",
                 client_arch=client.arch,
                 client_kind=kind,
-                address=socket.inet_ntoa(reply.yiaddr) if reply.yiaddr != ZERO4 else None,
+                address=ntoa(reply.yiaddr) if reply.yiaddr != ZERO4 else None,
                 boot_file=boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
                 reason=reply.options.get(Opt.MESSAGE, b"").decode("ascii", "replace"),
             )
@@ -225,7 +224,7 @@ class DhcpCore:
             entry = self.leases.for_mac(mac)
             if entry is not None and entry.state == "offered":
                 self.leases.release(mac, now)  # our offer was declined by choosing another
-            chosen = socket.inet_ntoa(server_id) if len(server_id) == 4 else server_id.hex()
+            chosen = ntoa(server_id) if len(server_id) == 4 else server_id.hex()
             return None, f"client chose server {chosen}"
         target = _address(msg.options.get(Opt.REQUESTED_ADDRESS))
         if target is None and msg.ciaddr != ZERO4:
@@ -282,7 +281,7 @@ class DhcpCore:
                 return segment, ""
         if self.settings.local.contains(giaddr):
             return self.settings.local, ""
-        return None, f"no dhcp.relays segment contains giaddr {socket.inet_ntoa(msg.giaddr)}"
+        return None, f"no dhcp.relays segment contains giaddr {ntoa(msg.giaddr)}"
 
     def _assign(self, ex: _Exchange, hint: int | None) -> tuple[int | None, int, str]:
         """The address the client should have on its segment (None: no address, and why)."""

@@ -8,10 +8,9 @@ options from the end but never 53, 54, 51, 1 or 82.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
-from racker.dhcp.codec import ZERO4, Message, encoded_size
+from racker.dhcp.codec import ZERO4, Message, encoded_size, ntoa
 from racker.dhcp.options import (
     CLIENT_PORT,
     FLAG_BROADCAST,
@@ -69,11 +68,11 @@ def ordered_options(msg: Message, mtype: MessageType, offer: dict[int, bytes]) -
 def destination(msg: Message, reply: Message) -> Destination:
     """Where a reply goes, RFC 2131 §4.1 (the paragraph after table 3)."""
     if msg.giaddr != ZERO4:
-        return Destination(socket.inet_ntoa(msg.giaddr), SERVER_PORT, None)
+        return Destination(ntoa(msg.giaddr), SERVER_PORT, None)
     if reply.options[Opt.MESSAGE_TYPE][0] == MessageType.NAK:
         return BROADCAST
     if msg.ciaddr != ZERO4:
-        return Destination(socket.inet_ntoa(msg.ciaddr), CLIENT_PORT, msg.chaddr)
+        return Destination(ntoa(msg.ciaddr), CLIENT_PORT, msg.chaddr)
     if msg.flags & FLAG_BROADCAST:
         return BROADCAST
-    return Destination(socket.inet_ntoa(reply.yiaddr), CLIENT_PORT, msg.chaddr)
+    return Destination(ntoa(reply.yiaddr), CLIENT_PORT, msg.chaddr)
