@@ -109,6 +109,9 @@ class DhcpServer:
             self._flush_handle = None
         self.flush()
         self._close_sockets()
+        suppressed = self._log_budget.take_suppressed()
+        if suppressed:
+            log.warning("DHCP: %d more malformed packets were dropped (not logged)", suppressed)
 
     def flush(self) -> None:
         self._flush_handle = None
