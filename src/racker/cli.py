@@ -305,59 +305,14 @@ def render_cmd(
     ctx: click.Context, mac: str, installed: bool | None, role: str | None, platform: str
 ) -> None:
     """Show which group MAC matches and why, then its iPXE script and Ignition (no server)."""
-    from racker.app import read_config, read_rack_metadata, state_dir
-    from racker.assets import current_version
-    from racker.errors import ConfigError, InventoryError
     from racker.model import parse_mac
-    from racker.netplan import make_plan
-    from racker.profiles import NodeFacts, RenderContext, explain, load_catalog
-    from racker.profiles import settings_from_config as settings_of
-    from racker.store import DB_NAME, Store
+    from racker.serve import explain_render
 
     normalised = parse_mac(mac)
     if normalised is None:
         raise click.BadParameter(f"{mac!r} is not a MAC address", param_hint="MAC")
-    options = options_of(ctx)
-    config = read_config(options)
-    oem = read_rack_metadata(options, config, [])
-    node = oem.inventory.by_mac(normalised)
-    csv_problems = [p for p in oem.problems if p.file.endswith("nodes.csv")]  # not credentials
-    if node is None and csv_problems:
-        raise InventoryError(csv_problems)
-    try:
-        plan = make_plan(config, None)  # offline: the PXE interface is not needed here
-    except ConfigError:
-        plan = None
-    state = state_dir(options, config)
-    assets = config.http.assets_dir or state / "assets"
-    settings = settings_of(config, plan, current_version(assets, config.install.channel))
-    address, stored = None, None
-    if node is not None and (state / DB_NAME).exists():
-        with Store.open(state) as store:
-            allocation = store.allocations().get(node.primary_mac)
-            address = str(allocation.address) if allocation else None
-            stored = store.node_states().get(node.primary_mac)
-    if installed is None:
-        installed = stored is not None and stored.state in ("installed", "rebooted", "ready")
-    server = f"http://{plan.server if plan else 'SERVER'}:{config.http.port}"
-    key = node.primary_mac if node else normalised
-    context = RenderContext(
-        node=node,
-        role=role or ((stored.data or {}).get("role") if stored else None),
-        installed=installed,
-        address=address,
-        server_url=server,
-        ignition_url=f"{server}/ignition?mac={key}&token=TOKEN",
-        events_url=f"{server}/api/v1/events?mac={key}&token=TOKEN",
-        assets_url=f"{server}/assets",
-        settings=settings,
-        labels={"management": "true"}
-        if node is not None and node is oem.inventory.management
-        else {},
-    )
-    catalog = load_catalog(config.http.profiles_dir, settings)
-    facts = NodeFacts(mac=normalised, platform=platform, buildarch="x86_64")
-    click.echo(explain(catalog, facts, context), nl=False)
+    text = explain_render(options_of(ctx), normalised, installed, role, platform)
+    click.echo(text, nl=False)
 
 
 @cli.group()

@@ -17,10 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from racker.app import Rack
+from racker.app import Options, Rack, read_config, read_rack_metadata, state_dir
+from racker.errors import ConfigError, InventoryError
 from racker.events import Event, Publish
-from racker.model import BootAction, Node
-from racker.store import Store
+from racker.model import BootAction, NetworkPlan, Node
+from racker.netplan import make_plan
+from racker.profiles import RenderContext, RenderSettings
+from racker.store import DB_NAME, NodeState, Store
 
 log = logging.getLogger("racker.serve")
 
@@ -212,7 +215,7 @@ class BootStack:
         )
 
     def _build_http(self) -> Any:
-        from racker.profiles import NodeFacts, RenderContext, load_catalog, settings_from_config
+        from racker.profiles import NodeFacts, load_catalog, settings_from_config
         from racker.web.keyfile import load_or_create_key
         from racker.web.server import BootHttpServer
 
@@ -225,17 +228,13 @@ class BootStack:
         def context_for(facts: NodeFacts) -> RenderContext:
             node = directory.node(facts.mac)
             mac = node.primary_mac if node else facts.mac
-            states = directory.store.node_states()
-            state = states.get(mac) if mac else None
-            return RenderContext(
+            return render_context(
                 node=node,
-                role=(state.data or {}).get("role") if state else None,
+                management=node is not None and node is self.rack.oem.inventory.management,
+                state=directory.store.node_states().get(mac) if mac else None,
                 installed=mac is not None and directory.boot_action(mac) is BootAction.DISK,
                 address=directory.address_of(mac) if mac else None,
                 server_url=server_url,
-                ignition_url="",
-                events_url="",
-                assets_url=f"{server_url}/assets",
                 settings=settings,
             )
 
@@ -256,7 +255,86 @@ class BootStack:
         return self.rack.config.http.assets_dir or self.rack.state_dir / "assets"
 
     def _flatcar_version(self) -> str | None:
-        return None  # "current" is resolved from the asset mirror once racker.assets lands
+        from racker.assets import current_version
+
+        return current_version(self._assets_dir(), self.rack.config.install.channel)
+
+
+def render_context(
+    *,
+    node: Node | None,
+    management: bool,
+    state: NodeState | None,
+    installed: bool,
+    address: str | None,
+    server_url: str,
+    settings: RenderSettings,
+    role: str | None = None,
+    token: str = "",
+) -> RenderContext:
+    """What the profile templates see for one machine (the HTTP server adds real tokens)."""
+    key = node.primary_mac if node else ""
+    return RenderContext(
+        node=node,
+        role=role or ((state.data or {}).get("role") if state else None),
+        installed=installed,
+        address=address,
+        server_url=server_url,
+        ignition_url=f"{server_url}/ignition?mac={key}&token={token}" if token else "",
+        events_url=f"{server_url}/api/v1/events?mac={key}&token={token}" if token else "",
+        assets_url=f"{server_url}/assets",
+        settings=settings,
+        labels={"management": "true"} if management else {},
+    )
+
+
+def explain_render(
+    options: Options,
+    mac: str,
+    installed: bool | None = None,
+    role: str | None = None,
+    platform: str = "efi",
+) -> str:
+    """`racker render`: which group a MAC matches and why, its iPXE script and Ignition —
+    from the files and the store alone, no server and no PXE interface needed."""
+    from racker.assets import current_version
+    from racker.profiles import NodeFacts, explain, load_catalog, settings_from_config
+
+    config = read_config(options)
+    oem = read_rack_metadata(options, config, [])
+    node = oem.inventory.by_mac(mac)
+    csv_problems = [p for p in oem.problems if p.file.endswith("nodes.csv")]  # not credentials
+    if node is None and csv_problems:
+        raise InventoryError(csv_problems)
+    try:
+        plan: NetworkPlan | None = make_plan(config, None)  # offline: no interface needed
+    except ConfigError:
+        plan = None
+    state_directory = state_dir(options, config)
+    assets = config.http.assets_dir or state_directory / "assets"
+    settings = settings_from_config(config, plan, current_version(assets, config.install.channel))
+    address, stored = None, None
+    if node is not None and (state_directory / DB_NAME).exists():
+        with Store.open(state_directory) as store:
+            allocation = store.allocations().get(node.primary_mac)
+            address = str(allocation.address) if allocation else None
+            stored = store.node_states().get(node.primary_mac)
+    if installed is None:
+        installed = stored is not None and stored.state in INSTALLED_STATES
+    context = render_context(
+        node=node,
+        management=node is not None and node is oem.inventory.management,
+        state=stored,
+        installed=installed,
+        address=address,
+        server_url=f"http://{plan.server if plan else 'SERVER'}:{config.http.port}",
+        settings=settings,
+        role=role,
+        token="TOKEN",  # noqa: S106 - a placeholder: render never shows a real token
+    )
+    catalog = load_catalog(config.http.profiles_dir, settings)
+    facts = NodeFacts(mac=mac, platform=platform, buildarch="x86_64")
+    return explain(catalog, facts, context)
 
 
 async def serve_until_signal(stack: BootStack, ready: Callable[[], None] | None = None) -> None:
