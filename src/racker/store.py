@@ -277,6 +277,18 @@ class Store:
                 "INSERT INTO events (ts, source, kind, mac, data) VALUES (?, ?, ?, ?, ?)", rows
             )
 
+    def events_after(self, last_id: int, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        """Events with an id above ``last_id``, oldest first, with their ids (for tailing the
+        log another racker process writes, e.g. bootstrap following a running serve)."""
+        rows = self._db.execute(
+            "SELECT id, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+        )
+        return [(r["id"], json.loads(r["data"])) for r in rows]
+
+    def last_event_id(self) -> int:
+        row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(row[0] or 0)
+
     def events(self, mac: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` events (for one MAC when given), oldest first."""
         if mac is None:

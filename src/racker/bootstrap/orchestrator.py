@@ -15,21 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from racker.bootstrap import machine as m
 from racker.bootstrap.machine import Action, Deadlines, NodeRecord, Phase, Signal
 from racker.bootstrap.plan import PlannedNode
-from racker.errors import BmcError, StateError
-from racker.events import Event, NodeStateEvent, Publish, discard
+from racker.errors import BmcError
+from racker.events import (
+    Event,
+    NodeStateEvent,
+    Publish,
+    discard,
+)
 from racker.model import BootAction
 from racker.power.base import (
     BmcTarget,
@@ -47,7 +50,6 @@ OnFailure = Literal["ask", "retry", "exclude", "cancel"]
 Decision = Literal["retry", "exclude", "cancel"]
 # Asks the operator what to do with a node whose retries are used up (only on a TTY).
 Ask = Callable[[str, NodeRecord], Awaitable[Decision]]
-LOCK_NAME = "bootstrap.lock"
 
 
 @dataclass(frozen=True)
@@ -90,45 +92,6 @@ class RunResult:
         return not self.cancelled and all(r.phase is Phase.READY for r in self.records.values())
 
 
-class RunLock:
-    """One bootstrap per state directory: an exclusive ``flock`` the kernel drops on any exit."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / LOCK_NAME
-        self._file: IO[str] | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise StateError(
-                f"another racker bootstrap is running (pid {holder}, lock {self.path})",
-                "wait for it to finish, or watch it with 'racker status'",
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._file = handle
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 class Bootstrap:
     """Drives every node of a plan to ``ready`` (or gives up on it) through one run."""
 
@@ -144,6 +107,7 @@ class Bootstrap:
         macs_by_address: Mapping[str, str] | None = None,
         ask: Ask | None = None,
         clock: Callable[[], float] = time.time,
+        record_events: bool = True,
     ) -> None:
         self.targets = {t.mac: t for t in targets}
         self.driver = driver
@@ -154,6 +118,8 @@ class Bootstrap:
         self.macs_by_address = dict(macs_by_address or {})
         self.ask = ask
         self.clock = clock
+        # False when the boot stack's own hub already writes every event to the store.
+        self.record_events = record_events
         self.records: dict[str, NodeRecord] = {}
         self._inbox: dict[str, asyncio.Queue[tuple[Signal, Event]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,7 +165,8 @@ class Bootstrap:
         if mac is None or mac not in self.targets:
             return
         self._node_log(mac, event.to_dict() if event.mac else {**event.to_dict(), "mac": mac})
-        self.store.append_events([event if event.mac else dataclasses.replace(event, mac=mac)])
+        if self.record_events:
+            self.store.append_events([event if event.mac else dataclasses.replace(event, mac=mac)])
         signal = m.classify(event)
         if signal is not None and mac in self._inbox:
             self._inbox[mac].put_nowait((signal, event))

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from racker.bootstrap.machine import Deadlines, Phase
-from racker.bootstrap.orchestrator import Bootstrap, NodeTarget, RunLock, RunOptions
+from racker.bootstrap.orchestrator import Bootstrap, NodeTarget, RunOptions
 from racker.bootstrap.plan import PlannedNode, Role
+from racker.bootstrap.sharing import RunLock
 from racker.errors import BmcNotConfigured, StateError
 from racker.events import DhcpEvent, Event, HttpEvent, NodeStateEvent, PhoneHomeEvent, TftpEvent
 from racker.model import BootAction, Node

@@ -1,0 +1,157 @@
+"""``racker status``: one row per node, BMCs queried concurrently (layer 4).
+
+Inventory, addresses and provisioning state come from the store; power and boot device from
+each node's BMC, all at once, each bounded by a timeout, so one dead BMC costs one timeout in
+total, not one per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rich.table import Table
+
+from racker.errors import BmcError
+from racker.model import Node
+from racker.power.base import BmcTarget, PowerDriver
+from racker.store import Store
+
+
+@dataclass
+class StatusRow:
+    node: str
+    node_type: str
+    role: str
+    primary_mac: str
+    bmc_mac: str
+    secondary_mac: str
+    address: str
+    bmc_address: str
+    bmc_reachable: bool | None  # None: not asked (no BMC target)
+    power: str
+    boot_device: str
+    state: str
+    since: float | None
+    attempt: int
+    reason: str
+    last_event: str
+    last_event_ts: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def _query_bmc(
+    driver: PowerDriver, target: BmcTarget | BmcError, full: bool, timeout: float
+) -> tuple[bool | None, str, str]:
+    if isinstance(target, BmcError):
+        return None, "unknown", f"({target.message.split(': ', 1)[-1]})"
+    try:
+        async with asyncio.timeout(timeout):
+            power = str(await driver.power_status(target))
+            boot = str(await driver.boot_device(target)) if full else ""
+    except BmcError as exc:
+        return False, "unknown", exc.message.split(": ", 1)[-1] if full else ""
+    except TimeoutError:
+        return False, "unknown", "(timeout)" if full else ""
+    return True, power, boot
+
+
+def _describe_event(event: Mapping[str, Any]) -> str:
+    source, kind = event.get("source", "?"), event.get("kind", "?")
+    if source == "bootstrap":
+        return f"{event.get('old') or '-'} -> {event.get('new')}"
+    detail = event.get("path") or event.get("file") or event.get("message") or ""
+    return f"{source} {kind} {detail}".strip()
+
+
+async def collect_status(
+    nodes: Sequence[Node],
+    targets: Mapping[str, BmcTarget | BmcError],
+    driver: PowerDriver,
+    store: Store,
+    addresses: Mapping[str, str],
+    full: bool = False,
+    timeout: float = 10.0,
+) -> list[StatusRow]:
+    """A row per node (in ``nodes`` order); ``targets`` is keyed by primary MAC."""
+    states = store.node_states()
+    answers = await asyncio.gather(
+        *(_query_bmc(driver, targets[n.primary_mac], full, timeout) for n in nodes)
+    )
+    rows = []
+    for node, (reachable, power, boot) in zip(nodes, answers, strict=True):
+        state = states.get(node.primary_mac)
+        data = (state.data or {}) if state else {}
+        last = store.events(node.primary_mac, limit=1)
+        rows.append(
+            StatusRow(
+                node=node.hostname,
+                node_type=node.node_type,
+                role=str(data.get("role") or ""),
+                primary_mac=node.primary_mac,
+                bmc_mac=node.bmc_mac,
+                secondary_mac=node.secondary_mac or "",
+                address=addresses.get(node.primary_mac, ""),
+                bmc_address=addresses.get(node.bmc_mac, ""),
+                bmc_reachable=reachable,
+                power=power,
+                boot_device=boot,
+                state=state.state if state else "new",
+                since=state.since if state else None,
+                attempt=state.attempt if state else 0,
+                reason=state.reason if state else "",
+                last_event=_describe_event(last[-1]) if last else "",
+                last_event_ts=float(last[-1].get("ts", 0.0)) if last else None,
+            )
+        )
+    return rows
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return ""
+    seconds = int(max(now - ts, 0))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def status_table(rows: Sequence[StatusRow], full: bool = False, now: float | None = None) -> Table:
+    now = time.time() if now is None else now
+    table = Table(box=None, pad_edge=False)
+    columns = ["node", "type", "role", "address", "bmc", "power", "state", "since", "last event"]
+    if full:
+        columns[4:4] = ["primary MAC", "BMC MAC", "secondary MAC", "BMC address"]
+        columns[-2:-2] = ["boot device", "attempt", "reason"]
+    for column in columns:
+        table.add_column(column)
+    for r in rows:
+        bmc = {True: "[green]ok[/]", False: "[red]unreachable[/]", None: "[yellow]n/a[/]"}[
+            r.bmc_reachable
+        ]
+        state = {"ready": f"[green]{r.state}[/]", "failed": f"[red]{r.state}[/]"}.get(
+            r.state, r.state
+        )
+        cells = [
+            r.node,
+            r.node_type,
+            r.role,
+            r.address,
+            bmc,
+            r.power,
+            state,
+            _ago(r.since, now),
+            r.last_event,
+        ]
+        if full:
+            cells[4:4] = [r.primary_mac, r.bmc_mac, r.secondary_mac, r.bmc_address]
+            cells[-2:-2] = [r.boot_device, str(r.attempt), r.reason]
+        table.add_row(*cells)
+    return table
