@@ -10,8 +10,9 @@ operation (log in, send the requests, log out; see ``pyghmi_client``). Around it
   pyghmi is slow when one session is shared by threads); the BMC stays busy until the thread
   has really finished, even after the caller was given up on;
 - different BMCs run concurrently, up to ``max_workers`` at once;
-- recovery: when an operation fails or times out, the BMC's cached pyghmi sessions are evicted,
-  so the next operation logs in afresh (a restarted BMC works again without restarting racker).
+- recovery: a failed operation breaks its own session; one that times out evicts every cached
+  pyghmi session to that BMC (the stuck thread then returns within a retry interval). The next
+  operation logs in afresh, so a restarted BMC works again without restarting racker.
 
 Errors are ``BmcUnreachable``, ``BmcAuthFailed``, ``BmcUnsupported``, ``BmcTimeout`` (or
 ``BmcError`` for other completion codes); none contains the password.
@@ -162,17 +163,17 @@ class IpmiDriver(PowerDriver):
         try:
             return steps(session)
         except ipmi_codec.ReplyError as exc:
-            pyghmi_client.evict(target.host, target.port)
+            session.discard()
             raise BmcError(
                 target.node, f"{what}: the BMC at {target.address} sent a bad reply: {exc}"
             ) from None
         except BmcError:
-            pyghmi_client.evict(target.host, target.port)
+            session.discard()
             raise
         except Exception as exc:
             # pyghmi raises assorted TypeError/KeyError on unexpected packets; keep the type
             # only (its text could in principle echo session data).
-            pyghmi_client.evict(target.host, target.port)
+            session.discard()
             raise BmcError(
                 target.node,
                 f"{what}: IPMI client failure talking to {target.address} ({type(exc).__name__})",

@@ -9,11 +9,17 @@ What pyghmi does that matters here (pyghmi 1.6, ``pyghmi/ipmi/private/session.py
   since died or restarted.
 - ``initting_sessions`` is cleaned with the *encoded* user/password as key, so with ``str``
   credentials the entry stays forever and the next ``Command`` gets the old (logged out,
-  broken) session. Passing ``bytes`` keeps both keys equal; ``evict`` removes leftovers anyway.
+  broken) session. Passing ``bytes`` keeps both keys equal.
 - An unreachable BMC fails the login after ~5 s with an empty message; a BMC that dies during
   a session makes the next command wait ~28 s. Callers therefore bound every operation
   themselves (``IpmiDriver``) and call ``evict`` when they give up, which marks the session
   broken without sending anything, so the blocked thread returns within a retry interval.
+
+- A reply can sit unprocessed for a whole retry interval (~1 s): a thread checks pyghmi's
+  packet queue, the reply is queued, then the thread starts waiting for the *next* packet
+  (``session._poller``/``_io_wait``, a lost wake-up; seen on the wire as an answered request
+  sent again ~1 s later). Every caller of ``_io_wait`` re-checks its state in a loop, so
+  ``_patch_lost_wakeups`` caps each wait at 50 ms: a missed reply then costs 50 ms, not 1 s.
 
 racker opens one session per operation and logs out at the end (as ipmitool and Ironic do):
 no session outlives an operation, so a restarted BMC is simply logged in to again.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from typing import Any
 
 from racker.errors import BmcAuthFailed, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
@@ -140,7 +147,36 @@ class PyghmiSession:
             self._session.logout()
         except Exception as exc:  # a failed logout must not hide the operation's result
             log.debug("%s: logout failed: %s", self.target.node, type(exc).__name__)
-        evict(self.target.host, self.target.port)
+        _forget(self._session)
+
+    def discard(self) -> None:
+        """Break this session without sending anything (after an error), so no later
+        operation reuses it. Only this session: another login to the same BMC, by a newer
+        operation, must not be disturbed."""
+        from pyghmi.ipmi.private import session as ipmisession
+
+        _break(self._session, ipmisession.Session.bmc_handlers)
+
+
+_WAKE_INTERVAL = 0.05
+_patch_lock = threading.Lock()
+_patched = False
+
+
+def _patch_lost_wakeups() -> None:
+    global _patched  # noqa: PLW0603 - pyghmi's module state is process-wide too
+    with _patch_lock:
+        if _patched:
+            return
+        from pyghmi.ipmi.private import session as ipmisession
+
+        original = ipmisession._io_wait
+
+        def _io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Any:
+            return original(min(timeout, _WAKE_INTERVAL), myaddr, evq)
+
+        ipmisession._io_wait = _io_wait
+        _patched = True
 
 
 def open_session(target: BmcTarget) -> PyghmiSession:
@@ -148,6 +184,7 @@ def open_session(target: BmcTarget) -> PyghmiSession:
     from pyghmi import exceptions
     from pyghmi.ipmi.private import session as ipmisession
 
+    _patch_lost_wakeups()
     try:
         # bytes credentials: see the module docstring (initting_sessions key mismatch).
         ipmi_session = ipmisession.Session(
@@ -157,11 +194,18 @@ def open_session(target: BmcTarget) -> PyghmiSession:
             port=target.port,
         )
     except exceptions.IpmiException as exc:
-        evict(target.host, target.port)
+        # pyghmi already dropped the failed login from its caches (bytes credentials).
         raise login_error(target, exc.args[0] if exc.args else None) from None
     except (socket.gaierror, UnicodeError) as exc:
         raise BmcUnreachable(
             target.node, f"cannot resolve the BMC host {target.host!r}: {exc}", _UNREACHABLE_HINT
+        ) from None
+    except Exception as exc:  # pyghmi internals (e.g. a session broken by a racing thread)
+        raise BmcUnreachable(
+            target.node,
+            f"login to the BMC at {target.address} failed inside the IPMI client "
+            f"({type(exc).__name__})",
+            "retry",
         ) from None
     return PyghmiSession(target, ipmi_session)
 
@@ -195,6 +239,12 @@ def evict(host: str, port: int) -> int:
     return len(seen)
 
 
+def _forget(sess: Any) -> None:
+    from pyghmi.ipmi.private import session as ipmisession
+
+    _remove(sess, ipmisession.Session.bmc_handlers)
+
+
 def _break(sess: Any, table: dict[Any, Any]) -> None:
     # logged = 0 first: pyghmi's logout() would otherwise send Close Session and wait for a
     # reply from a BMC we already know is not answering.
@@ -208,6 +258,10 @@ def _break(sess: Any, table: dict[Any, Any]) -> None:
     sess.broken = True
     sess.logging = False
     # Remove it from the per-address table even if _mark_broken stopped half-way.
+    _remove(sess, table)
+
+
+def _remove(sess: Any, table: dict[Any, Any]) -> None:
     for sockaddr in list(table):
         by_port = table.get(sockaddr)
         if not isinstance(by_port, dict):

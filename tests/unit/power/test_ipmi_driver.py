@@ -39,6 +39,7 @@ class Stub:
         self.active: dict[str, int] = defaultdict(int)
         self.most_active: dict[str, int] = defaultdict(int)
         self.logins: dict[str, int] = defaultdict(int)
+        self.discarded = 0
         self.answer: Callable[[BmcTarget, c.Request], bytes] = lambda _t, _r: b"\x01\x00\x00"
         self.lock = threading.Lock()
 
@@ -67,6 +68,9 @@ class StubSession:
         if self.target.host in self.stub.block_send:
             self.stub.release.wait(10)
         return self.stub.answer(self.target, request)
+
+    def discard(self) -> None:
+        self.stub.discarded += 1
 
     def close(self) -> None:
         with self.stub.lock:
@@ -189,3 +193,4 @@ async def test_bad_replies_and_client_bugs_become_bmc_errors(stub: Stub) -> None
         await driver.power_status(t("a"))
     assert str(info.value) == "node-a: power status: IPMI client failure talking to a (TypeError)"
     assert stub.active["a"] == 0  # sessions closed on every path
+    assert stub.discarded == 2  # and never reused after an error
