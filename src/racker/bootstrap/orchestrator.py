@@ -167,6 +167,10 @@ class Bootstrap:
         self._node_log(mac, event.to_dict() if event.mac else {**event.to_dict(), "mac": mac})
         if self.record_events:
             self.store.append_events([event if event.mac else dataclasses.replace(event, mac=mac)])
+        try:
+            self.publish(event if event.mac else dataclasses.replace(event, mac=mac))
+        except Exception:
+            log.exception("publishing a node's event failed")
         signal = m.classify(event)
         if signal is not None and mac in self._inbox:
             self._inbox[mac].put_nowait((signal, event))
