@@ -115,8 +115,11 @@ def negotiate(options: Options, size: int, limits: TransferLimits) -> Negotiated
             accepted.append((name, str(blksize)))
         elif key == "tsize":  # RFC 2349: a read request sends 0, the OACK carries the size
             accepted.append((name, str(size)))
-        elif key == "timeout" and 1 <= number <= 255:  # RFC 2349: echoed unchanged
-            timeout = float(number)
+        elif key == "timeout" and 1 <= number <= 255:
+            # RFC 2349: echoed unchanged. It is how long the *client* waits; we retransmit after
+            # the shorter of it and config.tftp.timeout (a duplicate block is harmless, RFC 1350),
+            # because curl asks for 6 s and a lost block on a LAN would otherwise stall that long.
+            timeout = min(float(number), limits.timeout)
             accepted.append((name, value))
         elif key == "windowsize" and 1 <= number <= 65535:  # RFC 7440: we may lower it
             windowsize = max(1, min(number, limits.max_windowsize))

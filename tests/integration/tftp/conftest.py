@@ -47,6 +47,15 @@ class Rig:
             time.sleep(0.05)
         raise AssertionError(f"no {kind} event for {file!r}; events: {self.events}")
 
+    def wait_event_any(self, kinds: tuple[str, ...], file: str) -> Event:
+        """The first event of any of ``kinds`` for ``file``, waiting for it as ``wait_event``."""
+        for _ in range(600):
+            for e in list(self.events):
+                if e.kind in kinds and getattr(e, "file", "") == file:
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"no {kinds} event for {file!r}; events: {self.events}")
+
 
 class ServerThread:
     """Runs the server's event loop in a thread that lives in the server namespace."""

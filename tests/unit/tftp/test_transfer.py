@@ -103,8 +103,14 @@ def content(size: int) -> bytes:
             TransferLimits(max_windowsize=1),
             Negotiated(windowsize=1, oack=(("windowsize", "1"),)),
         ),
-        # RFC 2349 timeout is echoed and used
-        ((("timeout", "3"),), 10, LIMITS, Negotiated(timeout=3.0, oack=(("timeout", "3"),))),
+        # RFC 2349 timeout is echoed; we retransmit after the shorter of it and our own
+        ((("timeout", "3"),), 10, LIMITS, Negotiated(timeout=1.0, oack=(("timeout", "3"),))),
+        (
+            (("timeout", "3"),),
+            10,
+            TransferLimits(timeout=5.0),
+            Negotiated(timeout=3.0, oack=(("timeout", "3"),)),
+        ),
         # names are case-insensitive and echoed as spelt; the first of a repeated option wins
         (
             (("BlkSize", "1024"), ("blksize", "600")),
