@@ -117,6 +117,12 @@ class BmcInfo:
     product_id: int
 
 
+def detail(err: BmcError) -> str:
+    """The error's message without the leading "NODE: " (for rows that show the node)."""
+    prefix = f"{err.node}: "
+    return err.message[len(prefix) :] if err.message.startswith(prefix) else err.message
+
+
 def validate_target(target: BmcTarget) -> None:
     """Check a target without contacting its BMC."""
     if not target.host:

@@ -14,7 +14,7 @@ from typing import Any
 
 from racker.errors import BmcAuthFailed, BmcError, BmcNotConfigured, BmcUnsupported
 from racker.model import Node
-from racker.power.base import BmcTarget, PowerDriver
+from racker.power.base import BmcTarget, PowerDriver, detail
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class CheckRow:
 async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcError) -> CheckRow:
     if isinstance(target, BmcError):
         return CheckRow(
-            node.hostname, node.index, "", None, None, error=target.message, hint=target.hint or ""
+            node.hostname, node.index, "", None, None, error=detail(target), hint=target.hint or ""
         )
     name, row, address = node.hostname, node.index, target.address
     try:
@@ -53,7 +53,7 @@ async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcErro
         reachable = None if isinstance(exc, BmcNotConfigured) else isinstance(exc, BmcAuthFailed)
         credentials = False if isinstance(exc, BmcAuthFailed) else None
         return CheckRow(
-            name, row, address, reachable, credentials, error=exc.message, hint=exc.hint or ""
+            name, row, address, reachable, credentials, error=detail(exc), hint=exc.hint or ""
         )
     errors: list[str] = []
     hint = ""
@@ -63,7 +63,7 @@ async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcErro
     except BmcUnsupported:
         boot = "unsupported"
     except BmcError as exc:
-        errors.append(exc.message)
+        errors.append(detail(exc))
         hint = hint or exc.hint or ""
     try:
         info = await driver.info(target)
@@ -71,7 +71,7 @@ async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcErro
     except BmcUnsupported:
         firmware = "unsupported"
     except BmcError as exc:
-        errors.append(exc.message)
+        errors.append(detail(exc))
         hint = hint or exc.hint or ""
     return CheckRow(
         name,

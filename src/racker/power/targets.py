@@ -169,3 +169,24 @@ def bmc_targets(
         except BmcNotConfigured as exc:
             out.append((node, exc))
     return out
+
+
+def resolve_targets(
+    inventory: Inventory,
+    refs: Sequence[str],
+    *,
+    all_nodes: bool,
+    credentials: BmcCredentials | None,
+    allocations: Mapping[str, Allocation],
+    overrides: Mapping[str, str],
+    include_management: bool = False,
+    source: str = "racker.yaml",
+) -> list[tuple[Node, BmcTarget | BmcNotConfigured]]:
+    """NODE arguments (or --all) to targets: what ``racker power``/``bootdev``/``bmc check``
+    need. ``include_management`` (read-only commands) adds the management node to --all."""
+    static = static_addresses(inventory, overrides, source)
+    if all_nodes and include_management and not refs:
+        nodes = list(inventory.nodes)
+    else:
+        nodes = select_nodes(inventory, refs, all_nodes)
+    return bmc_targets(nodes, credentials, allocations, static)
