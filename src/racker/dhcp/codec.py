@@ -166,7 +166,11 @@ def encode(msg: Message) -> bytes:
         )
     ]
     for code, value in msg.options.items():
-        parts.append(encode_option(code, value))
+        if len(value) <= 255:
+            parts.append(bytes((code, len(value))))
+            parts.append(value)
+        else:
+            parts.append(encode_option(code, value))
     parts.append(b"\xff")
     out = b"".join(parts)
     if len(out) < MIN_MESSAGE_LEN:
