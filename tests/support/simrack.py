@@ -1,0 +1,579 @@
+"""A simulated rack: N nodes, each a process in its own network namespace on a shared bridge.
+
+The management node is a namespace ``<tag>srv`` with a bridge ``br0`` (10.77.0.1/22); every
+node is a namespace ``<tag>n<i>`` whose ``eth0`` (the node's primary MAC) hangs off that bridge.
+Nothing leaves the namespaces.
+
+racker runs as a subprocess *inside* the server namespace (``SimRack.racker``): the real
+``racker bootstrap``/``status`` command line, with the fake power driver replaced by
+``SimRackDriver``, a fake driver whose power-on (re)starts the node's process with the boot
+device the BMC had at that moment. The node process (``python -m tests.support.simrack node``)
+acts like firmware plus installer with real clients: ``busybox udhcpc`` with PXE options →
+``busybox tftp`` of the loader → ``udhcpc`` as iPXE → ``curl`` ``/boot.ipxe`` → ``/ipxe`` →
+kernel and initrd → ``/ignition`` → phone home ``installed`` → "reboot" → ``udhcpc`` as an
+installed OS (no PXE options). Faults per node (``behaviour.json``): ``bmc-dead``,
+``ignore-bootdev`` (boots its old disk whatever racker sets), ``fail-install``, ``loss`` (5 %
+netem loss on the node's link, both ways).
+
+State shared between racker's process and node processes lives in the sim directory: node pid
+files (so a resumed racker can still power-cycle nodes a killed one started), disk markers,
+per-node logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.netns import create_namespace, delete_namespace, sh, unique
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER_IP = "10.77.0.1"
+PREFIX = 22
+VERSION = "9999.0.0"
+PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001"
+MGMT_MAC = "52:54:00:77:ff:fe"
+
+
+def node_mac(i: int) -> str:
+    return f"52:54:00:77:{i // 256:02x}:{i % 256:02x}"
+
+
+def bmc_mac(i: int) -> str:
+    return f"52:54:00:78:{i // 256:02x}:{i % 256:02x}"
+
+
+RACKER_YAML = """\
+interface: br0
+state_dir: {dir}/state
+oem_dir: {dir}/oem
+network:
+  subnet: 10.77.0.0/{prefix}
+  nodes: 10.77.0.10-10.77.1.250
+  bmcs: 10.77.2.10-10.77.2.250
+bmc:
+  driver: fake
+  timeout: 5
+http:
+  port: 8080
+"""
+
+
+@dataclass
+class SimRack:
+    """Namespaces, OEM files, config and assets for ``count`` nodes; ``close`` removes all."""
+
+    directory: Path
+    count: int
+    behaviour: dict[int, list[str]] = field(default_factory=dict)  # node index (1-based) -> flags
+    node_types: dict[int, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: unique("sr"))
+    namespaces: list[str] = field(default_factory=list)
+
+    @property
+    def server_ns(self) -> str:
+        return f"{self.tag}srv"
+
+    def node_ns(self, i: int) -> str:
+        return f"{self.tag}n{i}"
+
+    @property
+    def macs(self) -> list[str]:
+        return [node_mac(i) for i in range(1, self.count + 1)]
+
+    def __enter__(self) -> SimRack:
+        try:
+            self._files()
+            self._network()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _files(self) -> None:
+        d = self.directory
+        (d / "oem").mkdir(parents=True, exist_ok=True)
+        (d / "nodes").mkdir(exist_ok=True)
+        rows = ["Primary MAC address, BMC MAC address, Node Type, Comments"]
+        # the management node: racker's own machine (its PXE NIC is the bridge)
+        rows.append(f"{MGMT_MAC}, 52:54:00:78:ff:fe, management, racker")
+        for i in range(1, self.count + 1):
+            rows.append(f"{node_mac(i)}, {bmc_mac(i)}, {self.node_types.get(i, 'sim')}, node {i}")
+        (d / "oem" / "nodes.csv").write_text("\n".join(rows) + "\n")
+        for name, value in (("ipmi_user", "admin"), ("ipmi_password", "sim-password")):
+            (d / "oem" / name).write_text(value + "\n")
+            os.chmod(d / "oem" / name, 0o600)
+        (d / "racker.yaml").write_text(RACKER_YAML.format(dir=d, prefix=PREFIX))
+        flatcar = d / "state" / "assets" / "flatcar"
+        (flatcar / VERSION).mkdir(parents=True, exist_ok=True)
+        for name in ("flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz"):
+            (flatcar / VERSION / name).write_bytes(b"\0" * 65536)
+        with contextlib.suppress(FileExistsError):
+            (flatcar / "current-stable").symlink_to(VERSION)
+        behaviour = {node_mac(i): flags for i, flags in self.behaviour.items()}
+        nodes = {node_mac(i): self.node_ns(i) for i in range(1, self.count + 1)}
+        (d / "sim.json").write_text(json.dumps({"behaviour": behaviour, "nodes": nodes}))
+
+    def _network(self) -> None:
+        srv = self.server_ns
+        create_namespace(srv)
+        self.namespaces.append(srv)
+        sh("ip", "-n", srv, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", srv, "link", "set", "br0", "address", MGMT_MAC)
+        sh("ip", "-n", srv, "addr", "add", f"{SERVER_IP}/{PREFIX}", "dev", "br0")
+        sh("ip", "-n", srv, "link", "set", "br0", "up")
+        for i in range(1, self.count + 1):
+            ns = self.node_ns(i)
+            create_namespace(ns)
+            self.namespaces.append(ns)
+            host_if = f"{self.tag}v{i}"
+            sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", f"{self.tag}p{i}")
+            sh(
+                "ip",
+                "link",
+                "set",
+                f"{self.tag}p{i}",
+                "netns",
+                ns,
+                "name",
+                "eth0",
+                "address",
+                node_mac(i),
+            )
+            sh("ip", "link", "set", host_if, "netns", srv)
+            sh("ip", "-n", srv, "link", "set", host_if, "master", "br0", "up")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            if "loss" in self.behaviour.get(i, []):
+                sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    "eth0",
+                    "root",
+                    "netem",
+                    "loss",
+                    "5%",
+                )
+                sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    srv,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    host_if,
+                    "root",
+                    "netem",
+                    "loss",
+                    "5%",
+                )
+
+    def racker(
+        self, args: Sequence[str], path_prepend: Path | None = None, **kwargs: Any
+    ) -> subprocess.Popen[str]:
+        """``racker ARGS`` in the server namespace, with the simulated BMCs."""
+        env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'src'}"}
+        if path_prepend is not None:
+            env["PATH"] = f"{path_prepend}:{env.get('PATH', '')}"
+        return subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.server_ns,
+                sys.executable,
+                "-m",
+                "tests.support.simrack",
+                "racker",
+                str(self.directory),
+                "--config",
+                str(self.directory / "racker.yaml"),
+                *args,
+            ],
+            cwd=REPO,
+            env=env,
+            text=True,
+            start_new_session=True,  # so a test can SIGKILL racker's whole process group
+            stdout=kwargs.pop("stdout", subprocess.PIPE),
+            stderr=kwargs.pop("stderr", subprocess.PIPE),
+            **kwargs,
+        )
+
+    def node_states(self) -> dict[str, dict[str, Any]]:
+        from racker.store import Store
+
+        path = self.directory / "state"
+        if not (path / "racker.db").exists():
+            return {}
+        with Store.open(path) as store:
+            return {
+                mac: {"state": s.state, "attempt": s.attempt, "reason": s.reason}
+                for mac, s in store.node_states().items()
+            }
+
+    def close(self) -> None:
+        for pidfile in (self.directory / "nodes").glob("*.pid"):
+            _kill_pidfile(pidfile)
+        for ns in reversed(self.namespaces):
+            delete_namespace(ns)
+        self.namespaces.clear()
+
+
+def _kill_pidfile(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+# -- inside racker's process: the simulated BMCs -------------------------------------------------
+
+
+def _sim_driver_class() -> Any:
+    from racker.power.base import BmcTarget, BootDevice, PowerAction
+    from racker.power.fake import FakeBmc, FakeDriver
+
+    class SimRackDriver(FakeDriver):
+        """The fake driver, where powering a node on starts its simulated firmware."""
+
+        def __init__(self, sim_dir: Path, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.sim_dir = sim_dir
+            sim = json.loads((sim_dir / "sim.json").read_text())
+            self.behaviour: dict[str, list[str]] = sim["behaviour"]
+            self.namespaces: dict[str, str] = sim["nodes"]
+            self._hosts: dict[str, str] = {}
+
+        def bmc(self, host: str, port: int = 623) -> FakeBmc:
+            found = super().bmc(host, port)
+            mac = self._hosts.get(host)
+            if mac and "bmc-dead" in self.behaviour.get(mac, []):
+                found.reachable = False
+            return found
+
+        async def _answer(self, target: BmcTarget, op: str, arg: str = "") -> FakeBmc:
+            if target.mac:
+                self._hosts[target.host] = target.mac
+            return await super()._answer(target, op, arg)
+
+        async def _do_power(self, target: BmcTarget, action: PowerAction) -> None:
+            boot = self.bmc(target.host, target.port).boot
+            await super()._do_power(target, action)
+            mac = target.mac or ""
+            if action is PowerAction.OFF or action is PowerAction.SOFT:
+                _kill_pidfile(self.sim_dir / "nodes" / f"{mac}.pid")
+            else:
+                device = boot.device if boot.device is not BootDevice.DEFAULT else "default"
+                self._start_node(mac, str(device))
+
+        def _start_node(self, mac: str, device: str) -> None:
+            pidfile = self.sim_dir / "nodes" / f"{mac}.pid"
+            _kill_pidfile(pidfile)
+            log = open(self.sim_dir / "nodes" / f"{mac}.log", "a")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespaces[mac],
+                    sys.executable,
+                    "-m",
+                    "tests.support.simrack",
+                    "node",
+                    str(self.sim_dir),
+                    mac,
+                    device,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=REPO,
+            )
+            log.close()
+            pidfile.write_text(f"{proc.pid}\n")
+
+    return SimRackDriver
+
+
+def racker_main(sim_dir: Path, args: list[str]) -> None:
+    """The real racker CLI with the fake driver swapped for the simulated rack's."""
+    from racker import cli
+    from racker.power import drivers
+
+    driver_class = _sim_driver_class()
+
+    def sim_factory(config: Any, publish: Any, state_dir: Path | None) -> Any:
+        state_file = state_dir / drivers.FAKE_STATE_FILE if state_dir else None
+        return driver_class(sim_dir, timeout=config.timeout, publish=publish, state_file=state_file)
+
+    drivers.DRIVERS["fake"] = sim_factory
+    _wire_dhcp_if_missing()
+    cli.cli.main(args=args, prog_name="racker")
+
+
+def _wire_dhcp_if_missing() -> None:
+    """Until ``BootStack`` builds the DHCP server itself, build it here the documented way."""
+    from racker.serve import BootStack
+
+    original = BootStack._build_dhcp
+
+    def build(self: Any) -> Any:
+        server = original(self)
+        if server is not None:
+            return server
+        from racker.dhcp.server import create_server
+
+        allocations = self.store.sync_allocations(self.rack.oem.inventory, self.rack.plan)
+        return create_server(
+            self.rack.config,
+            self.rack.plan,
+            {mac: a.address for mac, a in allocations.items()},
+            interface=self.rack.interface.name,
+            store=self.store,
+            publish=self.hub.publish,
+            http_port=self.http_port,
+            policy=self.directory.boot_action,
+            bmc_macs=[n.bmc_mac for n in self.rack.oem.inventory.nodes],
+        )
+
+    BootStack._build_dhcp = build  # type: ignore[method-assign]
+
+
+# -- inside a node's namespace: firmware plus installer ------------------------------------------
+
+UDHCPC_SCRIPT = """#!/bin/sh
+[ "$1" = bound ] || [ "$1" = renew ] || exit 0
+printf 'ip=%s\\nsiaddr=%s\\nboot_file=%s\\nbootfile=%s\\n' "$ip" "$siaddr" "$boot_file" \
+  "$bootfile" > "$LEASE_FILE"
+"""
+
+
+class Node:
+    def __init__(self, sim_dir: Path, mac: str) -> None:
+        self.sim_dir = sim_dir
+        self.mac = mac
+        sim = json.loads((sim_dir / "sim.json").read_text())
+        self.flags: list[str] = sim["behaviour"].get(mac, [])
+        self.work = sim_dir / "nodes" / mac.replace(":", "")
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.disk = sim_dir / "nodes" / f"{mac}.disk"
+        self.script = self.work / "udhcpc.sh"
+        self.script.write_text(UDHCPC_SCRIPT)
+        self.script.chmod(0o755)
+
+    def say(self, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {self.mac} {text}", flush=True)
+
+    def dhcp(self, extra: Sequence[str], tries: int = 20) -> dict[str, str]:
+        lease_file = self.work / "lease"
+        for _ in range(tries):
+            lease_file.unlink(missing_ok=True)
+            subprocess.run(["ip", "addr", "flush", "dev", "eth0"], check=False)
+            result = subprocess.run(
+                [
+                    "busybox",
+                    "udhcpc",
+                    "-i",
+                    "eth0",
+                    "-n",
+                    "-q",
+                    "-f",
+                    "-t",
+                    "3",
+                    "-T",
+                    "1",
+                    "-s",
+                    str(self.script),
+                    "-O",
+                    "bootfile",
+                    *extra,
+                ],
+                env={**os.environ, "LEASE_FILE": str(lease_file)},
+                capture_output=True,
+                check=False,
+            )
+            if result.returncode == 0 and lease_file.exists():
+                lease = dict(
+                    line.split("=", 1)
+                    for line in lease_file.read_text().splitlines()
+                    if "=" in line
+                )
+                subprocess.run(
+                    ["ip", "addr", "add", f"{lease['ip']}/{PREFIX}", "dev", "eth0"], check=False
+                )
+                return lease
+            time.sleep(1)
+        raise SystemExit(f"{self.mac}: no DHCP lease")
+
+    def get(self, url: str, output: str = "-") -> str:
+        for attempt in range(60):
+            result = subprocess.run(
+                ["curl", "-fsS", "-m", "5", "-o", output, url],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode == 0:
+                return result.stdout
+            time.sleep(min(1 + attempt, 5))  # like boot.ipxe's back-off ladder
+        raise SystemExit(f"{self.mac}: GET {url} failed")
+
+    def post(self, url: str, event: str, message: str) -> None:
+        body = json.dumps({"event": event, "message": message})
+        for attempt in range(60):
+            result = subprocess.run(
+                [
+                    "curl",
+                    "-fsS",
+                    "-m",
+                    "5",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    body,
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode == 0:
+                return
+            time.sleep(min(1 + attempt, 5))
+        raise SystemExit(f"{self.mac}: POST {event} failed")
+
+    def tftp(self, server: str, name: str) -> None:
+        for _ in range(20):
+            result = subprocess.run(
+                [
+                    "busybox",
+                    "tftp",
+                    "-g",
+                    "-r",
+                    name,
+                    "-l",
+                    str(self.work / "loader"),
+                    "-b",
+                    "1468",
+                    server,
+                ],
+                capture_output=True,
+                check=False,
+                timeout=30,
+            )
+            if result.returncode == 0:
+                return
+            time.sleep(1)
+        raise SystemExit(f"{self.mac}: TFTP {name} failed")
+
+    def boot(self, device: str) -> None:
+        installed = self.disk.exists()
+        wants_pxe = device == "pxe" or (device == "default" and not installed)
+        if "ignore-bootdev" in self.flags:
+            wants_pxe = False
+        if wants_pxe:
+            self.pxe()
+        elif installed or "ignore-bootdev" in self.flags:
+            self.installed_os()
+        else:
+            self.say("no bootable device")
+
+    def pxe(self) -> None:
+        self.say("PXE boot")
+        lease = self.dhcp(["-V", PXE_VENDOR, "-x", "0x5d:0000"])
+        self.tftp(lease["siaddr"], lease["boot_file"] or lease["bootfile"])
+        # iPXE: user class "iPXE" (option 77) and its option 175
+        lease = self.dhcp(
+            ["-V", PXE_VENDOR, "-x", "0x5d:0000", "-x", "0x4d:69505845", "-x", "0xaf:150101"]
+        )
+        first = self.get(lease["boot_file"] or lease["bootfile"])
+        chain = re.search(r"chain --autofree (\S+)", first)
+        if chain is None:
+            raise SystemExit(f"{self.mac}: no chain line in boot.ipxe")
+        url = (
+            chain.group(1)
+            .replace("${mac:hexhyp}", self.mac.replace(":", "-"))
+            .replace("${platform}", "pcbios")
+            .replace("${buildarch}", "i386")
+        )
+        url = re.sub(r"\$\{[^}]*\}", "", url)
+        script = self.get(url)
+        kernel = re.search(r"^kernel (\S+)(.*)$", script, re.M)
+        if kernel is None:
+            raise SystemExit(f"{self.mac}: no kernel line in:\n{script}")
+        self.get(kernel.group(1), os.devnull)
+        for initrd in re.findall(r"^initrd (?:--name \S+ )?(\S+)", script, re.M):
+            self.get(initrd, os.devnull)
+        ignition_url = re.search(r"ignition\.config\.url=(\S+)", kernel.group(2))
+        if ignition_url is None:
+            raise SystemExit(f"{self.mac}: no ignition.config.url")
+        events_url = find_events_url(self.get(ignition_url.group(1)))
+        self.post(events_url, "install-started", "installing Flatcar (simulated)")
+        time.sleep(0.2)
+        if "fail-install" in self.flags:
+            self.post(events_url, "failed", "simulated: no install disk")
+            self.say("install failed; staying up")
+            return
+        self.disk.write_text("flatcar\n")
+        self.post(events_url, "installed", "Flatcar installed (simulated)")
+        self.say("reboot")
+        time.sleep(0.5)
+        self.installed_os()
+
+    def installed_os(self) -> None:
+        self.say("booting the installed OS")
+        self.dhcp([])
+        self.say("up")
+
+
+def find_events_url(ignition: str) -> str:
+    """The phone-home URL in the install script embedded (as a data URL) in the Ignition."""
+    config = json.loads(ignition)
+    for item in config.get("storage", {}).get("files", []):
+        source = item.get("contents", {}).get("source", "")
+        if not source.startswith("data:"):
+            continue
+        meta, _, payload = source[5:].partition(",")
+        text = (
+            base64.b64decode(payload).decode(errors="replace")
+            if meta.endswith(";base64")
+            else urllib.parse.unquote(payload)
+        )
+        found = re.search(r"(https?://[^'\"\s]*/api/v1/events\?[^'\"\s]*)", text)
+        if found:
+            return found.group(1)
+    raise SystemExit("no events URL in the Ignition config")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["racker"]:
+        racker_main(Path(argv[1]), argv[2:])
+    elif argv[:1] == ["node"]:
+        Node(Path(argv[1]), argv[2]).boot(argv[3])
+    else:
+        raise SystemExit("usage: simrack racker SIM_DIR ARGS... | node SIM_DIR MAC DEVICE")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
