@@ -195,7 +195,7 @@ class PowerDriver(abc.ABC):
         finally:
             duration = time.monotonic() - started
             if error:
-                log.warning("%s failed after %.2f s: %s", action, duration, error)
+                log.info("%s failed after %.2f s: %s", action, duration, error)
             else:
                 log.debug("%s: %s at %s in %.3f s", target.node, action, target.address, duration)
             self.publish(
