@@ -9,7 +9,9 @@ root is needed; nothing leaves the machine), then times, per round:
   flags and Get Device ID of every BMC, all BMCs at once; one session per operation);
 - ipmitool, all BMCs at once: one shell per BMC running ``chassis power status``, ``chassis
   bootparam get 5`` and ``mc info`` (``-I lanplus -C 3``, password via ``-E``);
-- ipmitool, one BMC after the other (the same three commands), once.
+- ipmitool, one BMC after the other (the same three commands), once;
+- with ``--unpatched``, first racker again without its fix for pyghmi's lost wake-ups
+  (``racker.power.pyghmi_client._patch_lost_wakeups``), to show what the fix is worth.
 
 Goal: racker checks 40 BMCs in under 3 s. Prints a markdown table.
 """
@@ -33,6 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 from tests.support.bmcsim import BmcSim, SimBmc  # noqa: E402
 
 from racker.model import Node  # noqa: E402
+from racker.power import pyghmi_client  # noqa: E402
 from racker.power.base import BmcCredentials, BmcTarget  # noqa: E402
 from racker.power.check import check_bmcs  # noqa: E402
 from racker.power.console import ipmitool_command  # noqa: E402
@@ -110,6 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bmcs", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--unpatched", action="store_true", help="also time unpatched pyghmi")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/bmc.py needs root (BMCs listen on UDP port 623)")
@@ -122,6 +126,14 @@ def main() -> None:
     ):
         bmcs = sim.start(args.bmcs)
         entries = targets(bmcs)
+        unpatched_times: list[float] = []
+        unpatched_ok = 0
+        if args.unpatched:
+            pyghmi_client._patched = True  # pretend it is done: pyghmi stays as shipped
+            for _ in range(args.rounds):
+                seconds, unpatched_ok = asyncio.run(racker_round(entries))
+                unpatched_times.append(seconds)
+            pyghmi_client._patched = False  # the next session applies the fix
         racker_times, tool_times = [], []
         racker_ok = tool_ok = 0
         for _ in range(args.rounds):  # interleaved, so both see the same machine load
@@ -137,6 +149,10 @@ def main() -> None:
     print("|---|---:|---:|---|---|")
     med, rng, runs = describe(racker_times)
     print(f"| racker bmc check (pyghmi, all at once) | {racker_ok}/{n} | {med} | {rng} | {runs} |")
+    if unpatched_times:
+        med, rng, runs = describe(unpatched_times)
+        label = "racker, pyghmi's lost wake-ups not fixed"
+        print(f"| {label} | {unpatched_ok}/{n} | {med} | {rng} | {runs} |")
     med, rng, runs = describe(tool_times)
     print(f"| ipmitool -C 3, all at once ({n} shells) | {tool_ok}/{n} | {med} | {rng} | {runs} |")
     print(f"| ipmitool -C 3, one BMC after another | {serial_ok}/{n} | {serial_time:.2f} | - | 1 |")
