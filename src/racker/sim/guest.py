@@ -1,0 +1,76 @@
+"""The sim guest (Debian kernel + busybox "Flatcar installer" initramfs) and firmware files.
+
+Built and cached by ``scripts/build-sim-guest``; never committed. The cache is
+``$RACKER_SIM_CACHE``, else ``/var/cache/racker/sim`` as root, else ``~/.cache/racker/sim``
+(the same rule as the script).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from racker.errors import EnvironmentProblem
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+IPXE_ROM_DIR = Path("/usr/lib/ipxe/qemu")
+QEMU = "qemu-system-x86_64"
+IPMI_SIM = "ipmi_sim"
+BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build-sim-guest"
+SETUP_HINT = "run scripts/setup-host (Debian packages: qemu-system-x86 ipxe-qemu ovmf seabios)"
+
+
+@dataclass(frozen=True)
+class GuestFiles:
+    kernel: Path
+    initramfs: Path
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("RACKER_SIM_CACHE")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/racker/sim")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "racker" / "sim"
+
+
+def guest_files(build: bool = True) -> GuestFiles:
+    """The cached guest; built first (when the build script is at hand and ``build``)."""
+    cache = cache_dir()
+    if build and BUILD_SCRIPT.is_file():
+        # The script is a no-op when the cache is current (it checks a stamp).
+        done = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise EnvironmentProblem(
+                f"building the sim guest failed: {done.stderr.strip()[-500:]}",
+                f"run {BUILD_SCRIPT} and fix what it reports",
+            )
+    files = GuestFiles(cache / "vmlinuz", cache / "initramfs.cpio.gz")
+    missing = [str(p) for p in (files.kernel, files.initramfs) if not p.is_file()]
+    if missing:
+        raise EnvironmentProblem(
+            f"the sim guest is not built: missing {', '.join(missing)}",
+            "run scripts/build-sim-guest (from racker's source tree)",
+        )
+    return files
+
+
+def check_host() -> None:
+    """Everything ``racker sim up`` runs must be installed; one error names all that is not."""
+    import shutil
+
+    missing = [tool for tool in (QEMU, IPMI_SIM, "ip") if shutil.which(tool) is None]
+    missing += [
+        str(p) for p in (OVMF_CODE, OVMF_VARS, IPXE_ROM_DIR / "efi-e1000.rom") if not p.exists()
+    ]
+    if missing:
+        raise EnvironmentProblem(f"the simulator needs: {', '.join(missing)}", SETUP_HINT)
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "racker sim needs root (network namespaces, taps, BMCs on UDP 623)", "run it as root"
+        )
