@@ -199,8 +199,11 @@ class BmcSim:
             if not udp_bound(host, self.port):
                 return host
 
-    def add_ipmi_sim(self, password: str | None = None) -> SimBmc:
-        """Prepare (not start) one ipmi_sim BMC; ``password`` overrides the shared one."""
+    def add_ipmi_sim(self, password: str | None = None, sol_tcp: str | None = None) -> SimBmc:
+        """Prepare (not start) one ipmi_sim BMC; ``password`` overrides the shared one.
+
+        ``sol_tcp`` ("HOST:PORT") gives it a serial port for serial-over-LAN: ipmi_sim
+        connects to that TCP server (as to a QEMU serial port) and keeps retrying."""
         host = self._address()
         name = f"bmc{len(self.bmcs)}"
         state = self.root / name
@@ -217,6 +220,9 @@ class BmcSim:
                 password=password or self.password,
             )
         )
+        if sol_tcp is not None:
+            with (state / "lan.conf").open("a") as conf:
+                conf.write(f'sol "tcp:{sol_tcp}" 115200\n')
         (state / "cmds.conf").write_text(CMDS_CONF)
         argv = [
             IPMI_SIM,
