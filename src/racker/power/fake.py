@@ -71,6 +71,7 @@ class FakeDriver(PowerDriver):
         self.calls: list[FakeCall] = []
         self.state_file = state_file
         self._locks: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         if state_file is not None:
             self._load(state_file)
 
@@ -81,6 +82,8 @@ class FakeDriver(PowerDriver):
     async def _answer(self, target: BmcTarget, op: str, arg: str = "") -> FakeBmc:
         bmc = self.bmc(target.host, target.port)
         self.calls.append(FakeCall(target.node, target.address, op, arg))
+        if asyncio.get_running_loop() is not self._loop:  # locks belong to one loop
+            self._loop, self._locks = asyncio.get_running_loop(), {}
         lock = self._locks.setdefault(_key(target.host, target.port), asyncio.Lock())
         try:
             await asyncio.wait_for(self._serve(target, bmc, op, lock), self.timeout)

@@ -70,6 +70,7 @@ class IpmiDriver(PowerDriver):
         super().__init__(timeout, publish)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="racker-ipmi")
         self._busy: dict[tuple[str, int], asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._open = opener
 
     async def close(self) -> None:
@@ -119,6 +120,8 @@ class IpmiDriver(PowerDriver):
     async def _run(self, target: BmcTarget, what: str, steps: Steps[T]) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        if loop is not self._loop:  # asyncio locks belong to one loop (one asyncio.run)
+            self._loop, self._busy = loop, {}
         key = (target.host, target.port)
         busy = self._busy.setdefault(key, asyncio.Lock())
         try:

@@ -194,3 +194,14 @@ async def test_bad_replies_and_client_bugs_become_bmc_errors(stub: Stub) -> None
     assert str(info.value) == "node-a: power status: IPMI client failure talking to a (TypeError)"
     assert stub.active["a"] == 0  # sessions closed on every path
     assert stub.discarded == 2  # and never reused after an error
+
+
+def test_one_driver_serves_several_event_loops(stub: Stub) -> None:
+    # racker commands may call asyncio.run more than once with the same driver.
+    driver = IpmiDriver(timeout=2, opener=stub.open)
+
+    async def both() -> list[PowerState]:
+        return list(await asyncio.gather(driver.power_status(t("a")), driver.power_status(t("a"))))
+
+    assert asyncio.run(both()) == [PowerState.ON, PowerState.ON]
+    assert asyncio.run(both()) == [PowerState.ON, PowerState.ON]
