@@ -170,13 +170,16 @@ def _patch_lost_wakeups() -> None:
             return
         from pyghmi.ipmi.private import session as ipmisession
 
-        original = ipmisession._io_wait
+        original = getattr(ipmisession, "_io_wait", None)
+        _patched = True
+        if original is None:  # another pyghmi release: nothing to fix, or not this way
+            log.debug("pyghmi has no session._io_wait; lost wake-up fix not applied")
+            return
 
         def _io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Any:
             return original(min(timeout, _WAKE_INTERVAL), myaddr, evq)
 
         ipmisession._io_wait = _io_wait
-        _patched = True
 
 
 def open_session(target: BmcTarget) -> PyghmiSession:
