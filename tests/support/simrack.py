@@ -22,14 +22,18 @@ per-node logs.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import json
 import os
 import re
+import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -45,6 +49,7 @@ PREFIX = 22
 VERSION = "9999.0.0"
 PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001"
 MGMT_MAC = "52:54:00:77:ff:fe"
+LAUNCHER = "launcher.sock"
 
 
 def node_mac(i: int) -> str:
@@ -97,6 +102,7 @@ class SimRack:
         try:
             self._files()
             self._network()
+            self._start_launcher()
         except BaseException:
             self.close()
             raise
@@ -215,7 +221,24 @@ class SimRack:
             total += sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
         return total
 
+    def _start_launcher(self) -> None:
+        path = self.directory / LAUNCHER
+        path.unlink(missing_ok=True)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        nodes = {node_mac(i): self.node_ns(i) for i in range(1, self.count + 1)}
+        self._launcher = threading.Thread(
+            target=_launcher_loop, args=(self.directory, self._sock, nodes), daemon=True
+        )
+        self._launcher.start()
+
     def close(self) -> None:
+        launcher = getattr(self, "_launcher", None)
+        if launcher is not None:
+            _tell_launcher(self.directory, {"op": "quit"})
+            launcher.join(10)
+            self._sock.close()
+            self._launcher = None
         for pidfile in (self.directory / "nodes").glob("*.pid"):
             _kill_pidfile(pidfile)
         for ns in reversed(self.namespaces):
@@ -240,6 +263,62 @@ def _kill_pidfile(pidfile: Path) -> None:
     with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
         os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
     pidfile.unlink(missing_ok=True)
+
+
+# -- the launcher: the "hardware" that starts node processes, outside racker's process ----------
+# (so racker's own CPU and latency figures hold no fork of a node, and nodes outlive a killed
+# racker, like real machines do)
+
+
+def _tell_launcher(sim_dir: Path, message: dict[str, str]) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(json.dumps(message).encode(), str(sim_dir / LAUNCHER))
+
+
+def launch_node(
+    sim_dir: Path, namespaces: dict[str, str], mac: str, device: str
+) -> subprocess.Popen[bytes]:
+    pidfile = sim_dir / "nodes" / f"{mac}.pid"
+    _kill_pidfile(pidfile)
+    with open(sim_dir / "nodes" / f"{mac}.log", "a") as log:
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespaces[mac],
+                sys.executable,
+                "-m",
+                "tests.support.simrack",
+                "node",
+                str(sim_dir),
+                mac,
+                device,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+        )
+    pidfile.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _launcher_loop(sim_dir: Path, sock: socket.socket, namespaces: dict[str, str]) -> None:
+    children: list[subprocess.Popen[bytes]] = []
+    while True:
+        message = json.loads(sock.recv(4096))
+        if message["op"] == "quit":
+            for pidfile in (sim_dir / "nodes").glob("*.pid"):
+                _kill_pidfile(pidfile)
+            for child in children:
+                child.wait(10)
+            return
+        if message["op"] == "stop":
+            _kill_pidfile(sim_dir / "nodes" / f"{message['mac']}.pid")
+        elif message["op"] == "start":
+            children.append(launch_node(sim_dir, namespaces, message["mac"], message["device"]))
+        children = [c for c in children if c.poll() is None]
 
 
 # -- inside racker's process: the simulated BMCs -------------------------------------------------
@@ -277,36 +356,13 @@ def _sim_driver_class() -> Any:
             await super()._do_power(target, action)
             mac = target.mac or ""
             if action is PowerAction.OFF or action is PowerAction.SOFT:
-                _kill_pidfile(self.sim_dir / "nodes" / f"{mac}.pid")
+                _tell_launcher(self.sim_dir, {"op": "stop", "mac": mac})
             else:
                 device = boot.device if boot.device is not BootDevice.DEFAULT else "default"
                 self._start_node(mac, str(device))
 
         def _start_node(self, mac: str, device: str) -> None:
-            pidfile = self.sim_dir / "nodes" / f"{mac}.pid"
-            _kill_pidfile(pidfile)
-            log = open(self.sim_dir / "nodes" / f"{mac}.log", "a")  # noqa: SIM115
-            proc = subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    self.namespaces[mac],
-                    sys.executable,
-                    "-m",
-                    "tests.support.simrack",
-                    "node",
-                    str(self.sim_dir),
-                    mac,
-                    device,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=REPO,
-            )
-            log.close()
-            pidfile.write_text(f"{proc.pid}\n")
+            _tell_launcher(self.sim_dir, {"op": "start", "mac": mac, "device": device})
 
     return SimRackDriver
 
@@ -317,6 +373,15 @@ def racker_main(sim_dir: Path, args: list[str]) -> None:
     from racker.power import drivers
 
     driver_class = _sim_driver_class()
+
+    def record_own_cpu() -> None:
+        # RUSAGE_SELF: racker's own CPU, without any child process (for bench/bootstrap.py)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        (sim_dir / "racker-rusage.json").write_text(
+            json.dumps({"user": usage.ru_utime, "system": usage.ru_stime})
+        )
+
+    atexit.register(record_own_cpu)
 
     def sim_factory(config: Any, publish: Any, state_dir: Path | None) -> Any:
         state_file = state_dir / drivers.FAKE_STATE_FILE if state_dir else None
