@@ -62,6 +62,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         3,
         [
             "racker.dhcp.server",
+            "racker.ra",
             "racker.tftp.server",
             "racker.web",
             "racker.web.*",
