@@ -165,7 +165,8 @@ class BootStack:
     async def start(self) -> None:
         self.hub.start()
         try:
-            for build in (self._build_dhcp, self._build_tftp, self._build_http):
+            builds = (self._build_dhcp, self._build_ra, self._build_tftp, self._build_http)
+            for build in builds:
                 server = build()
                 if server is None:
                     continue
@@ -192,6 +193,14 @@ class BootStack:
         await self.hub.close()
 
     # -- the servers ----------------------------------------------------------------------
+
+    def _build_ra(self) -> Any:
+        # issue 8: answer IPv6 router solicitations so iPXE does not stall ~13 s (racker.ra)
+        if not self.rack.config.dhcp.router_advertisements:
+            return None
+        from racker.ra import RouterAdvertiser
+
+        return RouterAdvertiser(self.rack.interface.name, self.rack.interface.mac, self.hub.publish)
 
     def _build_dhcp(self) -> Any:
         return None  # wired when racker.dhcp.server lands
