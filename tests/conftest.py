@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support.netns import can_use_netns
@@ -14,3 +17,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_racker_logger() -> Iterator[None]:
+    """The CLI configures the "racker" logger (level, handler, no propagation); put it back
+    after each test so later tests' caplog still sees racker's records."""
+    logger = logging.getLogger("racker")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
