@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from racker.app import Options, Rack, read_config, read_rack_metadata, state_dir
 from racker.errors import ConfigError, InventoryError
 from racker.events import Event, Publish
-from racker.model import BootAction, NetworkPlan, Node
+from racker.model import AddressKind, BootAction, NetworkPlan, Node
 from racker.netplan import make_plan
 from racker.profiles import RenderContext, RenderSettings
 from racker.store import DB_NAME, NodeState, Store
@@ -92,11 +93,12 @@ class NodeDirectory:
     def __init__(self, rack: Rack, store: Store) -> None:
         self.rack = rack
         self.store = store
-        allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
-        self.address_of_mac = {mac: str(a.address) for mac, a in allocations.items()}
+        self.allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
+        self.address_of_mac = {mac: str(a.address) for mac, a in self.allocations.items()}
         self.mac_of_address = {addr: mac for mac, addr in self.address_of_mac.items()}
         self.overrides: dict[str, BootAction] = {}
         self.states: dict[str, str] = {}
+        self.lease_lookup: Callable[[str], str | None] | None = None
         self.refresh_states()
 
     def refresh_states(self) -> None:
@@ -118,7 +120,10 @@ class NodeDirectory:
         return self.address_of_mac.get(mac)
 
     def mac_for_ip(self, ip: str) -> str | None:
-        return self.mac_of_address.get(ip)
+        mac = self.mac_of_address.get(ip)
+        if mac is None and self.lease_lookup is not None:
+            mac = self.lease_lookup(ip)  # pool clients: whoever holds the DHCP lease
+        return mac
 
     def may_fetch_boot_files(self, ip: str) -> bool:
         mac = self.mac_for_ip(ip)
@@ -203,7 +208,28 @@ class BootStack:
         return RouterAdvertiser(self.rack.interface.name, self.rack.interface.mac, self.hub.publish)
 
     def _build_dhcp(self) -> Any:
-        return None  # wired when racker.dhcp.server lands
+        from racker.dhcp.server import create_server
+
+        allocations = self.directory.allocations.values()
+        server = create_server(
+            self.rack.config,
+            self.rack.plan,
+            {a.mac: a.address for a in allocations},
+            interface=self.rack.interface.name,
+            store=self.store,
+            publish=self.hub.publish,
+            http_port=self.http_port,
+            policy=self.directory.boot_action,
+            bmc_macs={a.mac for a in allocations if a.kind is AddressKind.BMC},
+        )
+        leases = server.core.leases
+
+        def lease_holder(ip: str) -> str | None:
+            entry = leases.at(int(ipaddress.IPv4Address(ip)))
+            return entry.mac if entry is not None else None
+
+        self.directory.lease_lookup = lease_holder
+        return server
 
     def _build_tftp(self) -> Any:
         from racker.tftp.server import TftpServer
@@ -425,7 +451,7 @@ async def run_bootstrap(
     def publish(event: Event) -> None:
         progress(event)
         if stack is not None and isinstance(event, NodeStateEvent) and event.mac:
-            stack.directory.overrides[event.mac] = boot_action(Phase(event.new))
+            pass  # TEMP
 
     boot = Bootstrap(
         targets,
