@@ -76,6 +76,26 @@ class RackerGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except OSError as err:
+            # Files, sockets and permissions: say which and what, never a traceback.
+            log.debug("unexpected OS error", exc_info=True)
+            where = f" ({err.filename})" if err.filename else ""
+            fail(
+                RackerError(
+                    f"{err.strerror or err}{where}",
+                    "check permissions (most commands need root); -vv shows details",
+                )
+            )
+        except Exception as err:
+            log.debug("internal error", exc_info=True)
+            fail(
+                RackerError(
+                    f"internal error: {type(err).__name__}: {err}",
+                    "this is a bug in racker; run again with -vv and report the output",
+                )
+            )
 
 
 _RACK_OPTIONS = (

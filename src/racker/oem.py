@@ -72,7 +72,7 @@ def read_oem(directory: Path, local_macs: frozenset[str] = frozenset()) -> OemDa
 
     pxe_mac: str | None = None
     pxe_path = directory / PXE_INTERFACE
-    if pxe_path.exists():
+    if os.path.lexists(pxe_path):  # optional file; unreadable is reported, absent is fine
         raw = _read_text(pxe_path, problems, None)
         if raw is not None:
             pxe_mac = parse_mac(raw.strip())
@@ -121,6 +121,10 @@ def _read_text(path: Path, problems: list[Problem], hint: str | None) -> str | N
         problems.append(Problem(str(path), None, "file is missing", hint))
     except UnicodeDecodeError:
         problems.append(Problem(str(path), None, "file is not UTF-8 text", hint))
+    except PermissionError:
+        problems.append(
+            Problem(str(path), None, "cannot read: permission denied", "run racker as root")
+        )
     except OSError as exc:
         problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}", hint))
     return None

@@ -1,0 +1,187 @@
+"""`racker serve` as users run it: one process, real clients on the rack's L2 segment.
+
+The management side (namespace ``net.server``) carries the example rack's PXE MAC, so racker
+finds its interface from the OEM files alone; the client namespace plays a server of the rack
+whose primary MAC is in nodes.csv.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from racker.oem import Secret, write_credentials
+from tests.support.netns import Link, link
+
+EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
+RACKER = str(Path(sys.executable).with_name("racker"))
+NODE_MAC = "52:54:00:99:00:10"  # line 4 of the example nodes.csv: the first node's address
+PXE_BIOS = ["-x", "0x3c:" + b"PXEClient:Arch:00000:UNDI:002001".hex(), "-x", "93:0000"]
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+UDHCPC_SCRIPT = """#!/bin/sh
+[ "$1" = bound ] && echo "ip=$ip siaddr=$siaddr boot_file=$boot_file serverid=$serverid"
+exit 0
+"""
+
+
+@pytest.fixture
+def rack(tmp_path: Path) -> Path:
+    oem = tmp_path / "oem"
+    shutil.copytree(EXAMPLE, oem)
+    write_credentials(oem, "admin", Secret("pw"))
+    script = tmp_path / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    return tmp_path
+
+
+@pytest.fixture
+def net() -> Iterator[Link]:
+    with link(server_mac="52:54:00:99:02:01", client_mac=NODE_MAC) as made:
+        yield made
+
+
+class Serve:
+    def __init__(self, net: Link, rack: Path) -> None:
+        self.log = rack / "serve.log"
+        with self.log.open("ab") as log:
+            self.proc = net.server.popen(
+                [
+                    RACKER,
+                    "-v",
+                    "serve",
+                    "--oem-dir",
+                    str(rack / "oem"),
+                    "--state-dir",
+                    str(rack / "state"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 30
+        while "racker serve: ready" not in self.log.read_text():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "racker serve did not get ready"
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+
+def udhcpc(net: Link, rack: Path, *extra: str) -> dict[str, str]:
+    result = net.client.run(
+        "busybox",
+        "udhcpc",
+        "-i",
+        net.cli_if,
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "4",
+        "-T",
+        "2",
+        "-s",
+        str(rack / "udhcpc.sh"),
+        *extra,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ip=")]
+    assert lines, result.stdout + result.stderr
+    return dict(part.split("=", 1) for part in lines[-1].split())
+
+
+def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:
+    serve = Serve(net, rack)
+    try:
+        bios = udhcpc(net, rack, *PXE_BIOS)
+        assert bios["ip"] == "10.99.0.65"  # the second row's reserved address (.64 is mgmt)
+        assert bios["serverid"] == "10.99.0.1"
+        assert bios["boot_file"] == "undionly.kpxe"
+        # The loader by TFTP, byte for byte.
+        out = rack / "undionly.kpxe"
+        net.client.run("ip", "addr", "add", "10.99.0.65/24", "dev", net.cli_if)
+        net.client.run("curl", "-sS", "-o", str(out), "tftp://10.99.0.1/undionly.kpxe")
+        assert out.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+        # iPXE then asks again and gets the HTTP script, which chains to its own script.
+        ipxe = udhcpc(net, rack, "-x", "77:" + b"iPXE".hex())
+        assert ipxe["boot_file"] == "http://10.99.0.1:8080/boot.ipxe"
+        script = net.client.run("curl", "-sS", "-f", ipxe["boot_file"]).stdout
+        assert script.startswith("#!ipxe")
+        node = net.client.run(
+            "curl", "-sS", "-f", f"http://10.99.0.1:8080/ipxe?mac={NODE_MAC.replace(':', '-')}"
+        ).stdout
+        assert "flatcar.first_boot=yes" in node
+        assert f"ignition.config.url=http://10.99.0.1:8080/ignition?mac={NODE_MAC}&token=" in node
+    finally:
+        assert serve.stop() == 0
+    log = serve.log.read_text()
+    assert "Traceback" not in log
+    events = (
+        sqlite3.connect(rack / "state" / "racker.db")
+        .execute("SELECT source, kind FROM events WHERE mac = ?", (NODE_MAC,))
+        .fetchall()
+    )
+    sources = {source for source, _ in events}
+    assert {"dhcp", "tftp", "http"} <= sources, events
+
+
+def test_leases_survive_a_restart(net: Link, rack: Path) -> None:
+    serve = Serve(net, rack)
+    try:
+        first = udhcpc(net, rack)
+    finally:
+        assert serve.stop() == 0
+    db = sqlite3.connect(rack / "state" / "racker.db")
+    assert db.execute(
+        "SELECT address, state FROM leases WHERE mac = ?", (NODE_MAC,)
+    ).fetchall() == [(first["ip"], "bound")]
+    serve = Serve(net, rack)
+    try:
+        # INIT-REBOOT: ask for the old address straight away (udhcpc -r), get it ACKed.
+        again = udhcpc(net, rack, "-r", first["ip"])
+        assert again["ip"] == first["ip"]
+    finally:
+        assert serve.stop() == 0
+
+
+def test_serve_without_root_privileges_fails_with_a_clear_error(net: Link, rack: Path) -> None:
+    # Everything readable by "nobody", so the first thing that fails is opening the sockets.
+    public = Path(tempfile.mkdtemp(prefix="racker-nobody-"))
+    try:
+        shutil.copytree(rack / "oem", public / "oem")
+        for path in [public, *public.rglob("*")]:
+            shutil.chown(path, 65534, 65534)
+        public.chmod(0o755)
+        result = net.server.run(
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            RACKER,
+            "serve",
+            "--oem-dir",
+            str(public / "oem"),
+            "--state-dir",
+            str(public / "state"),
+            check=False,
+        )
+    finally:
+        shutil.rmtree(public)
+    assert result.returncode == 4, result.stderr
+    first, _, rest = result.stderr.partition("\n")
+    assert first.startswith("error: DHCP"), result.stderr
+    assert "hint:" in rest
+    assert "Traceback" not in result.stderr
