@@ -451,7 +451,7 @@ async def run_bootstrap(
     def publish(event: Event) -> None:
         progress(event)
         if stack is not None and isinstance(event, NodeStateEvent) and event.mac:
-            pass  # TEMP
+            stack.directory.overrides[event.mac] = boot_action(Phase(event.new))
 
     boot = Bootstrap(
         targets,
