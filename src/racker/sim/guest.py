@@ -17,10 +17,11 @@ from racker.errors import EnvironmentProblem
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 IPXE_ROM_DIR = Path("/usr/lib/ipxe/qemu")
+IPXE_DIR = Path("/usr/lib/ipxe")  # the ipxe package's loaders (undionly.kpxe, ipxe.efi)
 QEMU = "qemu-system-x86_64"
 IPMI_SIM = "ipmi_sim"
 BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build-sim-guest"
-SETUP_HINT = "run scripts/setup-host (Debian packages: qemu-system-x86 ipxe-qemu ovmf seabios)"
+SETUP_HINT = "run scripts/setup-host (Debian: qemu-system-x86 ipxe-qemu ipxe ovmf seabios openipmi)"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ def check_host() -> None:
 
     missing = [tool for tool in (QEMU, IPMI_SIM, "ip") if shutil.which(tool) is None]
     missing += [
-        str(p) for p in (OVMF_CODE, OVMF_VARS, IPXE_ROM_DIR / "efi-e1000.rom") if not p.exists()
+        str(p)
+        for p in (OVMF_CODE, OVMF_VARS, IPXE_ROM_DIR / "pxe-e1000.rom", IPXE_DIR / "ipxe.efi")
+        if not p.exists()
     ]
     if missing:
         raise EnvironmentProblem(f"the simulator needs: {', '.join(missing)}", SETUP_HINT)

@@ -25,7 +25,7 @@ from pathlib import Path
 from racker.assets import PXE_INITRD, PXE_KERNEL
 from racker.errors import EnvironmentProblem, RackerError
 from racker.oem import Secret, write_credentials, write_pxe_interface
-from racker.sim.guest import IPMI_SIM, OVMF_VARS, GuestFiles, check_host, guest_files
+from racker.sim.guest import IPMI_SIM, IPXE_DIR, OVMF_VARS, GuestFiles, check_host, guest_files
 from racker.sim.spec import (
     BMC_PORT,
     BRIDGE,
@@ -42,6 +42,10 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 SPEC_FILE = "sim.json"
 BMC_USER = "admin"
 DISK_MIB = 64
+# BMC processes started by this process: they outlive sim_up on purpose (sim_down, possibly
+# from another process, ends them). Kept referenced so that this process reaps them when they
+# end and Python does not warn about a still-running child it forgot.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class SimError(RackerError):
@@ -136,12 +140,20 @@ def _racker_files(spec: SimSpec, guest: GuestFiles, password: Secret) -> None:
         f"interface: {PXE_IFACE}\n"
         f"oem_dir: {oem}\n"
         f"state_dir: {spec.state_dir}\n"
+        f"tftp:\n"
+        f"  # Debian's /usr/lib/ipxe/ipxe.efi is a symlink to /boot, which racker's TFTP\n"
+        f"  # refuses; the sim serves dereferenced copies of Debian's loaders.\n"
+        f"  ipxe_dir: {spec.root / 'ipxe'}\n"
         f"install:\n"
         f'  version: "{SIM_VERSION}"\n'
         f"bmc:\n"
         f"  # The BMCs are ipmi_sim on the management namespace's loopback.\n"
         f"  addresses:\n{addresses}\n"
     )
+    loaders = spec.root / "ipxe"
+    loaders.mkdir()
+    for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi"):
+        shutil.copyfile(IPXE_DIR / name, loaders / name)  # follows Debian's symlinks
     # The asset mirror (racker.assets layout) with the sim guest as "Flatcar".
     flatcar = spec.state_dir / "assets" / "flatcar"
     release = flatcar / SIM_VERSION
@@ -206,6 +218,7 @@ def start_bmc(spec: SimSpec, node: SimNode, timeout: float = 10.0) -> None:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
+    _CHILDREN[proc.pid] = proc
     (d / "ipmi_sim.pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
     while not _udp_bound(proc.pid, node.bmc_host, BMC_PORT):
@@ -247,6 +260,9 @@ def sim_down(name: str, root: Path = DEFAULT_ROOT) -> list[str]:
                 removed.append(f"{ns}: {count} process(es)")
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
             removed.append(f"namespace {ns}")
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
     directory = root / name
     if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)
