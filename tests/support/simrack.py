@@ -12,6 +12,7 @@ acts like firmware plus installer with real clients: ``busybox udhcpc`` with PXE
 ``busybox tftp`` of the loader → ``udhcpc`` as iPXE → ``curl`` ``/boot.ipxe`` → ``/ipxe`` →
 kernel and initrd → ``/ignition`` → phone home ``installed`` → "reboot" → ``udhcpc`` as an
 installed OS (no PXE options). Faults per node (``behaviour.json``): ``bmc-dead``,
+``pxe-first`` (PXE boots before the disk even when installed),
 ``ignore-bootdev`` (boots its old disk whatever racker sets), ``fail-install``, ``loss`` (5 %
 of frames dropped on the node's link, both ways).
 
@@ -599,6 +600,14 @@ class Node:
         self.post(events_url, "installed", "Flatcar installed (simulated)")
         self.say("reboot")
         time.sleep(0.5)
+        if "pxe-first" in self.flags:
+            # firmware that tries the network before the disk on every boot: racker must
+            # answer without a boot file now, or the node would be installed again
+            lease = self.dhcp(["-V", PXE_VENDOR, "-x", "0x5d:0000"])
+            if lease.get("boot_file") or lease.get("bootfile"):
+                self.pxe()
+                return
+            self.say("no boot file offered: booting from disk")
         self.installed_os()
 
     def installed_os(self) -> None:

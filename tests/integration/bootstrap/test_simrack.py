@@ -48,10 +48,14 @@ def run(rack: SimRack, args: list[str], timeout: float = 240, **kw: object) -> t
 
 
 def test_ten_nodes_all_become_ready_then_status(make_rack) -> None:  # type: ignore[no-untyped-def]
-    rack = make_rack(10)
+    rack = make_rack(10, behaviour={3: ["pxe-first"]})
     code, out, err = run(rack, ["bootstrap", "--on-failure", "exclude", *FAST])
     assert code == 0, out + err
     assert "done: 10/10 node(s) ready" in out
+    # the node that PXE boots again after its install was told to boot from disk
+    node_log = (rack.directory / "nodes" / f"{node_mac(3)}.log").read_text()
+    assert node_log.count("PXE boot") == 1, node_log
+    assert "no boot file offered: booting from disk" in node_log
     states = rack.node_states()
     assert {s["state"] for s in states.values()} == {"ready"}, states
     assert {s["attempt"] for s in states.values()} == {1}
