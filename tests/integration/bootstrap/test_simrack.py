@@ -241,3 +241,43 @@ def test_lokomotive_plan_runs_lokoctl(make_rack, tmp_path: Path) -> None:  # typ
     assert f'controller_macs    = [\n    "{node_mac(3)}",\n  ]' in config
     assert node_mac(1) in config  # storage worker
     assert '"big-770001" = "storage.racker.io/node=true"' in config
+
+
+def test_bootstrap_follows_a_running_serve(make_rack) -> None:  # type: ignore[no-untyped-def]
+    rack = make_rack(3)
+    serve = rack.racker(["serve"])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and serve.poll() is None:
+            probe = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    rack.server_ns,
+                    "curl",
+                    "-fsS",
+                    "-m",
+                    "1",
+                    "http://10.77.0.1:8080/healthz",
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"racker serve did not come up: {serve.communicate(timeout=5)}")
+        code, out, err = run(rack, ["-v", "bootstrap", "--on-failure", "exclude", *FAST])
+        assert code == 0, out + err
+        # never two boot stacks on one interface: bootstrap followed serve's event log
+        assert "a boot stack already runs on 10.77.0.1: following it" in err
+        assert {s["state"] for s in rack.node_states().values()} == {"ready"}
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.communicate()
