@@ -90,9 +90,18 @@ class NodeDirectory:
     ``overrides`` let the orchestrator force a node's boot action (e.g. --reprovision).
     """
 
-    def __init__(self, rack: Rack, store: Store) -> None:
+    # A running `racker serve` sees provisioning state that `racker bootstrap` (another
+    # process) writes; re-reading it at most this often keeps the DHCP hot path cheap.
+    STATE_TTL = 1.0
+
+    def __init__(
+        self, rack: Rack, store: Store, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rack = rack
         self.store = store
+        self._clock = clock
+        self._states_read = 0.0
+        self._by_mac = {mac: node for node in rack.oem.inventory.nodes for mac in node.macs}
         self.allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
         self.address_of_mac = {mac: str(a.address) for mac, a in self.allocations.items()}
         self.mac_of_address = {addr: mac for mac, addr in self.address_of_mac.items()}
@@ -103,13 +112,16 @@ class NodeDirectory:
 
     def refresh_states(self) -> None:
         self.states = {mac: s.state for mac, s in self.store.node_states().items()}
+        self._states_read = self._clock()
 
     def node(self, mac: str | None) -> Node | None:
-        return self.rack.oem.inventory.by_mac(mac) if mac else None
+        return self._by_mac.get(mac) if mac else None
 
     def boot_action(self, mac: str) -> BootAction:
         if mac in self.overrides:
             return self.overrides[mac]
+        if self._clock() - self._states_read >= self.STATE_TTL:
+            self.refresh_states()
         node = self.node(mac)
         if node is not None and node is self.rack.oem.inventory.management:
             return BootAction.DISK  # never provision the management node
