@@ -142,6 +142,27 @@ class InstallConfig:
 
 
 @dataclass(frozen=True)
+class UpdatesConfig:
+    """Where `racker update`/`upgrade` find racker's releases (issue 9, docs/install.md)."""
+
+    # URL of the release index (JSON listing versions, bundle URLs and SHA-256s).
+    url: str | None = None
+    # OpenPGP public key that signed the bundles; when set, every bundle must carry a valid
+    # signature (the index's "signature" URL), checked with gpgv.
+    signing_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class ToolConfig:
+    """A pinned external tool racker drives (e.g. lokoctl), installed by update/upgrade."""
+
+    version: str
+    # Download URL of the executable, or of a .tar.gz holding it (found by the tool's name).
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Config:
     # The PXE interface; default: found from the OEM files (see docs/oem.md).
     interface: str | None = None
@@ -154,6 +175,9 @@ class Config:
     boot: BootConfig = field(default_factory=BootConfig)
     bmc: BmcConfig = field(default_factory=BmcConfig)
     install: InstallConfig = field(default_factory=InstallConfig)
+    # issue 9: racker's own releases, and pinned external tools (name: version, url, sha256).
+    updates: UpdatesConfig = field(default_factory=UpdatesConfig)
+    tools: dict[str, ToolConfig] = field(default_factory=dict)
     # SSH public keys for the installed nodes' "core" user.
     ssh_authorized_keys: list[str] = field(default_factory=list)
 
