@@ -44,6 +44,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.bootstrap.machine",
             "racker.bootstrap.plan",
             "racker.bootstrap.lokomotive",
+            "racker.release.index",
         ],
     ),
     (
@@ -56,6 +57,8 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.tftp.files",
             "racker.power",
             "racker.power.*",
+            "racker.release",
+            "racker.release.*",
         ],
     ),
     (
