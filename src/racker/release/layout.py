@@ -20,10 +20,12 @@ for the host); paths written into the unit file are those seen from inside the r
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -91,6 +93,21 @@ class Layout:
 
     def release_dir(self, version: str) -> Path:
         return self.releases / version
+
+
+@contextlib.contextmanager
+def locked(layout: Layout) -> Iterator[None]:
+    """One install/update/rollback at a time per prefix (flock; released if the process dies)."""
+    layout.home.mkdir(parents=True, exist_ok=True)
+    with (layout.home / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReleaseError(
+                f"another racker install/update is running on {layout.home}",
+                "wait for it to finish",
+            ) from None
+        yield
 
 
 def installed(layout: Layout) -> BundleInfo | None:
