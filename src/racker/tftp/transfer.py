@@ -228,6 +228,11 @@ class Transfer:
         self.deadline = now + self.timeout
         return out
 
+    def abort(self, reason: str) -> None:
+        """End a running transfer from our side (shutdown); nothing more is sent."""
+        if self.status is Status.RUNNING:
+            self._fail(reason)
+
     def _fail(self, reason: str) -> None:
         self.status = Status.FAILED
         self.error = reason

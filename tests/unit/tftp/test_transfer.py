@@ -365,3 +365,16 @@ def test_lossy_duplicating_network_still_delivers_the_file(
         to_server = []
     assert t.status is Status.FINISHED
     assert bytes(client.body) == body
+
+
+def test_abort_ends_a_running_transfer_only() -> None:
+    t = Transfer(BytesSource(b"x"), (), LIMITS)
+    t.start(0.0)
+    t.abort("server shut down")
+    assert (t.status, t.error) == (Status.FAILED, "server shut down")
+    assert t.on_timeout(100.0) == []
+    done = Transfer(BytesSource(b""), (), LIMITS)
+    done.start(0.0)
+    done.on_datagram(encode_ack(1), 0.0)
+    done.abort("late")
+    assert (done.status, done.error) == (Status.FINISHED, "")

@@ -1,0 +1,261 @@
+"""One accepted TFTP transfer on its own socket (layer 3, used by ``server.TftpServer``).
+
+The session owns the transfer's ephemeral socket (its TID), feeds what arrives to the pure
+``Transfer`` and sends what that returns. Timers are lazy: an ACK only moves
+``Transfer.deadline``; the one ``call_at`` per transfer re-arms itself when it fires early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import time
+from typing import Protocol
+
+from racker.tftp.files import OpenedFile
+from racker.tftp.packets import ErrorCode, Request, encode_error
+from racker.tftp.transfer import Status, Transfer, TransferLimits
+
+log = logging.getLogger("racker.tftp")
+
+Address = tuple[str, int]
+
+# Linux UDP GSO (linux/udp.h): not in Python's socket module before 3.12.
+UDP_SEGMENT = 103
+UDP_MAX_SEGMENTS = 64
+UDP_MAX_PAYLOAD = 65507  # 65535 - 20 (IPv4) - 8 (UDP)
+
+
+class SessionOwner(Protocol):
+    """What a session needs from its server."""
+
+    host: str
+    limits: TransferLimits
+    gso: bool  # cleared the first time the kernel or the device refuses UDP GSO
+    transfers: dict[Address, Session]
+
+    def event(
+        self,
+        kind: str,
+        addr: Address,
+        file: str,
+        *,
+        size: int = 0,
+        blksize: int = 512,
+        windowsize: int = 1,
+        duration: float = 0.0,
+        resends: int = 0,
+        error: str = "",
+    ) -> None: ...
+
+
+class Session:
+    """One transfer: its socket, its lazy timer and its pending sends."""
+
+    def __init__(
+        self,
+        server: SessionOwner,
+        loop: asyncio.AbstractEventLoop,
+        peer: Address,
+        request: Request,
+        opened: OpenedFile,
+    ) -> None:
+        self.server = server
+        self.loop = loop
+        self.clock = loop.time  # the clock call_at() uses, bound once for the hot path
+        self.peer = peer
+        self.request = request
+        self.opened = opened
+        self.transfer = Transfer(opened.source, request.options, server.limits)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((server.host, 0))
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        self.pending: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = time.monotonic()
+        self.done = False
+        self.gso = 0  # segment size when a window goes out as one UDP GSO send
+        if server.gso and self.transfer.windowsize > 1:
+            self._enable_gso(self.transfer.blksize + 4)
+
+    def _enable_gso(self, segment: int) -> None:
+        """Send each window with one syscall: the kernel cuts it into datagrams (UDP GSO).
+
+        Every DATA of a window but the last is exactly blksize + 4 bytes, which is what
+        UDP_SEGMENT needs (only the last segment may be shorter); a 16-block window costs one
+        sendto instead of 16. Kernels without it (before 4.18) fall back to one send per block.
+        """
+        try:
+            self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, segment)
+        except OSError:
+            self.server.gso = False
+            return
+        self.gso = segment
+        self.gso_batch = max(1, min(UDP_MAX_SEGMENTS, UDP_MAX_PAYLOAD // segment))
+
+    def begin(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+        t = self.transfer
+        log.info(
+            "TFTP: %s:%d reads %r (%d bytes, blksize %d, windowsize %d)",
+            *self.peer,
+            self.request.filename,
+            t.source.size,
+            t.blksize,
+            t.windowsize,
+        )
+        self.server.event(
+            "transfer-started",
+            self.peer,
+            self.request.filename,
+            size=t.source.size,
+            blksize=t.blksize,
+            windowsize=t.windowsize,
+        )
+        self._send(t.start(self.loop.time()))
+        self._arm()
+
+    def _on_readable(self) -> None:
+        # Drain what has arrived: a fast client's next ACK is often here before we return to
+        # the selector (measured: fewer CPU seconds per block than one datagram per wake-up).
+        sock, peer, transfer = self.sock, self.peer, self.transfer
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("TFTP: receive failed on the transfer to %s:%d: %s", *peer, exc)
+                return
+            if addr != peer:
+                self._stranger(addr)
+                continue
+            self._send(transfer.on_datagram(data, self.clock()))
+            if transfer.status is not Status.RUNNING:
+                self.finish()
+                return
+
+    def _stranger(self, addr: Address) -> None:
+        # RFC 1350 section 4: answer a stranger with error 5, keep the transfer going.
+        log.warning(
+            "TFTP: packet from unknown TID %s:%d on the transfer to %s:%d", *addr, *self.peer
+        )
+        with contextlib.suppress(OSError):
+            self.sock.sendto(encode_error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID"), addr)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        now = self.loop.time()
+        if now < self.transfer.deadline:
+            self._arm()  # an ACK moved the deadline since this timer was set
+            return
+        self._send(self.transfer.on_timeout(now))
+        if self.transfer.status is not Status.RUNNING:
+            self.finish()
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is None and not self.done:
+            self.timer = self.loop.call_at(self.transfer.deadline, self._on_timer)
+
+    def _send(self, datagrams: list[bytes]) -> None:
+        if self.pending:
+            self.pending += datagrams
+            return
+        sendto, peer = self.sock.sendto, self.peer
+        if self.gso and len(datagrams) > 1:
+            self._send_gso(datagrams)
+            return
+        for i, datagram in enumerate(datagrams):
+            try:
+                sendto(datagram, peer)
+            except BlockingIOError:
+                self.pending = datagrams[i:]
+                self.loop.add_writer(self.sock.fileno(), self._on_writable)
+                return
+            except OSError as exc:  # e.g. no route: the timer retries, then gives up
+                log.debug("TFTP: send to %s:%d failed: %s", *self.peer, exc)
+                return
+
+    def _send_gso(self, datagrams: list[bytes]) -> None:
+        batch = self.gso_batch
+        for i in range(0, len(datagrams), batch):
+            try:
+                self.sock.sendto(b"".join(datagrams[i : i + batch]), self.peer)
+            except BlockingIOError:
+                self.pending = datagrams[i:]
+                self.loop.add_writer(self.sock.fileno(), self._on_writable)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
+                    log.debug("TFTP: send to %s:%d failed: %s", *self.peer, exc)
+                    return
+                # The egress device cannot checksum segments (EIO): send block by block.
+                log.info("TFTP: UDP GSO unavailable (%s); sending one datagram per block", exc)
+                self.server.gso = False
+                self.gso = 0
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)
+                self._send(datagrams[i:])
+                return
+
+    def _on_writable(self) -> None:
+        pending, self.pending = self.pending, []
+        self.loop.remove_writer(self.sock.fileno())
+        self._send(pending)
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.loop.remove_reader(self.sock.fileno())
+        if self.pending:
+            self.loop.remove_writer(self.sock.fileno())
+            # The last datagram (an ERROR) may still be queued; best effort before closing.
+            with contextlib.suppress(OSError):
+                for datagram in self.pending:
+                    self.sock.sendto(datagram, self.peer)
+        self.sock.close()
+        self.opened.close()
+        self.server.transfers.pop(self.peer, None)
+        t = self.transfer
+        duration = time.monotonic() - self.started
+        ok = t.status is Status.FINISHED
+        if ok:
+            log.info(
+                "TFTP: %s:%d got %r in %.2f s (%d resends)",
+                *self.peer,
+                self.request.filename,
+                duration,
+                t.resends,
+            )
+        else:
+            log.warning(
+                "TFTP: transfer of %r to %s:%d failed: %s",
+                self.request.filename,
+                *self.peer,
+                t.error,
+            )
+        self.server.event(
+            "transfer-finished" if ok else "transfer-failed",
+            self.peer,
+            self.request.filename,
+            size=t.bytes_acked,
+            blksize=t.blksize,
+            windowsize=t.windowsize,
+            duration=round(duration, 6),
+            resends=t.resends,
+            error=t.error,
+        )
