@@ -67,6 +67,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.dhcp.server",
             "racker.ra",
             "racker.tftp.server",
+            "racker.tftp.session",  # one transfer's socket and timer, used by tftp.server
             "racker.web",
             "racker.web.*",
         ],
