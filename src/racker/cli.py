@@ -315,7 +315,9 @@ def serve(ctx: click.Context, interface: str | None) -> None:
                 err=True,
             )
 
-        asyncio.run(serve_until_signal(stack, ready))
+        # SIGHUP re-reads racker.yaml, the OEM files and the profiles (issue 9).
+        reread = lambda: load_rack(options_of(ctx, interface))  # noqa: E731
+        asyncio.run(serve_until_signal(stack, ready, reread))
 
 
 # --- render and assets commands (issue 5) ---------------------------------------------------

@@ -174,6 +174,7 @@ class BootStack:
         self.directory = NodeDirectory(rack, store)
         self.servers: list[Any] = []
         self.http_port = rack.config.http.port
+        self.started_rack = rack  # issue 9: what the bound sockets were built from (reload)
 
     @property
     def server_ip(self) -> str:
@@ -271,6 +272,7 @@ class BootStack:
         catalog = load_catalog(config.http.profiles_dir, settings)
         server_url = f"http://{self.server_ip}:{self.http_port}"
         directory = self.directory
+        self.render_settings = settings  # issue 9: replaced by reload_stack on SIGHUP
 
         def context_for(facts: NodeFacts) -> RenderContext:
             node = directory.node(facts.mac)
@@ -282,7 +284,7 @@ class BootStack:
                 installed=mac is not None and directory.boot_action(mac) is BootAction.DISK,
                 address=directory.address_of(mac) if mac else None,
                 server_url=server_url,
-                settings=settings,
+                settings=self.render_settings,
             )
 
         return BootHttpServer(
@@ -384,23 +386,128 @@ def explain_render(
     return explain(catalog, facts, context)
 
 
-async def serve_until_signal(stack: BootStack, ready: Callable[[], None] | None = None) -> None:
-    """Run the boot stack until SIGINT or SIGTERM, then close it cleanly (leases flushed)."""
+async def serve_until_signal(
+    stack: BootStack,
+    ready: Callable[[], None] | None = None,
+    load: Callable[[], Rack] | None = None,
+) -> None:
+    """Run the boot stack until SIGINT or SIGTERM, then close it cleanly (leases flushed).
+
+    issue 9: once every server is bound, tell systemd (sd_notify READY=1, a no-op outside a
+    Type=notify unit); on SIGHUP, re-read the files through ``load`` and apply them
+    (``reload_from_files``)."""
+    from racker.release.systemd import notify
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_from_files, stack, load)
     started = time.monotonic()
     await stack.start()
+    notify("READY=1")
     if ready is not None:
         ready()
     try:
         await stop.wait()
     finally:
         log.info("stopping after %.0f s", time.monotonic() - started)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        notify("STOPPING=1")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await stack.close()
+
+
+# --- reload on SIGHUP (issue 9) -------------------------------------------------------------
+# What a reload applies in place: nodes.csv and the OEM files (inventory, reservations, BMC
+# MACs), the DHCP settings racker.yaml gives (lease times, pool, relays, unknown clients) and
+# the profiles/templates with their render settings. Leases are flushed to the store and read
+# back into the new DHCP core; TFTP transfers and HTTP requests in flight are untouched.
+# What needs a restart (sockets are bound from it): see RESTART_ONLY.
+
+RESTART_ONLY = (
+    ("the PXE interface", lambda r: r.interface.name),
+    ("racker's address (network.server/subnet)", lambda r: (r.plan.server, r.plan.subnet)),
+    ("state_dir", lambda r: r.state_dir),
+    ("tftp.*", lambda r: r.config.tftp),
+    ("http.port, http.assets_dir, http.bind_to_lease",
+     lambda r: (r.config.http.port, r.config.http.assets_dir, r.config.http.bind_to_lease)),
+    ("dhcp.router_advertisements", lambda r: r.config.dhcp.router_advertisements),
+)  # fmt: skip
+
+
+def reload_from_files(stack: BootStack, load: Callable[[], Rack]) -> bool:
+    """SIGHUP: re-read everything; invalid files keep the running configuration (logged)."""
+    from racker.errors import ProblemsError, RackerError
+
+    try:
+        rack = load()
+        pending = reload_stack(stack, rack)
+    except RackerError as err:
+        problems = err.problems if isinstance(err, ProblemsError) else []
+        log.error("reload failed, keeping the running configuration: %s", err.message)
+        for problem in problems:
+            log.error("  %s", problem)
+        return False
+    for what in pending:
+        log.warning("reload: %s changed; it takes effect after a restart", what)
+    log.info("reloaded: %d nodes", len(rack.oem.inventory.provisionable))
+    return True
+
+
+def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
+    """Apply ``rack`` to the running stack; return what changed but needs a restart.
+    Everything that can fail (profiles, allocations) is built before anything is swapped."""
+    from racker.dhcp.server import DhcpServer
+    from racker.dhcp.settings import build_core
+    from racker.profiles import load_catalog, settings_from_config
+    from racker.web.server import SERVICE, BootHttpServer
+
+    pending = [n for n, key in RESTART_ONLY if key(rack) != key(stack.started_rack)]
+    plan = stack.started_rack.plan  # the bound address stays until a restart
+    settings = settings_from_config(rack.config, plan, stack._flatcar_version())
+    catalog = load_catalog(rack.config.http.profiles_dir, settings)
+    allocations = stack.store.sync_allocations(rack.oem.inventory, plan)
+    directory = stack.directory
+    for server in stack.servers:
+        if isinstance(server, DhcpServer):
+            server.flush()  # the new core reads every lease back from the store
+            core = build_core(
+                rack.config,
+                plan,
+                {a.mac: a.address for a in allocations.values()},
+                leases=stack.store.leases(),
+                http_port=stack.http_port,
+                policy=directory.boot_action,
+                bmc_macs={a.mac for a in allocations.values() if a.kind is AddressKind.BMC},
+            )
+            server.core = core
+            directory.lease_lookup = _lease_holder(core.leases)
+        elif isinstance(server, BootHttpServer):
+            service = server.app[SERVICE]
+            service.catalog = catalog
+            service.ipxe_cache.clear()
+            stack.render_settings = settings
+    stack.rack = rack
+    directory.rack = rack
+    directory._by_mac = {mac: node for node in rack.oem.inventory.nodes for mac in node.macs}
+    directory.allocations = allocations
+    directory.address_of_mac = {mac: str(a.address) for mac, a in allocations.items()}
+    directory.mac_of_address = {addr: mac for mac, addr in directory.address_of_mac.items()}
+    directory.refresh_states()
+    return pending
+
+
+def _lease_holder(leases: Any) -> Callable[[str], str | None]:
+    def holder(ip: str) -> str | None:
+        entry = leases.at(int(ipaddress.IPv4Address(ip)))
+        return entry.mac if entry is not None else None
+
+    return holder
+
+
+# --- end of reload on SIGHUP (issue 9) ---
 
 
 # --- bootstrap and status (issue 7) ---------------------------------------------------------
