@@ -19,7 +19,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from racker.tftp.packets import (
-    Data,
     Error,
     Opcode,
     OptionAck,
@@ -77,10 +76,29 @@ def fetch(
                 sock.sendto(encode_error(5, "Unknown transfer ID"), addr)
                 continue
             misses = 0
-            if len(data) >= 4 and data[1] == 3 and data[0] == 0:  # DATA: the hot path
-                packet: Data | Error | OptionAck | object = Data((data[2] << 8) | data[3], data[4:])
-            else:
-                packet = decode(data)
+            if len(data) >= 4 and data[0] == 0 and data[1] == 3:  # DATA: the hot path
+                block = (data[2] << 8) | data[3]
+                if block != expected & 0xFFFF:
+                    # A gap or a duplicate: ACK the last block received in order (RFC 7440 4).
+                    in_window = 0
+                    last_sent = encode_ack(expected - 1)
+                    sock.sendto(last_sent, peer)
+                    continue
+                if sink:
+                    sink.write(memoryview(data)[4:])
+                length = len(data) - 4
+                result.size += length
+                expected += 1
+                in_window += 1
+                final = length < blksize
+                if final or in_window >= windowsize:
+                    in_window = 0
+                    last_sent = encode_ack(block)
+                    sock.sendto(last_sent, peer)
+                if final:
+                    break
+                continue
+            packet = decode(data)
             if isinstance(packet, Error):
                 result.error = f"error {packet.code}: {packet.message}"
                 break
@@ -93,32 +111,11 @@ def fetch(
                 windowsize = int(result.oack.get("windowsize", 1))
                 last_sent = encode_ack(0)
                 sock.sendto(last_sent, peer)
-                continue
-            if not isinstance(packet, Data):
-                continue
-            if packet.block != expected & 0xFFFF:
-                # A gap or a duplicate: ACK the last block received in order (RFC 7440 sec. 4).
-                in_window = 0
-                last_sent = encode_ack(expected - 1)
-                sock.sendto(last_sent, peer)
-                continue
-            if sink:
-                sink.write(packet.payload)
-            result.size += len(packet.payload)
-            result.blocks += 1
-            expected += 1
-            in_window += 1
-            final = len(packet.payload) < blksize
-            if final or in_window >= windowsize:
-                in_window = 0
-                last_sent = encode_ack(packet.block)
-                sock.sendto(last_sent, peer)
-            if final:
-                break
     finally:
         if sink:
             sink.close()
         sock.close()
+    result.blocks = expected - 1
     result.seconds = time.monotonic() - started
     return result
 

@@ -395,3 +395,43 @@ def test_a_stranger_gets_error_5_and_the_transfer_goes_on(rig: Rig) -> None:
         owner.sendto(encode_ack(1), transfer)
         assert decode(owner.recv(65536)) == Data(2, body[512:1024])
         owner.sendto(encode_error(8, "enough"), transfer)
+
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_100_concurrent_transfers_of_one_big_file_share_it(rig: Rig) -> None:
+    """100 clients part-way through one 50 MiB file: one descriptor, no copies in memory."""
+    path = rig.root / "shared50.bin"
+    with open(path, "wb") as f:
+        f.truncate(BIG)  # sparse: reading it costs no disk, holding a copy would cost 50 MiB
+    socks = [client_socket(rig) for _ in range(100)]
+    before = rss()
+    try:
+        for sock in socks:
+            sock.sendto(
+                encode_request(1, path.name, "octet", (("blksize", "1468"),)), (SERVER_IP, 69)
+            )  # type: ignore[arg-type]
+        for sock in socks:
+            oack, server = sock.recvfrom(65536)
+            assert decode(oack) == OptionAck((("blksize", "1468"),))
+            for block in range(3):  # a few blocks each, then leave them waiting for an ACK
+                sock.sendto(encode_ack(block), server)
+                assert decode(sock.recv(65536)) == Data(block + 1, bytes(1468))
+        sessions = [
+            s for s in list(rig.server.transfers.values()) if s.request.filename == path.name
+        ]
+        assert len(sessions) == 100
+        assert rig.server.files.open_files == 1  # one shared descriptor, read with pread
+        assert rss() - before < 20 * 1024 * 1024  # far below even one copy of the file
+    finally:
+        for sock in socks:
+            sock.close()
+        for session in [
+            s for s in list(rig.server.transfers.values()) if s.request.filename == path.name
+        ]:
+            rig.server._loop.call_soon_threadsafe(session.transfer.abort, "test over")  # type: ignore[union-attr]
+        path.unlink()
