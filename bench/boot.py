@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# bench/http.py would shadow the standard library's http package: drop bench/ from the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 try:
     import racker.sim  # noqa: F401
 except ImportError:
@@ -158,7 +160,8 @@ def run_reference(spec: SimSpec, work: Path) -> None:
     lo, hi = spec.server.rsplit(".", 1)[0] + ".100", spec.server.rsplit(".", 1)[0] + ".200"
     conf = work / "dnsmasq.conf"
     conf.write_text(
-        f"port=0\ninterface={PXE_IFACE}\nbind-interfaces\ndhcp-range={lo},{hi},1h\n"
+        # user=root: the sim directory is private (0700); nobody could not read the loaders.
+        f"port=0\nuser=root\ninterface={PXE_IFACE}\nbind-interfaces\ndhcp-range={lo},{hi},1h\n"
         f"dhcp-range=::,constructor:{PXE_IFACE},ra-only\nenable-ra\n"
         f"enable-tftp\ntftp-root={spec.root / 'ipxe'}\n"
         "dhcp-match=set:ipxe,175\ndhcp-match=set:efi,option:client-arch,7\n"
@@ -167,6 +170,11 @@ def run_reference(spec: SimSpec, work: Path) -> None:
         f"dhcp-leasefile={work / 'leases'}\n"
     )
     ns = ["ip", "netns", "exec", spec.mgmt_ns]
+    # dnsmasq builds its RA prefix from an IPv6 address on the interface ("constructor"):
+    # without one it sends no RA at all, and iPXE waits for one.
+    subprocess.run(
+        ["ip", "-n", spec.mgmt_ns, "addr", "add", "fd00:99::1/64", "dev", PXE_IFACE], check=True
+    )
     subprocess.run(
         [*ns, "dnsmasq", "-C", str(conf), f"--pid-file={work / 'dnsmasq.pid'}"], check=True
     )
