@@ -32,3 +32,11 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or sorted(str(p) for p in Path("bench").glob("*.py"))
     for script in scripts:
         session.run("python", script)
+
+
+@nox.session
+def bundle(session: nox.Session) -> None:
+    """The self-contained bundle (issue 9): dist/racker-VERSION-linux-ARCH.tar.gz + .sha256,
+    racker and its own Python runtime frozen by PyInstaller (one-folder mode), from PyPI."""
+    session.install(".", "pyinstaller>=6")
+    session.run("python", "packaging/build_bundle.py", *session.posargs)
