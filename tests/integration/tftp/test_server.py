@@ -142,6 +142,20 @@ def test_windowsize_is_granted_to_a_client_that_sends_it(
     rig.events.clear()
 
 
+@pytest.mark.parametrize("windowsize", [4, 16])
+def test_atftp_negotiates_windowsize(rig: Rig, tmp_path: Path, windowsize: int) -> None:
+    """atftp 0.8 is a packaged client that sends windowsize (RFC 7440)."""
+    out = tmp_path / "out"
+    rig.events.clear()
+    rig.client(
+        "atftp", "--option", "blksize 1468", "--option", f"windowsize {windowsize}",
+        "-g", "-r", "small.bin", "-l", str(out), SERVER_IP,
+    )  # fmt: skip
+    assert out.read_bytes() == (rig.root / "small.bin").read_bytes()
+    event = rig.wait_event("transfer-finished", "small.bin")[-1]
+    assert (event.windowsize, event.blksize) == (windowsize, 1468)  # type: ignore[attr-defined]
+
+
 def test_tsize_is_reported(rig: Rig) -> None:
     curl = rig.link.client.run("curl", "-v", "-o", "/dev/null", f"tftp://{SERVER_IP}/small.bin")
     assert "tsize parsed from OACK (300123)" in curl.stderr
@@ -233,13 +247,18 @@ def packet_loss(rig: Rig, percent: int) -> Iterator[None]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["curl", "busybox", "windowsize 8"])
+@pytest.mark.parametrize("how", ["curl", "busybox", "windowsize 8", "atftp windowsize 16"])
 def test_five_percent_packet_loss_still_completes(rig: Rig, tmp_path: Path, how: str) -> None:
     out = tmp_path / "out"
     rig.events.clear()
     with packet_loss(rig, 5):
         if how == "windowsize 8":
             windowed(rig, "small.bin", str(out), "--blksize", "1468", "--windowsize", "8")
+        elif how == "atftp windowsize 16":
+            rig.client(
+                "atftp", "--option", "blksize 1468", "--option", "windowsize 16",
+                "-g", "-r", "small.bin", "-l", str(out), SERVER_IP, timeout=240,
+            )  # fmt: skip
         else:
             command = fetch_command(how, 1468, "small.bin", out)
             if how == "curl":
