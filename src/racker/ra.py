@@ -20,8 +20,6 @@ import logging
 import socket
 import struct
 
-from racker.events import Publish
-
 log = logging.getLogger("racker.ra")
 
 ICMPV6_RS = 133
@@ -62,15 +60,34 @@ def reply_address(source: str) -> str:
 class RouterAdvertiser:
     """Joins all-routers on ``interface`` and answers each router solicitation with one RA."""
 
-    def __init__(self, interface: str, mac: str | None, publish: Publish | None = None) -> None:
+    def __init__(self, interface: str, mac: str | None) -> None:
         self.interface = interface
         self.mac = mac
-        self.publish = publish
         self.answered = 0
         self._sock: socket.socket | None = None
         self._advert = router_advertisement(mac)
 
     async def start(self) -> None:
+        """Open the socket; without IPv6 on the interface, warn and answer nothing.
+
+        Router advertisements only save iPXE its wait, so a host with IPv6 disabled must not
+        keep the boot stack from starting.
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            log.warning(
+                "not answering IPv6 router solicitations on %s (%s): iPXE will wait ~13 s for "
+                "one on every network boot; set dhcp.router_advertisements: false to silence this",
+                self.interface,
+                exc.strerror or exc,
+            )
+            return
+        assert self._sock is not None
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
+        log.info("answering IPv6 router solicitations on %s", self.interface)
+
+    def _open(self) -> None:
         index = socket.if_nametoindex(self.interface)
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
@@ -88,8 +105,6 @@ class RouterAdvertiser:
             raise
         self._sock = sock
         self._index = index
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
-        log.info("answering IPv6 router solicitations on %s", self.interface)
 
     def _readable(self) -> None:
         assert self._sock is not None

@@ -218,7 +218,7 @@ class BootStack:
             return None
         from racker.ra import RouterAdvertiser
 
-        return RouterAdvertiser(self.rack.interface.name, self.rack.interface.mac, self.hub.publish)
+        return RouterAdvertiser(self.rack.interface.name, self.rack.interface.mac)
 
     def _build_dhcp(self) -> Any:
         from racker.dhcp.server import create_server

@@ -98,3 +98,16 @@ async def test_ignores_a_solicitation_that_was_routed() -> None:
             await ra.close()
     assert got == []
     assert ra.answered == 0
+
+
+async def test_a_socket_error_warns_and_the_boot_stack_still_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As on a kernel booted with ipv6.disable=1 (no AF_INET6 sockets): RAs only save iPXE its
+    # wait, so racker serve must start anyway. A missing interface fails the same way.
+    ra = RouterAdvertiser("nosuch0", SERVER_MAC)
+    with caplog.at_level("WARNING", logger="racker.ra"):
+        await ra.start()
+    await ra.close()
+    assert "iPXE will wait ~13 s" in caplog.text
+    assert ra.answered == 0
