@@ -136,6 +136,7 @@ def test_chassis_control_protocol(tmp_path: Path) -> None:
     assert chassis(tmp_path, "get", "boot") == "boot:pxe\n"
     chassis(tmp_path, "set", "power", "0")  # already off: nothing to do
     chassis(tmp_path, "set", "reset", "1")  # off: a reset does nothing
+    chassis(tmp_path, "set", "shutdown", "1")  # nor does an ACPI soft-off
     assert chassis(tmp_path, "get", "power") == "power:0\n"
     calls = [line.split(" ", 1)[1] for line in (tmp_path / "calls.log").read_text().splitlines()]
     assert calls == [
@@ -144,5 +145,6 @@ def test_chassis_control_protocol(tmp_path: Path) -> None:
         "get boot",
         "set power 0",
         "set reset 1",
+        "set shutdown 1",
         "get power",
     ]
