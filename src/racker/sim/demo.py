@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from racker.sim.rack import sim_down, sim_up
+from racker.sim.rack import namespaces, sim_down, sim_up
 from racker.sim.spec import DEFAULT_ROOT, SimSpec, plan_sim
 
 Echo = Callable[[str], None]
@@ -46,6 +46,9 @@ def run_demo(
 ) -> int:
     """Run the demo; returns bootstrap's exit code (0: every node ready)."""
     spec = plan_sim(name, nodes, firmware, root=root)
+    if (root / name).exists() or {spec.mgmt_ns, spec.rack_ns} & namespaces():
+        echo(f"== removing the sim left over by an interrupted demo ({name})")
+        sim_down(name, root)
     echo(f"== racker sim up: {nodes} node(s), firmware {firmware} (QEMU + ipmi_sim, no KVM)")
     sim_up(spec)
     code = 1
