@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from racker.errors import RackerError
-from racker.sim.demo import racker_argv
+from racker.sim.demo import racker_argv, run_demo
 from racker.sim.guest import guest_files
 from racker.sim.rack import namespaces, sim_down, sim_status, sim_up
 from racker.sim.spec import SimSpec, plan_sim
@@ -136,3 +136,20 @@ def test_bootstrap_installs_a_bios_and_a_uefi_node(sim: SimSpec) -> None:
     uefi, bios = sim.nodes[1].hostname, sim.nodes[0].hostname
     assert f"{uefi} loader-fetched -> " in done.stdout, done.stdout
     assert f"{bios} loader-fetched -> " not in done.stdout, done.stdout
+
+
+def test_demo_provisions_and_leaves_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("ipmi_sim") is None:
+        pytest.skip("qemu-system-x86 / openipmi missing (scripts/setup-host)")
+    lines: list[str] = []
+    name = "d" + secrets.token_hex(3)
+    code = run_demo(lines.append, nodes=1, firmware="bios", name=name, root=tmp_path)
+    out = capfd.readouterr().out
+    assert code == 0, f"{lines}\n{out}"
+    assert "== every node is ready: installed by racker, booted from its disk" in lines
+    assert "ready" in out  # racker status, printed by racker itself
+    assert not {f"rsim-{name}-m", f"rsim-{name}-r"} & namespaces()
+    assert not (tmp_path / name).exists()
+    assert not processes_under(tmp_path / name)
