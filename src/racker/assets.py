@@ -25,17 +25,16 @@ import http.client
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich import progress as rp
 
-from racker.errors import EnvironmentProblem, RackerError
+from racker import openpgp
+from racker.errors import RackerError
 
 PXE_KERNEL = "flatcar_production_pxe.vmlinuz"
 PXE_INITRD = "flatcar_production_pxe_image.cpio.gz"
@@ -172,7 +171,7 @@ def fetch_flatcar(
     staging = root / ".incoming" / version
     staging.mkdir(parents=True, exist_ok=True)
     downloaded = []
-    with _keyring(key_file) as keyring:
+    with openpgp.keyring(key_file) as keyring:
         for name in FILES:
             if (staging / name).is_file():
                 progress.note(f"{name}: already verified")
@@ -303,14 +302,8 @@ def _verify(part: Path, name: str, staging: Path, keyring: Path) -> None:
             f"{name}: SHA-512 does not match {name}.DIGESTS (corrupt or tampered); removed",
             "run again to download it afresh; if it persists the mirror is bad",
         )
-    result = subprocess.run(
-        ["gpgv", "--keyring", str(keyring), str(staging / (name + ".sig")), str(part)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["gpgv failed"])[-1]
+    detail = openpgp.signature_problem(keyring, staging / (name + ".sig"), part)
+    if detail is not None:
         raise AssetError(
             f"{name}: OpenPGP signature does not verify ({detail}); removed",
             "is --key the key that signed this release?",
@@ -329,28 +322,6 @@ def _sha512_from_digests(text: str, name: str) -> str | None:
         if section and section.startswith("SHA512") and len(parts) == 2 and parts[1] == name:
             return parts[0].lower()
     return None
-
-
-@contextlib.contextmanager
-def _keyring(key_file: Path) -> Iterator[Path]:
-    """A throwaway binary keyring for gpgv made from an armored or binary key file."""
-    if shutil.which("gpgv") is None or shutil.which("gpg") is None:
-        raise EnvironmentProblem("gpg/gpgv not found", "install the gnupg and gpgv packages")
-    with tempfile.TemporaryDirectory(prefix="racker-gpg-") as tmp:
-        keyring = Path(tmp) / "keyring.gpg"
-        raw = key_file.read_bytes()
-        if b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in raw:
-            result = subprocess.run(
-                ["gpg", "--batch", "--homedir", tmp, "--dearmor"],
-                input=raw,
-                capture_output=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise AssetError(f"{key_file}: not a readable OpenPGP public key")
-            raw = result.stdout
-        keyring.write_bytes(raw)
-        yield keyring
 
 
 class RichProgress(Progress):

@@ -7,19 +7,14 @@ Signatures are checked with ``gpgv`` against a keyring made from ``updates.signi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from racker import __version__
+from racker import __version__, openpgp
 from racker.release.index import ReleaseError
 
 TIMEOUT = 30.0
@@ -80,40 +75,10 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
 
 
 def verify_signature(path: Path, signature: Path, key_file: Path) -> None:
-    with _keyring(key_file) as keyring:
-        result = subprocess.run(
-            ["gpgv", "--keyring", str(keyring), str(signature), str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["gpgv failed"])[-1]
+    with openpgp.keyring(key_file) as keyring:
+        detail = openpgp.signature_problem(keyring, signature, path)
+    if detail is not None:
         raise ReleaseError(
             f"{path.name}: OpenPGP signature does not verify ({detail}); refused",
             "is updates.signing_key the key that signed racker's releases?",
         )
-
-
-@contextlib.contextmanager
-def _keyring(key_file: Path) -> Iterator[Path]:
-    if shutil.which("gpgv") is None:
-        raise ReleaseError("gpgv not found, needed for updates.signing_key", "install gpgv")
-    with tempfile.TemporaryDirectory(prefix="racker-gpg-") as tmp:
-        keyring = Path(tmp) / "keyring.gpg"
-        try:
-            raw = key_file.read_bytes()
-        except OSError as exc:
-            raise ReleaseError(f"{key_file}: cannot read the signing key: {exc}") from None
-        if b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in raw:
-            result = subprocess.run(
-                ["gpg", "--batch", "--homedir", tmp, "--dearmor"],
-                input=raw,
-                capture_output=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise ReleaseError(f"{key_file}: not a readable OpenPGP public key")
-            raw = result.stdout
-        keyring.write_bytes(raw)
-        yield keyring

@@ -54,6 +54,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.netif",
             "racker.oem",
             "racker.assets",
+            "racker.openpgp",
             "racker.tftp.files",
             "racker.power",
             "racker.power.*",
