@@ -126,6 +126,7 @@ class Supervisor:
         self.vm = VmConfig.load(node_dir / "vm.json")
         self.qemu: subprocess.Popen[bytes] | None = None
         self.stopping = False
+        self.resetting = False  # a BMC reset ended this QEMU, not a failure to start
 
     def note(self, text: str) -> None:
         with (self.dir / SERIAL_LOG).open("a") as log:
@@ -134,6 +135,8 @@ class Supervisor:
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGTERM:
             self.stopping = True
+        else:
+            self.resetting = True
         if self.qemu is not None and self.qemu.poll() is None:
             self.qemu.terminate()
 
@@ -156,10 +159,13 @@ class Supervisor:
                         qemu_argv(self.vm, boot), stdin=subprocess.DEVNULL, stdout=log, stderr=log
                     )
                 (self.dir / "qemu.pid").write_text(f"{self.qemu.pid}\n")
+                if self.stopping:  # powered off while QEMU was being started
+                    self.qemu.terminate()
                 code = self.qemu.wait()
                 self.note(f"qemu exited ({code})")
                 # A QEMU that cannot start (bad tap, missing firmware) must not spin forever.
-                quick = code != 0 and time.monotonic() - started < 3
+                quick = code != 0 and time.monotonic() - started < 3 and not self.resetting
+                self.resetting = False
                 quick_failures = quick_failures + 1 if quick else 0
                 if quick_failures >= 3:
                     self.note("qemu fails to start; power off")
