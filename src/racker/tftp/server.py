@@ -84,7 +84,8 @@ class TftpServer:
         self._loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # No SO_REUSEADDR: for UDP it would let a second server (another racker, dnsmasq)
+            # bind the same port silently and take the requests.
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
