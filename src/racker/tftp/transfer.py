@@ -38,7 +38,10 @@ MIN_BLKSIZE = 8  # RFC 2348
 MAX_BLKSIZE = 65464  # RFC 2348: 65535 - 20 (IP) - 8 (UDP) - 4 (TFTP) - 39 (historical)
 DEFAULT_BLKSIZE = 512  # RFC 1350
 HEADERS = 20 + 8 + 4  # IPv4 + UDP + TFTP header: a block of MTU - 32 fills one unfragmented frame
-MODES = ("octet", "netascii")  # "mail" (RFC 1350) is obsolete and refused
+MODES = ("octet", "netascii")
+# Bytes read per call when blocks are needed. Small enough that 100 transfers hold 6 MiB, large
+# enough that a lock-step transfer at 512 makes one read per 128 blocks, not one per block.
+READ_AHEAD = 64 * 1024  # "mail" (RFC 1350) is obsolete and refused
 
 
 class BlockSource(Protocol):
@@ -153,6 +156,8 @@ class Transfer:
         self._acked = 0  # highest block the client acknowledged
         self._sent = 0  # highest block sent so far
         self._tries = 0  # retransmissions in a row without progress
+        self._buffer = b""  # file bytes from _buffer_at on (read ahead, at most READ_AHEAD)
+        self._buffer_at = 0
 
     @property
     def bytes_acked(self) -> int:
@@ -216,12 +221,21 @@ class Transfer:
         first = self._acked + 1
         end = min(self._acked + self.windowsize, self.last_block)
         size = self.blksize
-        # One read for the whole window: a syscall per window, not per block.
-        chunk = self.source.read((first - 1) * size, (end - first + 1) * size)
+        start, length = (first - 1) * size, (end - first + 1) * size
+        base = self._buffer_at
+        if start < base or (
+            start + length > base + len(self._buffer)
+            and base + len(self._buffer) < self.source.size
+        ):
+            # Read ahead in one call: a syscall per READ_AHEAD bytes, not per block; a window
+            # that runs past the buffer (or a resend before it) reads afresh from ``start``.
+            self._buffer = self.source.read(start, max(length, READ_AHEAD))
+            self._buffer_at = base = start
+        at = start - base
         out = []
         for n in range(first, end + 1):
-            at = (n - first) * size
-            out.append(b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + chunk[at : at + size])
+            out.append(b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + self._buffer[at : at + size])
+            at += size
         if self._sent >= first:
             self.resends += min(self._sent, end) - first + 1
         self._sent = max(self._sent, end)
