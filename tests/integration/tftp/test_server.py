@@ -247,18 +247,15 @@ def packet_loss(rig: Rig, percent: int) -> Iterator[None]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["curl", "busybox", "windowsize 8", "atftp windowsize 16"])
+# Not atftp: when its ACK of our OACK is lost, we resend the OACK (RFC 1350: retransmit the last
+# packet) and atftp 0.8 aborts with "unexpected OACK" (seen in about 1 run in 6 of this test).
+@pytest.mark.parametrize("how", ["curl", "busybox", "windowsize 8"])
 def test_five_percent_packet_loss_still_completes(rig: Rig, tmp_path: Path, how: str) -> None:
     out = tmp_path / "out"
     rig.events.clear()
     with packet_loss(rig, 5):
         if how == "windowsize 8":
             windowed(rig, "small.bin", str(out), "--blksize", "1468", "--windowsize", "8")
-        elif how == "atftp windowsize 16":
-            rig.client(
-                "atftp", "--option", "blksize 1468", "--option", "windowsize 16",
-                "-g", "-r", "small.bin", "-l", str(out), SERVER_IP, timeout=240,
-            )  # fmt: skip
         else:
             command = fetch_command(how, 1468, "small.bin", out)
             if how == "curl":
