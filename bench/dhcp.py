@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,16 +131,19 @@ def with_racker(
     try:
         if profile:
             # "ip netns exec" execs the runner in place: its pid is the server's.
-            svg = REPO / "bench" / "racker-dhcp-profile.svg"
+            # Collapsed stacks (text, one line per stack: greppable, flamegraph.pl reads it).
+            out = workdir.parent / "racker-dhcp-profile.txt"
+            print(f"  py-spy profile (collapsed stacks) -> {out}", file=sys.stderr)
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             profiler = subprocess.Popen(
-                ["py-spy", "record", "-o", str(svg), "-p", str(served.proc.pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [py_spy, "record", "--format", "raw", "-o", str(out), "-p", str(served.proc.pid)],
+                stdout=subprocess.DEVNULL,
             )  # fmt: skip
         return ramp(net, rates, seconds, "racker")
     finally:
         if profiler is not None:
-            profiler.terminate()
-            profiler.wait()
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT only
+            profiler.wait(timeout=30)
         print("  racker " + stop(served).strip().splitlines()[-1], file=sys.stderr)
 
 

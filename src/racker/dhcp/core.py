@@ -71,6 +71,7 @@ _REQUEST = MessageType.REQUEST.value
 
 _U32 = struct.Struct("!I")
 _NAMES = {t.value: t.name for t in MessageType}
+_KINDS = {t.value: t.name.lower() for t in MessageType}
 _UNKNOWN_SEEN_LIMIT = 65536
 
 
@@ -124,7 +125,7 @@ class ReceiveInfo:
     relayed: bool = False  # arrived from UDP source port 67 (a relay agent, RFC 1542 §5.4)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.5 µs more per message
 class Outcome:
     reply: bytes | None
     destination: Destination | None
@@ -196,39 +197,39 @@ class DhcpCore:
             else:
                 reason = f"{_NAMES[mtype]} is a server message"
         asked = msg.options.get(_REQUESTED_ADDRESS) or msg.ciaddr
-        name = _NAMES[mtype]
+        arch = client.arches[0] if client.arches else None
         events.insert(
             0,
-            DhcpEvent(
-                kind=name.lower(),
-                mac=mac,
-                ts=now,
-                xid=msg.xid,
-                message=name,
-                direction="in",
-                client_arch=client.arch,
-                client_kind=kind,
-                address=ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
-                reason=reason,
+            dhcp_event(
+                mtype,
+                mac,
+                now,
+                msg.xid,
+                "in",
+                arch,
+                kind,
+                ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
+                None,
+                reason,
             ),
         )
         if reply is None:
             return Outcome(None, None, events)
-        out = _NAMES[reply.options[_MESSAGE_TYPE][0]]
-        boot_file = reply.options.get(_BOOTFILE)
+        options = reply.options
+        boot_file = options.get(_BOOTFILE)
+        message = options.get(_MESSAGE)
         events.append(
-            DhcpEvent(
-                kind=out.lower(),
-                mac=mac,
-                ts=now,
-                xid=msg.xid,
-                message=out,
-                direction="out",
-                client_arch=client.arch,
-                client_kind=kind,
-                address=ntoa(reply.yiaddr) if reply.yiaddr != ZERO4 else None,
-                boot_file=boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
-                reason=reply.options.get(_MESSAGE, b"").decode("ascii", "replace"),
+            dhcp_event(
+                options[_MESSAGE_TYPE][0],
+                mac,
+                now,
+                msg.xid,
+                "out",
+                arch,
+                kind,
+                ntoa(reply.yiaddr) if reply.yiaddr != ZERO4 else None,
+                boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
+                message.decode("ascii", "replace") if message else "",
             )
         )
         return Outcome(encode(reply), destination(msg, reply), events)
@@ -390,6 +391,46 @@ class DhcpCore:
             giaddr=msg.giaddr,
             options=ordered_options(msg, _NAK, offer),
         )
+
+
+_new = object.__new__
+
+
+def dhcp_event(
+    mtype: int,
+    mac: str,
+    ts: float,
+    xid: int,
+    direction: str,
+    client_arch: int | None,
+    client_kind: str,
+    address: str | None,
+    boot_file: str | None,
+    reason: str,
+) -> DhcpEvent:
+    """A ``DhcpEvent`` for message type ``mtype``, equal to one built by its constructor.
+
+    Every message in and out gets one (two per message), and a frozen dataclass' generated
+    ``__init__`` assigns each of its 11 fields through ``object.__setattr__``: 3.4 µs here, a
+    quarter of the core's time per message (profiled). Filling the instance dict directly
+    costs 0.9 µs; a unit test keeps the field set in step with ``racker.events``.
+    """
+    name = _NAMES[mtype]
+    event: DhcpEvent = _new(DhcpEvent)
+    event.__dict__.update(
+        kind=_KINDS[mtype],
+        mac=mac,
+        ts=ts,
+        xid=xid,
+        message=name,
+        direction=direction,
+        client_arch=client_arch,
+        client_kind=client_kind,
+        address=address,
+        boot_file=boot_file,
+        reason=reason,
+    )
+    return event
 
 
 def _address(raw: bytes | None) -> int | None:

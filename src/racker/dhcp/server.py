@@ -54,6 +54,7 @@ PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
 _BATCH = 256  # datagrams drained per wake-up before yielding to the loop
 _RCVBUF = 4 << 20
+_RELAYED, _DIRECT = ReceiveInfo(relayed=True), ReceiveInfo(relayed=False)  # not one per packet
 
 
 class DhcpServer:
@@ -146,7 +147,7 @@ class DhcpServer:
             self.received += 1
             src_mac, src_ip, sport, payload = parsed
             try:
-                outcome = core.handle(payload, ReceiveInfo(relayed=sport == SERVER_PORT), now)
+                outcome = core.handle(payload, _RELAYED if sport == SERVER_PORT else _DIRECT, now)
             except PacketError as exc:
                 self._drop(src_mac, src_ip, exc)
                 continue

@@ -3,8 +3,11 @@ reservations vs unknown clients, relays, leases)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from racker.dhcp.core import dhcp_event
 from racker.dhcp.options import MIN_MESSAGE_LEN
 from racker.dhcp.reply import BROADCAST, Destination
 from racker.errors import PacketError
@@ -333,3 +336,26 @@ def test_max_message_size_is_respected() -> None:
     assert len(reply) <= 576 - 28
     kept = reply_of(feed(make_core(), request("discover", options=options, giaddr="10.99.0.2")))
     assert {53, 54, 51, 1, 82} <= set(kept.options)
+
+
+def test_fast_dhcp_events_equal_constructed_ones() -> None:
+    # dhcp_event fills the instance dict directly (cheaper than the frozen __init__); it must
+    # stay the same object a constructor would build, field for field, if DhcpEvent changes.
+    fast = dhcp_event(5, NODE_MAC, 1.5, 7, "out", 7, "uefi", NODE_IP, "ipxe.efi", "")
+    built = DhcpEvent(
+        kind="ack",
+        mac=NODE_MAC,
+        ts=1.5,
+        xid=7,
+        message="ACK",
+        direction="out",
+        client_arch=7,
+        client_kind="uefi",
+        address=NODE_IP,
+        boot_file="ipxe.efi",
+        reason="",
+    )
+    assert fast == built
+    assert fast.to_dict() == built.to_dict()
+    assert set(vars(fast)) == {f.name for f in dataclasses.fields(DhcpEvent)}
+    assert hash(fast) == hash(built)
