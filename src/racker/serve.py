@@ -248,9 +248,10 @@ class BootStack:
         from racker.tftp.server import TftpServer
 
         config = self.rack.config
+        # The operator's root first, so it can override a packaged loader.
         roots = [config.tftp.ipxe_dir]
         if config.tftp.root is not None:
-            roots.append(config.tftp.root)
+            roots.insert(0, config.tftp.root)
         mtu = config.network.mtu or self.rack.interface.mtu
         return TftpServer(
             self.server_ip,
@@ -260,6 +261,7 @@ class BootStack:
             self.hub.publish,
             policy=self.directory.may_fetch_boot_files,
             mac_for=self.directory.mac_for_ip,
+            packaged=[config.tftp.ipxe_dir],
         )
 
     def _build_http(self) -> Any:

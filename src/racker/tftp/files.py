@@ -89,9 +89,18 @@ class OpenedFile:
 class FileRoots:
     """Read-only lookup of TFTP names under a list of root directories."""
 
-    def __init__(self, roots: Sequence[Path], case_insensitive: bool = False) -> None:
+    def __init__(
+        self,
+        roots: Sequence[Path],
+        case_insensitive: bool = False,
+        packaged: Sequence[Path] = (),
+    ) -> None:
         self.roots = [Path(os.path.realpath(r)) for r in roots]
         self.case_insensitive = case_insensitive
+        # Roots that a distribution package owns (the iPXE loaders): their symlinks may point
+        # elsewhere — Debian's /usr/lib/ipxe/ipxe.efi is a link to /boot/ipxe.efi — and are
+        # followed, since only root can change them. Operator roots stay confined.
+        self.packaged = {Path(os.path.realpath(r)) for r in packaged}
         self._open: dict[tuple[int, ...], FileSource] = {}
         for root in self.roots:
             if not root.is_dir():
@@ -105,7 +114,7 @@ class FileRoots:
             if candidate is None:
                 continue
             real = Path(os.path.realpath(candidate))
-            if not real.is_relative_to(root):
+            if not real.is_relative_to(root) and root not in self.packaged:
                 raise FileRefused(
                     ErrorCode.ACCESS_VIOLATION,
                     f"{filename!r} leads out of {root} (to {real})",

@@ -62,10 +62,11 @@ class TftpServer:
         policy: Callable[[str], bool] = _allow_all,
         mac_for: Callable[[str], str | None] = _no_mac,
         port: int = 69,
+        packaged: Sequence[Path] = (),
     ) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port=0)
-        self.files = FileRoots(roots, settings.case_insensitive)
+        self.files = FileRoots(roots, settings.case_insensitive, packaged)
         self.limits = TransferLimits(
             max_blksize=max_blksize_for_mtu(mtu),
             max_windowsize=settings.max_windowsize,

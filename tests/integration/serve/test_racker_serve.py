@@ -115,6 +115,10 @@ def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:
         net.client.run("ip", "addr", "add", "10.99.0.65/24", "dev", net.cli_if)
         net.client.run("curl", "-sS", "-o", str(out), "tftp://10.99.0.1/undionly.kpxe")
         assert out.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+        # UEFI's loader too: Debian ships /usr/lib/ipxe/ipxe.efi as a link to /boot/ipxe.efi.
+        efi = rack / "ipxe.efi"
+        net.client.run("curl", "-sS", "-o", str(efi), "tftp://10.99.0.1/ipxe.efi")
+        assert efi.read_bytes() == Path("/usr/lib/ipxe/ipxe.efi").read_bytes()
         # iPXE then asks again and gets the HTTP script, which chains to its own script.
         ipxe = udhcpc(net, rack, "-x", "77:" + b"iPXE".hex())
         assert ipxe["boot_file"] == "http://10.99.0.1:8080/boot.ipxe"

@@ -145,3 +145,18 @@ def test_large_netascii_is_refused(tmp_path: Path) -> None:
         f.truncate(17 * 1024 * 1024)
     with pytest.raises(FileRefused, match="too large for netascii"):
         FileRoots([tmp_path]).open("big", "netascii")
+
+
+def test_packaged_root_may_link_out_but_operator_roots_may_not(
+    roots: tuple[Path, Path, Path],
+) -> None:
+    site, ipxe, outside = roots
+    (ipxe / "linked.efi").symlink_to(outside / "secret")  # like Debian's ipxe.efi -> /boot
+    packaged = FileRoots([site, ipxe], packaged=[ipxe])
+    opened = packaged.open("linked.efi")
+    assert opened.source.read(0, 100) == (outside / "secret").read_bytes()
+    opened.close()
+    with pytest.raises(FileRefused, match="leads out of"):
+        packaged.open("escape")  # the operator's root is still confined
+    with pytest.raises(FileRefused, match="leads out of"):
+        FileRoots([site, ipxe]).open("linked.efi")
