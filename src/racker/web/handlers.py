@@ -63,6 +63,17 @@ def _no_address(_mac: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class IpxeEntry:
+    """A rendered iPXE script and what it was rendered from."""
+
+    expires: int  # the token expiry in its URLs
+    mac: str
+    facts: NodeFacts
+    node_context: RenderContext  # what ``context_for`` gave, before the URLs were added
+    text: str
+
+
 @dataclass
 class BootService:
     """Everything the handlers need; one per application, no globals."""
@@ -82,10 +93,11 @@ class BootService:
     expiry_step: int = 300
     clock: Callable[[], float] = time.time
     metrics: HttpMetrics = field(default_factory=HttpMetrics)
-    # Rendered iPXE scripts by (query, context): rendering is most of an /ipxe request's cost
-    # (profiled: jinja2 context set-up), and 200 machines booting at once ask the same thing.
-    # The key holds everything the catalog sees, so a changed node state renders afresh.
-    ipxe_cache: dict[tuple[object, ...], str] = field(default_factory=dict)
+    # Rendered iPXE scripts by (raw query, base URL): rendering, the two token HMACs and
+    # building the context were most of an /ipxe request's cost (profiled), and a rack booting
+    # at once asks the same thing. An entry is used only while its token expiry is current and
+    # ``context_for`` still gives an equal context, so a changed node state renders afresh.
+    ipxe_cache: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -106,14 +118,27 @@ class BootService:
             query={k: v for k, v in q.items() if k != "token"},
         )
 
-    def context(self, request: web.Request, facts: NodeFacts, mac: str) -> RenderContext:
-        base = self.base_url(request)
+    def token_expiry(self) -> int:
+        """The expiry of tokens handed out now: rounded up to ``expiry_step``, so it (and
+        every URL carrying a token) stays the same for that long."""
         step = max(1, self.expiry_step)
-        expires = (int(self.clock()) // step + 1) * step + self.token_ttl
+        return (int(self.clock()) // step + 1) * step + self.token_ttl
+
+    def context(
+        self,
+        request: web.Request,
+        facts: NodeFacts,
+        mac: str,
+        node_context: RenderContext | None = None,
+        expires: int | None = None,
+    ) -> RenderContext:
+        base = self.base_url(request)
+        if expires is None:
+            expires = self.token_expiry()
         ignition = make_token(self.key, mac, "ignition", expires)
         events = make_token(self.key, mac, "events", expires)
         return dataclasses.replace(
-            self.context_for(facts),
+            self.context_for(facts) if node_context is None else node_context,
             server_url=base,
             ignition_url=f"{base}/ignition?mac={mac}&token={ignition}",
             events_url=f"{base}/api/v1/events?mac={mac}&token={events}",
@@ -138,14 +163,26 @@ class BootService:
         finally:
             self.metrics.render_seconds.labels(kind).observe(time.perf_counter() - start)
 
-    def ipxe_text(self, facts: NodeFacts, ctx: RenderContext) -> str:
-        key = (repr(facts), repr(ctx))
-        text = self.ipxe_cache.get(key)
-        if text is None:
-            text = self.render("ipxe", lambda: self.catalog.render_ipxe(facts, ctx)).text
-            if len(self.ipxe_cache) >= _IPXE_CACHE_SIZE:
-                self.ipxe_cache.clear()
-            self.ipxe_cache[key] = text
+    def cached_ipxe(self, request: web.Request) -> str | None:
+        """The script rendered for the same question, if nothing it depends on has changed."""
+        entry = self.ipxe_cache.get((request.rel_url.raw_query_string, self.base_url(request)))
+        if (
+            entry is None
+            or entry.expires != self.token_expiry()
+            or not self.lease_ok(request, entry.mac)
+            or self.context_for(entry.facts) != entry.node_context
+        ):
+            return None
+        return entry.text
+
+    def ipxe_text(self, request: web.Request, facts: NodeFacts, mac: str) -> str:
+        node_context, expires = self.context_for(facts), self.token_expiry()
+        ctx = self.context(request, facts, mac, node_context, expires)
+        text: str = self.render("ipxe", lambda: self.catalog.render_ipxe(facts, ctx)).text
+        if len(self.ipxe_cache) >= _IPXE_CACHE_SIZE:
+            self.ipxe_cache.clear()
+        key = (request.rel_url.raw_query_string, self.base_url(request))
+        self.ipxe_cache[key] = IpxeEntry(expires, mac, facts, node_context, text)
         return text
 
     # -- endpoints -----------------------------------------------------------------------
@@ -154,6 +191,9 @@ class BootService:
         return web.Response(text=boot_script(self.base_url(request)))
 
     async def ipxe(self, request: web.Request) -> web.Response:
+        text = self.cached_ipxe(request)
+        if text is not None:
+            return web.Response(text=text)
         return self._node_answer(request, "ipxe")
 
     async def ignition(self, request: web.Request) -> web.Response:
@@ -172,9 +212,9 @@ class BootService:
         if not self.lease_ok(request, mac):
             return _text(403, f"{mac} has no lease for {request.remote} (http.bind_to_lease)")
         try:
-            ctx = self.context(request, facts, mac)
             if kind == "ipxe":
-                return web.Response(text=self.ipxe_text(facts, ctx))
+                return web.Response(text=self.ipxe_text(request, facts, mac))
+            ctx = self.context(request, facts, mac)
             if kind == "ignition":
                 data = self.render(kind, lambda: self.catalog.render_ignition(facts, ctx))
                 return web.Response(text=json.dumps(data), content_type=IGNITION_TYPE)

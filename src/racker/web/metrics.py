@@ -37,11 +37,22 @@ class HttpMetrics:
             buckets=_RENDER_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Counter]] = {}
 
     def observe_request(self, method: str, route: str, status: int, sent: int) -> None:
-        self.requests.labels(method, route, str(status)).inc()
+        # The labelled children, once per label set: ``labels()`` validates, converts and
+        # locks on every call, a few µs on each request's path (profiled under ab -c 200).
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.bytes_sent.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
         if sent:
-            self.bytes_sent.labels(route).inc(sent)
+            children[1].inc(sent)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

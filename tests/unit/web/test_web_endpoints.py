@@ -1,16 +1,27 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 
 from racker.events import Event, HttpEvent, PhoneHomeEvent
+from racker.profiles import NodeFacts, RenderContext
 from racker.tokens import check_token, make_token
+from racker.web import make_app
+from racker.web.server import http_event
 from tests.unit.web.helpers import KEY, NOW, web_client
-from tests.unit.web.standin import KNOWN_MAC, OTHER_MAC, UNKNOWN_MAC, StandinCatalog
+from tests.unit.web.standin import (
+    KNOWN_MAC,
+    OTHER_MAC,
+    UNKNOWN_MAC,
+    StandinCatalog,
+    context_for,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPIRES = 1_700_000_100 + 86400  # NOW rounded up to the next 300 s step, plus a day
@@ -272,3 +283,56 @@ async def test_ipxe_renders_are_reused_until_something_changes(tmp_path: Path) -
         ("ipxe", OTHER_MAC),
         ("ipxe", KNOWN_MAC),
     ]
+
+
+async def test_cached_ipxe_renders_afresh_when_state_or_token_expiry_changes(
+    tmp_path: Path,
+) -> None:
+    catalog = StandinCatalog()
+    installed = {"now": False}
+    clock = {"now": NOW}
+
+    def stateful_context_for(facts: NodeFacts) -> RenderContext:
+        return dataclasses.replace(context_for(facts), installed=installed["now"])
+
+    app = make_app(
+        catalog,
+        stateful_context_for,
+        key=KEY,
+        assets_dir=tmp_path,
+        server_url="http://10.99.0.1:8080",
+        clock=lambda: clock["now"],
+    )
+    async with TestClient(TestServer(app)) as client:
+
+        async def ipxe() -> str:
+            return await (await client.get("/ipxe", params={"mac": KNOWN_MAC})).text()
+
+        first = await ipxe()
+        assert await ipxe() == first  # cached
+        installed["now"] = True  # the node's state changed: render again
+        await ipxe()
+        clock["now"] = NOW + 300  # the next expiry step: new tokens, render again
+        later = await ipxe()
+        assert await ipxe() == later  # cached again
+    assert [ctx.installed for _, _, ctx in catalog.calls] == [False, True, True]
+    assert first != later
+    assert f"token={make_token(KEY, KNOWN_MAC, 'ignition', EXPIRES + 300)}" in later
+
+
+def test_fast_http_events_equal_constructed_ones() -> None:
+    fast = http_event(KNOWN_MAC, NOW, "10.99.0.64", "GET", "/ipxe", 200, 512, 0.001)
+    built = HttpEvent(
+        kind="request",
+        mac=KNOWN_MAC,
+        ts=NOW,
+        peer="10.99.0.64",
+        method="GET",
+        path="/ipxe",
+        status=200,
+        bytes=512,
+        duration=0.001,
+    )
+    assert fast == built
+    assert fast.to_dict() == built.to_dict()
+    assert set(vars(fast)) == {f.name for f in dataclasses.fields(HttpEvent)}
