@@ -299,10 +299,8 @@ def factory_init_cmd(
 @click.pass_context
 def serve(ctx: click.Context, interface: str | None) -> None:
     """Run the boot stack (DHCP, TFTP, HTTP) on the PXE interface until SIGINT/SIGTERM."""
-    import asyncio
-
     from racker.app import load_rack, open_store
-    from racker.serve import BootStack, serve_until_signal
+    from racker.serve import BootStack, run_event_loop, serve_until_signal
 
     rack = load_rack(options_of(ctx, interface))
     with open_store(rack) as store:
@@ -317,7 +315,7 @@ def serve(ctx: click.Context, interface: str | None) -> None:
 
         # SIGHUP re-reads racker.yaml, the OEM files and the profiles (issue 9).
         reread = lambda: load_rack(options_of(ctx, interface))  # noqa: E731
-        asyncio.run(serve_until_signal(stack, ready, reread))
+        run_event_loop(serve_until_signal(stack, ready, reread))
 
 
 # --- render and assets commands (issue 5) ---------------------------------------------------
@@ -509,15 +507,13 @@ def bootstrap_cmd(
     Exit 0 only when every selected node is ready. Safe to run again after an interruption:
     each node continues from where it was, ready nodes are skipped.
     """
-    import asyncio
-
     from racker.app import load_rack, open_store
     from racker.bootstrap.machine import Deadlines
     from racker.bootstrap.orchestrator import RunOptions
     from racker.bootstrap.plan import PlanRequest, Provision, make_plan
     from racker.bootstrap.sharing import RunLock
     from racker.power.targets import select_nodes
-    from racker.serve import apply_lokomotive, run_bootstrap
+    from racker.serve import apply_lokomotive, run_bootstrap, run_event_loop
 
     rack = load_rack(options_of(ctx, interface))
     inventory = rack.oem.inventory
@@ -555,7 +551,7 @@ def bootstrap_cmd(
         if mode != "json":
             for line in plan.describe():
                 click.echo(line)
-        result = asyncio.run(
+        result = run_event_loop(
             run_bootstrap(
                 rack,
                 store,
