@@ -1,8 +1,11 @@
 """One accepted TFTP transfer on its own socket (layer 3, used by ``server.TftpServer``).
 
-The session owns the transfer's ephemeral socket (its TID), feeds what arrives to the pure
-``Transfer`` and sends what that returns. Timers are lazy: an ACK only moves
-``Transfer.deadline``; the one ``call_at`` per transfer re-arms itself when it fires early.
+The session owns the transfer's port (its TID: a socket connected to the client, and a guard
+socket for strangers), feeds what arrives to the pure ``Transfer`` and sends what that returns.
+The lock-step hot path is ``Transfer.step``: one recv, one bytes comparison, one send per
+block; logging, events and timers happen per transfer, never per block. Timers are lazy: an ACK
+only moves ``Transfer.deadline``; the one ``call_at`` per transfer re-arms itself when it fires
+early.
 """
 
 from __future__ import annotations
@@ -160,6 +163,18 @@ class Session:
             log.debug("TFTP: receive failed on the transfer to %s:%d: %s", *self.peer, exc)
             return
         transfer = self.transfer
+        datagram = transfer.step(data, self.clock())
+        if datagram is not None and not self.pending:
+            try:
+                self.send(datagram)
+            except BlockingIOError:
+                self._send([datagram])  # queued until the socket is writable again
+            except OSError as exc:  # e.g. ECONNREFUSED: the timer retries, then gives up
+                log.debug("TFTP: send to %s:%d failed: %s", *self.peer, exc)
+            return
+        if datagram is not None:
+            self._send([datagram])
+            return
         self._send(transfer.on_datagram(data, self.clock()))
         if transfer.status is not Status.RUNNING:
             self.finish()

@@ -380,3 +380,105 @@ def test_abort_ends_a_running_transfer_only() -> None:
     done.on_datagram(encode_ack(1), 0.0)
     done.abort("late")
     assert (done.status, done.error) == (Status.FINISHED, "")
+
+
+def via_step(t: Transfer, datagram: bytes, now: float) -> list[bytes]:
+    """What the session does: the lock-step fast path first, the general one when it declines."""
+    fast = t.step(datagram, now)
+    return [fast] if fast is not None else t.on_datagram(datagram, now)
+
+
+def state(t: Transfer) -> tuple[object, ...]:
+    return (t.status, t.error, t.resends, t.deadline, t.bytes_acked)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    loss=st.floats(0.0, 0.3),
+    windowsize=st.sampled_from([1, 1, 4]),
+    blksize=st.sampled_from([512, 1468, 8]),
+    size=st.integers(0, 3 * READ_AHEAD),
+)
+def test_step_answers_exactly_as_on_datagram(
+    seed: int, loss: float, windowsize: int, blksize: int, size: int
+) -> None:
+    # Two transfers of one file see the same datagrams at the same times, one through step()
+    # and one through on_datagram() only: every answer and every state must be the same,
+    # across read-ahead boundaries, losses, duplicates and timeouts.
+    rng = random.Random(seed)  # noqa: S311 - a reproducible network, not a secret
+    body = content(size)
+    options = (("blksize", str(blksize)),) + (
+        (("windowsize", str(windowsize)),) if windowsize > 1 else ()
+    )
+    limits = TransferLimits(retries=1000)
+    fast, plain = (
+        Transfer(BytesSource(body), options, limits),
+        Transfer(BytesSource(body), options, limits),
+    )
+    client = LossyClient(windowsize, blksize)
+    now, to_client, to_server = 0.0, fast.start(0.0), []
+    assert plain.start(0.0) == to_client
+    while plain.status is Status.RUNNING:
+        if not to_client and not to_server:
+            now = plain.deadline
+            to_client = plain.on_timeout(now)
+            assert fast.on_timeout(now) == to_client
+            continue
+        for datagram in to_client:
+            if rng.random() >= loss:
+                to_server += client.receive(datagram) * rng.choice([1, 1, 2])
+        to_client = []
+        for datagram in to_server:
+            if rng.random() >= loss:
+                now += 0.001
+                answer = plain.on_datagram(datagram, now)
+                assert via_step(fast, datagram, now) == answer
+                assert state(fast) == state(plain)
+                to_client += answer
+        to_server = []
+    assert plain.status is Status.FINISHED
+    assert bytes(client.body) == body
+
+
+def test_step_declines_what_is_not_the_next_lockstep_block() -> None:
+    body = content(2000)
+    t = Transfer(BytesSource(body), (("blksize", "512"),), LIMITS)
+    t.start(0.0)
+    assert t.step(encode_ack(0), 0.1) is None  # the OACK's ACK: on_datagram's job
+    assert t.on_datagram(encode_ack(0), 0.1) == [data(1, body[:512])]
+    before = state(t)
+    for other in (encode_ack(0), encode_ack(2), encode_ack(1) + b"x", b"\0\5\0\1x\0", b""):
+        assert t.step(other, 0.2) is None
+        assert state(t) == before
+    assert t.step(encode_ack(1), 0.3) == data(2, body[512:1024])
+    assert t.step(encode_ack(1), 0.4) is None  # a duplicate now
+    assert t.step(encode_ack(2), 0.5) == data(3, body[1024:1536])
+    assert t.step(encode_ack(3), 0.6) is None  # block 4 is the short last one
+    assert t.on_datagram(encode_ack(3), 0.6) == [data(4, body[1536:])]
+    assert t.step(encode_ack(4), 0.7) is None
+    assert t.on_datagram(encode_ack(4), 0.7) == []
+    assert t.status is Status.FINISHED
+    assert t.step(encode_ack(4), 0.8) is None
+    # windows never take the fast path, and neither does an aborted transfer
+    w = Transfer(BytesSource(body), (("windowsize", "2"),), LIMITS)
+    w.start(0.0)
+    w.on_datagram(encode_ack(0), 0.0)
+    assert w.step(encode_ack(2), 0.1) is None
+    a = Transfer(BytesSource(body), (), LIMITS)
+    a.start(0.0)
+    a.abort("server shut down")
+    assert a.step(encode_ack(1), 0.1) is None
+
+
+def test_step_rolls_block_numbers_over_past_65535() -> None:
+    size = 512 * 70000 + 100
+    t = Transfer(PatternSource(size), (), LIMITS)
+    queue, blocks = t.start(0.0), []
+    while queue:
+        block = int.from_bytes(queue[0][2:4], "big")
+        blocks.append(block)
+        queue = via_step(t, encode_ack(block), 0.0)
+    assert blocks[65534:65537] == [65535, 0, 1]
+    assert len(blocks) == 70001
+    assert (t.status, t.bytes_acked) == (Status.FINISHED, size)
