@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,8 @@ class Run:
     drops_offer: float
     drops_ack: float
     achieved: float
+    client_cpu: float = 0.0  # perfdhcp's CPU seconds per second of the run (all its threads)
+    server_cpu: float = 0.0  # the server process's CPU seconds per second of the run
 
     @property
     def clean(self) -> bool:
@@ -57,11 +60,27 @@ def topology(net: Link) -> None:
     net.server.run("ip", "route", "add", RELAY_NET, "dev", net.srv_if)
 
 
-def perfdhcp(net: Link, rate: int, seconds: int) -> Run:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
+    # "ip netns exec" execs perfdhcp in place, so our waited-for children's CPU is perfdhcp's.
+    client0, server0, start = children_cpu(), cpu_seconds(server_pid), time.monotonic()
     result = net.client.run(
         "perfdhcp", "-4", "-l", net.cli_if, "-r", str(rate), "-p", str(seconds), "-R", "1000",
         net.server_ip, check=False, timeout=seconds + 60,
     )  # fmt: skip
+    wall = time.monotonic() - start
+    client_cpu = (children_cpu() - client0) / wall
+    server_cpu = (cpu_seconds(server_pid) - server0) / wall
     text = result.stdout
     sections = re.split(r"\*\*\*Statistics for: ", text)
     stats: dict[str, dict[str, float]] = {}
@@ -81,22 +100,31 @@ def perfdhcp(net: Link, rate: int, seconds: int) -> Run:
 
     sent = int(stats.get("DISCOVER-OFFER", {}).get("sent packets", 0))
     acks = stats.get("REQUEST-ACK", {}).get("received packets", 0.0)
-    return Run(rate, sent, ratio("DISCOVER-OFFER"), ratio("REQUEST-ACK"), acks / seconds)
+    return Run(
+        rate,
+        sent,
+        ratio("DISCOVER-OFFER"),
+        ratio("REQUEST-ACK"),
+        acks / seconds,
+        client_cpu,
+        server_cpu,
+    )
 
 
-def ramp(net: Link, rates: list[int], seconds: int, label: str) -> list[Run]:
+def ramp(net: Link, rates: list[int], seconds: int, label: str, pid: int) -> list[Run]:
     # Warm-up, not reported: 5000 exchanges give nearly every one of the 1000 clients a lease.
     # A fresh pool costs dnsmasq NAKs (it does not record offers, so two clients can be
     # offered one address), which would otherwise be counted as drops in the first runs.
-    perfdhcp(net, 1000, 5)
+    perfdhcp(net, 1000, 5, pid)
     time.sleep(1)
     runs = []
     for rate in rates:
-        run = perfdhcp(net, rate, seconds)
+        run = perfdhcp(net, rate, seconds, pid)
         runs.append(run)
         print(
             f"  {label:7} rate {rate:6}/s: {run.achieved:8.0f} ACKs/s, drops "
-            f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %",
+            f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %; CPU perfdhcp "
+            f"{run.client_cpu:.2f}, server {run.server_cpu:.2f}, load {os.getloadavg()[0]:.1f}",
             file=sys.stderr,
         )
         saturated = [r for r in runs[-2:] if max(r.drops_offer, r.drops_ack) > 5]
@@ -139,7 +167,7 @@ def with_racker(
                 [py_spy, "record", "--format", "raw", "-o", str(out), "-p", str(served.proc.pid)],
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
-        return ramp(net, rates, seconds, "racker")
+        return ramp(net, rates, seconds, "racker", served.proc.pid)
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT only
@@ -163,7 +191,7 @@ def with_dnsmasq(net: Link, rates: list[int], seconds: int) -> list[Run]:
             raise RuntimeError(
                 f"dnsmasq exited: {proc.stderr.read().decode() if proc.stderr else ''}"
             )
-        return ramp(net, rates, seconds, "dnsmasq")
+        return ramp(net, rates, seconds, "dnsmasq", proc.pid)
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
@@ -208,14 +236,26 @@ def main() -> int:
         achieved = f"{run.achieved:.0f}" if run else "-"
         print(f"| {name} | {rate} | {achieved} | {rel:.2f} | {upto}/s | {rel2:.2f} |")
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
-    print("\nAll rates (drops DISCOVER-OFFER / REQUEST-ACK):\n")
-    print("| rate/s | racker | dnsmasq |")
-    print("|---|---|---|")
-    by_rate = {x.rate: x for x in dnsmasq}
-    for run in racker:
-        other = by_rate.get(run.rate)
-        theirs = f"{other.drops_offer:.2f} % / {other.drops_ack:.2f} %" if other else "-"
-        print(f"| {run.rate} | {run.drops_offer:.2f} % / {run.drops_ack:.2f} % | {theirs} |")
+    print(
+        "\nAll rates: drops DISCOVER-OFFER / REQUEST-ACK; CPU seconds per second of perfdhcp"
+        " (all its threads) and of the server\n"
+    )
+    print(
+        "| rate/s | racker drops | CPU perfdhcp / racker | dnsmasq drops | CPU perfdhcp / dnsmasq |"
+    )
+    print("|---|---|---|---|---|")
+    mine, theirs = {x.rate: x for x in racker}, {x.rate: x for x in dnsmasq}
+    for rate in sorted(set(mine) | set(theirs)):
+        cells = []
+        for run in (mine.get(rate), theirs.get(rate)):
+            if run is None:
+                cells += ["-", "-"]
+            else:
+                cells += [
+                    f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %",
+                    f"{run.client_cpu:.2f} / {run.server_cpu:.2f}",
+                ]
+        print(f"| {rate} | " + " | ".join(cells) + " |")
     return 0
 
 

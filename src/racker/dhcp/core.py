@@ -163,6 +163,7 @@ class DhcpCore:
         self._dns = b"".join(a.packed for a in settings.dns)
         self._pool_unknown = settings.unknown_clients == "pool"
         self._seen_unknown: set[str] = set()
+        self._lease_times: dict[int, tuple[bytes, bytes, bytes]] = {}  # options 51, 58, 59
 
     def handle(self, data: bytes, info: ReceiveInfo, now: float) -> Outcome:
         msg = decode(data)
@@ -348,9 +349,14 @@ class DhcpCore:
         boot = self._boot(ex.mac, ex.client)
         offer: dict[int, bytes] = {_SERVER_ID: self._server_id}
         if lease_time is not None:  # RFC 2131 §4.3.5: never in an ACK to an INFORM
-            offer[_LEASE_TIME] = _U32.pack(lease_time)
-            offer[_RENEWAL_TIME] = _U32.pack(lease_time // 2)  # T1, RFC 2131 §4.4.5
-            offer[_REBINDING_TIME] = _U32.pack(lease_time * 7 // 8)  # T2
+            times = self._lease_times.get(lease_time)
+            if times is None:
+                times = self._lease_times[lease_time] = (
+                    _U32.pack(lease_time),
+                    _U32.pack(lease_time // 2),  # T1, RFC 2131 §4.4.5
+                    _U32.pack(lease_time * 7 // 8),  # T2
+                )
+            offer[_LEASE_TIME], offer[_RENEWAL_TIME], offer[_REBINDING_TIME] = times
         offer[_SUBNET_MASK] = segment.mask_bytes
         if segment.router is not None:
             offer[_ROUTER] = segment.router

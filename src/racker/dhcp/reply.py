@@ -80,10 +80,21 @@ def ordered_options(msg: Message, mtype: int, offer: dict[int, bytes]) -> dict[i
     return options
 
 
+_RELAY_DESTINATIONS: dict[bytes, Destination] = {}
+
+
 def destination(msg: Message, reply: Message) -> Destination:
     """Where a reply goes, RFC 2131 §4.1 (the paragraph after table 3)."""
     if msg.giaddr != ZERO4:
-        return Destination(ntoa(msg.giaddr), SERVER_PORT, None)
+        # A rack has a handful of relay agents: one Destination each, not one per reply.
+        relay = _RELAY_DESTINATIONS.get(msg.giaddr)
+        if relay is None:
+            if len(_RELAY_DESTINATIONS) >= 4096:
+                _RELAY_DESTINATIONS.clear()  # bounded under a flood of made-up giaddrs
+            relay = _RELAY_DESTINATIONS[msg.giaddr] = Destination(
+                ntoa(msg.giaddr), SERVER_PORT, None
+            )
+        return relay
     if reply.options[_MESSAGE_TYPE][0] == _NAK:
         return BROADCAST
     if msg.ciaddr != ZERO4:
