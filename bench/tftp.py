@@ -1,21 +1,26 @@
 """TFTP benchmark: racker vs dnsmasq vs tftpd-hpa on one veth link, in one run.
 
-    .venv/bin/python bench/tftp.py [--runs 3] [--quick]
+    .venv/bin/python bench/tftp.py [--runs 5]
 
-Sets up two throwaway network namespaces (tests/support/netns.py), writes a 50 MiB and a 1 MiB
-file of random bytes to a temporary directory, and for each server in turn (each alone on port 69
-of the server namespace): downloads the 50 MiB file with curl at blksize 512 and 1468, and 20
-parallel 1 MiB downloads with curl. Then the windowed client of the tests
+Sets up two throwaway network namespaces (tests/support/netns.py) and writes a 50 MiB and a 1 MiB
+file of random bytes to a temporary directory. The servers (racker under asyncio's own event
+loop, racker under uvloop when it is installed, dnsmasq, tftpd-hpa) run at the same time, each
+on port 69 of its own address in the server namespace (idle ones cost nothing), so that every
+case is measured for all of them within seconds of each other, in an order that rotates from run to
+run: load from other work on a shared machine then hits all servers alike instead of whichever
+ran during a busy minute. The cases: the 50 MiB file with curl at blksize 512 and 1468, 20
+parallel 1 MiB downloads with curl, then the windowed client of the tests
 (tests/integration/tftp/client.py) and atftp 0.8 (a packaged client that sends windowsize)
-fetch the 50 MiB file from every server with windowsize 1, 8 and 16 (dnsmasq and tftpd-hpa do not
-grant windowsize, so they stay lock-step). Each figure is the median of ``--runs`` runs.
-Prints markdown.
+fetching the 50 MiB file with windowsize 1, 8 and 16 (dnsmasq and tftpd-hpa do not grant
+windowsize, so they stay lock-step). Every download is compared byte for byte; the file is in
+the page cache after the first. Each figure is the median of ``--runs`` runs. Prints markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -34,6 +39,12 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 from tests.support.netns import Link, Namespace, link  # noqa: E402
 
 SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.2"
+ADDRESSES = {
+    "racker": SERVER_IP,
+    "racker+uvloop": "10.99.0.5",
+    "dnsmasq": "10.99.0.3",
+    "tftpd-hpa": "10.99.0.4",
+}
 MIB = 1024 * 1024
 
 RACKER = """
@@ -47,30 +58,36 @@ async def main():
     server = TftpServer({ip!r}, [Path({root!r})], TftpConfig(), 1500, discard)
     await server.start()
     await asyncio.Event().wait()
-asyncio.run(main())
+{run}
 """
 
 
 def server_commands(root: Path, state: Path) -> dict[str, list[str]]:
+    ip = ADDRESSES
     return {
-        "racker": [sys.executable, "-c", RACKER.format(ip=SERVER_IP, root=str(root))],
+        "racker": [sys.executable, "-c", RACKER.format(
+            ip=ip["racker"], root=str(root), run="asyncio.run(main())")],
+        # The same server under uvloop's event loop (libuv), if installed: what asyncio's own
+        # loop costs per wake-up, which a lock-step transfer pays once per block.
+        "racker+uvloop": [sys.executable, "-c", RACKER.format(
+            ip=ip["racker+uvloop"], root=str(root), run="import uvloop; uvloop.run(main())")],
         "dnsmasq": [
             "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--enable-tftp",
-            f"--tftp-root={root}", f"--listen-address={SERVER_IP}", "--bind-interfaces",
+            f"--tftp-root={root}", f"--listen-address={ip['dnsmasq']}", "--bind-interfaces",
             "--user=root", f"--pid-file={state / 'dnsmasq.pid'}", "--log-facility=-",
         ],
         "tftpd-hpa": [
-            "in.tftpd", "-L", "-u", "root", "--address", f"{SERVER_IP}:69", "-s", str(root),
+            "in.tftpd", "-L", "-u", "root", "--address", f"{ip['tftpd-hpa']}:69", "-s", str(root),
         ],
     }  # fmt: skip
 
 
 @contextlib.contextmanager
-def running(ns: Namespace, command: list[str]) -> Iterator[None]:
+def running(ns: Namespace, command: list[str], ip: str) -> Iterator[None]:
     proc = ns.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):  # until port 69 is bound
-            if ":69 " in ns.run("ss", "-uln").stdout:
+            if f"{ip}:69 " in ns.run("ss", "-uln").stdout:
                 break
             time.sleep(0.05)
         else:
@@ -85,26 +102,15 @@ def running(ns: Namespace, command: list[str]) -> Iterator[None]:
             proc.wait()
 
 
-def timed(action: Callable[[], float | None], runs: int) -> float:
-    """Median seconds of ``runs`` runs; an action may return its own measurement."""
-    samples = []
-    for _ in range(runs):
-        started = time.monotonic()
-        own = action()
-        samples.append(own if own is not None else time.monotonic() - started)
-    return statistics.median(samples)
+def timed(action: Callable[[], float | None]) -> float:
+    """Seconds of one run; an action may return its own measurement."""
+    started = time.monotonic()
+    own = action()
+    return own if own is not None else time.monotonic() - started
 
 
-def curl(net: Link, name: str, blksize: int, out: Path) -> list[str]:
-    return [
-        "curl",
-        "-sS",
-        "--tftp-blksize",
-        str(blksize),
-        "-o",
-        str(out),
-        f"tftp://{SERVER_IP}/{name}",
-    ]
+def curl(ip: str, name: str, blksize: int, out: Path) -> list[str]:
+    return ["curl", "-sS", "--tftp-blksize", str(blksize), "-o", str(out), f"tftp://{ip}/{name}"]
 
 
 def check(out: Path, original: Path) -> None:
@@ -112,51 +118,76 @@ def check(out: Path, original: Path) -> None:
         raise RuntimeError(f"{out} differs from {original}")
 
 
-def single(net: Link, root: Path, work: Path, name: str, blksize: int) -> Callable[[], None]:
-    def action() -> None:
-        out = work / "single.out"
-        net.client.run(*curl(net, name, blksize, out), timeout=300)
-        check(out, root / name)
-
-    return action
+Case = Callable[[Link, str, Path, Path], Callable[[], float | None]]
 
 
-def parallel(net: Link, root: Path, work: Path, count: int, blksize: int) -> Callable[[], None]:
-    def action() -> None:
-        procs = [
-            net.client.popen(curl(net, "1m.bin", blksize, work / f"p{i}.out")) for i in range(count)
-        ]
-        if any(p.wait(300) != 0 for p in procs):
-            raise RuntimeError("a parallel download failed")
-        for i in range(count):
-            check(work / f"p{i}.out", root / "1m.bin")
+def single(blksize: int) -> Case:
+    def case(net: Link, ip: str, root: Path, work: Path) -> Callable[[], None]:
+        return lambda: _single(net, ip, root, work, blksize)
 
-    return action
+    return case
 
 
-def windowed(net: Link, root: Path, work: Path, windowsize: int) -> Callable[[], float]:
-    def action() -> float:
-        out = work / "w.out"
-        args = ["env", f"PYTHONPATH={REPO}:{REPO / 'src'}", sys.executable, "-m",
-                "tests.integration.tftp.client", SERVER_IP, "50m.bin", str(out),
-                "--blksize", "1468", "--windowsize", str(windowsize)]  # fmt: skip
-        result = json.loads(net.client.run(*args, timeout=300).stdout)
-        check(out, root / "50m.bin")
-        return float(result["seconds"])  # the transfer itself, without interpreter start-up
-
-    return action
+def _single(net: Link, ip: str, root: Path, work: Path, blksize: int) -> None:
+    out = work / "single.out"
+    net.client.run(*curl(ip, "50m.bin", blksize, out), timeout=300)
+    check(out, root / "50m.bin")
 
 
-def atftp_windowed(net: Link, root: Path, work: Path, windowsize: int) -> Callable[[], None]:
-    def action() -> None:
-        out = work / "a.out"
-        net.client.run(
-            "atftp", "--option", "blksize 1468", "--option", f"windowsize {windowsize}",
-            "-g", "-r", "50m.bin", "-l", str(out), SERVER_IP, timeout=300,
-        )  # fmt: skip
-        check(out, root / "50m.bin")
+def parallel(count: int, blksize: int) -> Case:
+    def case(net: Link, ip: str, root: Path, work: Path) -> Callable[[], None]:
+        def action() -> None:
+            outs = [work / f"p{i}.out" for i in range(count)]
+            procs = [net.client.popen(curl(ip, "1m.bin", blksize, out)) for out in outs]
+            if any(p.wait(300) != 0 for p in procs):
+                raise RuntimeError("a parallel download failed")
+            for out in outs:
+                check(out, root / "1m.bin")
 
-    return action
+        return action
+
+    return case
+
+
+def windowed(windowsize: int) -> Case:
+    def case(net: Link, ip: str, root: Path, work: Path) -> Callable[[], float]:
+        def action() -> float:
+            out = work / "w.out"
+            args = ["env", f"PYTHONPATH={REPO}:{REPO / 'src'}", sys.executable, "-m",
+                    "tests.integration.tftp.client", ip, "50m.bin", str(out),
+                    "--blksize", "1468", "--windowsize", str(windowsize)]  # fmt: skip
+            result = json.loads(net.client.run(*args, timeout=300).stdout)
+            check(out, root / "50m.bin")
+            return float(result["seconds"])  # the transfer itself, without interpreter start-up
+
+        return action
+
+    return case
+
+
+def atftp_windowed(windowsize: int) -> Case:
+    def case(net: Link, ip: str, root: Path, work: Path) -> Callable[[], None]:
+        def action() -> None:
+            out = work / "a.out"
+            net.client.run(
+                "atftp", "--option", "blksize 1468", "--option", f"windowsize {windowsize}",
+                "-g", "-r", "50m.bin", "-l", str(out), ip, timeout=300,
+            )  # fmt: skip
+            check(out, root / "50m.bin")
+
+        return action
+
+    return case
+
+
+CASES: dict[str, Case] = {
+    "50 MiB curl 512": single(512),
+    "50 MiB curl 1468": single(1468),
+    "20x1 MiB curl 512": parallel(20, 512),
+    "20x1 MiB curl 1468": parallel(20, 1468),
+    **{f"50 MiB windowsize {ws}": windowed(ws) for ws in (1, 8, 16)},
+    **{f"50 MiB atftp windowsize {ws}": atftp_windowed(ws) for ws in (1, 8, 16)},
+}
 
 
 def codec_speed() -> tuple[float, float]:
@@ -187,12 +218,14 @@ def codec_speed() -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("dnsmasq", "in.tftpd", "curl")):
         print("needs root, dnsmasq, in.tftpd (tftpd-hpa) and curl", file=sys.stderr)
         return 2
-    servers = ["racker", "dnsmasq", "tftpd-hpa"]
+    servers = ["racker", "racker+uvloop", "dnsmasq", "tftpd-hpa"]
+    if importlib.util.find_spec("uvloop") is None:
+        servers.remove("racker+uvloop")
     rows: dict[str, dict[str, float]] = {s: {} for s in servers}
     with (
         tempfile.TemporaryDirectory(prefix="racker-bench-tftp-") as tmp,
@@ -207,24 +240,26 @@ def main() -> int:
                 f.write(os.urandom(MIB))
         (root / "1m.bin").write_bytes(os.urandom(MIB))
         commands = server_commands(root, work)
+        for ip in ADDRESSES.values():
+            if ip != SERVER_IP:
+                net.server.run("ip", "addr", "add", f"{ip}/24", "dev", net.srv_if)
+        loads = [os.getloadavg()[0]]
+        samples: dict[str, dict[str, list[float]]] = {s: {c: [] for c in CASES} for s in servers}
+        with contextlib.ExitStack() as stack:
+            for server in servers:
+                stack.enter_context(running(net.server, commands[server], ADDRESSES[server]))
+            for run in range(args.runs):
+                turn = run % len(servers)
+                order = servers[turn:] + servers[:turn]  # each server goes first in turn
+                for case, make in CASES.items():
+                    for server in order:
+                        action = make(net, ADDRESSES[server], root, work)
+                        samples[server][case].append(timed(action))
+                loads.append(os.getloadavg()[0])
+                print(f"run {run + 1}: {json.dumps(samples)}", file=sys.stderr)
         for server in servers:
-            with running(net.server, commands[server]):
-                row = rows[server]
-                for blksize in (512, 1468):
-                    row[f"50 MiB curl {blksize}"] = timed(
-                        single(net, root, work, "50m.bin", blksize), args.runs
-                    )
-                for blksize in (512, 1468):
-                    row[f"20x1 MiB curl {blksize}"] = timed(
-                        parallel(net, root, work, 20, blksize), args.runs
-                    )
-                for ws in (1, 8, 16):
-                    row[f"50 MiB windowsize {ws}"] = timed(windowed(net, root, work, ws), args.runs)
-                for ws in (1, 8, 16):
-                    row[f"50 MiB atftp windowsize {ws}"] = timed(
-                        atftp_windowed(net, root, work, ws), args.runs
-                    )
-            print(f"{server}: {json.dumps(row)}", file=sys.stderr)
+            rows[server] = {c: statistics.median(v) for c, v in samples[server].items()}
+    print(f"1-minute load average during the run: {min(loads):.2f}-{max(loads):.2f}")
     ours, theirs = codec_speed()
     report(rows, ours, theirs, args.runs)
     return 0
@@ -232,31 +267,46 @@ def main() -> int:
 
 def report(rows: dict[str, dict[str, float]], ours: float, theirs: float, runs: int) -> None:
     cases = list(rows["racker"])
-    head = f"| case (median of {runs}; seconds, MiB/s) | racker | dnsmasq | tftpd-hpa |"
-    print(head + " racker vs dnsmasq |")
-    print("|---|---|---|---|---|")
+    ours_ = [s for s in rows if s.startswith("racker")]
+    head = f"| case (median of {runs}; seconds, MiB/s) | {' | '.join(rows)} |"
+    print(head + "".join(f" {s} vs dnsmasq |" for s in ours_))
+    print("|---" * (1 + len(rows) + len(ours_)) + "|")
     for case in cases:
         size = 50 if case.startswith("50") else 20
         cells = [f"{rows[s][case]:.2f} s ({size / rows[s][case]:.1f})" for s in rows]
-        ratio = rows["dnsmasq"][case] / rows["racker"][case]
-        print(f"| {case} | {' | '.join(cells)} | {ratio:.2f}x |")
-    # Every 50 MiB transfer at 1468 that ran lock-step: all of dnsmasq's and tftpd-hpa's (they
-    # grant no window), and racker's with curl or windowsize 1.
+        ratios = [f"{rows['dnsmasq'][case] / rows[s][case]:.2f}x" for s in ours_]
+        print(f"| {case} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+
+    def lockstep_case(server: str, case: str) -> bool:
+        # dnsmasq and tftpd-hpa grant no window; racker runs lock-step with curl and at 1
+        return (
+            not server.startswith("racker")
+            or "windowsize" not in case
+            or case.endswith("windowsize 1")
+        )
+
+    # Every 50 MiB transfer at 1468 that ran lock-step, with any server and any client.
     lockstep = min(
         seconds
         for server, row in rows.items()
         for case, seconds in row.items()
-        if case.startswith("50 MiB")
-        and "512" not in case
-        and (server != "racker" or "windowsize" not in case or case.endswith("windowsize 1"))
+        if case.startswith("50 MiB") and "512" not in case and lockstep_case(server, case)
     )
     print()
-    for client in ("", "atftp "):
-        w16 = rows["racker"][f"50 MiB {client}windowsize 16"]
-        print(
-            f"racker {client}windowsize 16 vs the best lock-step 50 MiB transfer "
-            f"({lockstep:.2f} s): {lockstep / w16:.2f}x"
-        )
+    for server in ours_:
+        for client in ("", "atftp "):
+            w16 = rows[server][f"50 MiB {client}windowsize 16"]
+            same = min(  # the same client in lock-step
+                row[case]
+                for srv, row in rows.items()
+                for case in row
+                if case.startswith(f"50 MiB {client}windowsize") and lockstep_case(srv, case)
+            )
+            print(
+                f"{server} {client or 'test client '}windowsize 16 vs the best lock-step 50 MiB "
+                f"transfer ({lockstep:.2f} s): {lockstep / w16:.2f}x; vs the same client's best "
+                f"lock-step ({same:.2f} s): {same / w16:.2f}x"
+            )
     print(f"codec, decode ACK + encode DATA: racker {ours:.2f} us, tftpy {theirs:.2f} us")
 
 
