@@ -262,6 +262,7 @@ def main() -> int:
     print(f"1-minute load average during the run: {min(loads):.2f}-{max(loads):.2f}")
     ours, theirs = codec_speed()
     report(rows, ours, theirs, args.runs)
+    paired(samples)
     return 0
 
 
@@ -308,6 +309,42 @@ def report(rows: dict[str, dict[str, float]], ours: float, theirs: float, runs: 
                 f"lock-step ({same:.2f} s): {same / w16:.2f}x"
             )
     print(f"codec, decode ACK + encode DATA: racker {ours:.2f} us, tftpy {theirs:.2f} us")
+
+
+def paired(samples: dict[str, dict[str, list[float]]]) -> None:
+    """Ratios within each run (the servers measured back to back), median and range over runs.
+
+    Steadier than ratios of medians when the machine's load changes between runs.
+    """
+
+    def spread(ratios: list[float]) -> str:
+        return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+
+    runs = range(len(samples["dnsmasq"]["50 MiB curl 512"]))
+    print("\nPer-run ratios, median (range):")
+    for server in (s for s in samples if s.startswith("racker")):
+        for case in samples[server]:
+            if "windowsize" not in case or case.endswith("windowsize 1"):
+                ratios = [samples["dnsmasq"][case][i] / samples[server][case][i] for i in runs]
+                print(f"- {server} vs dnsmasq, {case}: {spread(ratios)}")
+        for client in ("", "atftp "):
+            ratios = []
+            for i in runs:
+                best = min(
+                    row[case][i]
+                    for srv, row in samples.items()
+                    for case in row
+                    if case.startswith("50 MiB")
+                    and "512" not in case
+                    and (
+                        not srv.startswith("racker")
+                        or "windowsize" not in case
+                        or case.endswith("windowsize 1")
+                    )
+                )
+                ratios.append(best / samples[server][f"50 MiB {client}windowsize 16"][i])
+            name = client or "test client "
+            print(f"- {server} {name}windowsize 16 vs that run's best lock-step: {spread(ratios)}")
 
 
 if __name__ == "__main__":
