@@ -11,8 +11,9 @@
 
 racker runs in its own process (``--serve``), the load generator too (``--load``), so neither
 shares an event loop with the other. The server runs on the event loop ``racker serve`` picks
-(``racker.serve.run_event_loop``: uvloop when installed); one more ``ab -k`` row runs it on
-asyncio's own loop for comparison. Needs root (namespaces), nginx-light and apache2-utils.
+(``racker.serve.run_event_loop``: asyncio's own loop); a second racker process on uvloop (the
+opt-in ``RACKER_EVENT_LOOP=uvloop``) gets the same asset and ``ab -k`` runs for comparison.
+Needs root (namespaces), nginx-light and apache2-utils.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.64"
-RACKER_PORT, NGINX_PORT, STDLIB_LOOP_PORT = 8080, 8081, 8082
+RACKER_PORT, NGINX_PORT, UVLOOP_PORT = 8080, 8081, 8082
 MAC = "52:54:00:aa:00:01"
 PY = sys.executable
 
@@ -189,22 +190,24 @@ def run(args: argparse.Namespace) -> None:
             NGINX_CONF.format(tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets)
         )
         racker = lk.server.popen(
-            [PY, "-P", __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets), "uvloop"],
+            [PY, "-P", __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets), "default"],
             stdout=subprocess.PIPE,
         )
-        stdlib = ["--serve", SERVER_IP, str(STDLIB_LOOP_PORT), str(assets), "asyncio"]
-        stdlib_loop = lk.server.popen([PY, "-P", __file__, *stdlib], stdout=subprocess.PIPE)
+        other = ["--serve", SERVER_IP, str(UVLOOP_PORT), str(assets), "uvloop"]
+        on_uvloop = lk.server.popen([PY, "-P", __file__, *other], stdout=subprocess.PIPE)
         nginx = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
         cli = lk.client.name
         try:
             racker_url = f"http://{SERVER_IP}:{RACKER_PORT}/assets/{blob.name}"
             nginx_url = f"http://{SERVER_IP}:{NGINX_PORT}/assets/{blob.name}"
             wait_ready(cli, f"http://{SERVER_IP}:{RACKER_PORT}/healthz")
-            wait_ready(cli, f"http://{SERVER_IP}:{STDLIB_LOOP_PORT}/healthz")
+            wait_ready(cli, f"http://{SERVER_IP}:{UVLOOP_PORT}/healthz")
             wait_ready(cli, nginx_url)
-            speeds: dict[str, list[float]] = {"racker": [], "nginx": []}
+            speeds: dict[str, list[float]] = {"racker": [], "uvloop": [], "nginx": []}
+            uvloop_url = f"http://{SERVER_IP}:{UVLOOP_PORT}/assets/{blob.name}"
             for _ in range(0 if args.skip_assets else args.runs):
                 speeds["racker"].append(curl_speed(cli, racker_url))
+                speeds["uvloop"].append(curl_speed(cli, uvloop_url))
                 speeds["nginx"].append(curl_speed(cli, nginx_url))
             query = f"/ipxe?mac={MAC}&platform=efi&buildarch=x86_64"
             ipxe = f"http://{SERVER_IP}:{RACKER_PORT}{query}"
@@ -212,19 +215,18 @@ def run(args: argparse.Namespace) -> None:
             # One render first (jinja2 compiles the templates on first use, ~0.4 s): the
             # figures are the steady state of a running server, not its first request.
             wait_ready(cli, ipxe)
-            wait_ready(cli, f"http://{SERVER_IP}:{STDLIB_LOOP_PORT}{query}")
-            stdlib_ipxe = f"http://{SERVER_IP}:{STDLIB_LOOP_PORT}{query}"
+            uvloop_ipxe = f"http://{SERVER_IP}:{UVLOOP_PORT}{query}"
+            wait_ready(cli, uvloop_ipxe)
             keep = f"ab -k -c {args.burst} -n {n} (keep-alive)"
-            # Each server's first burst after start is reported apart: on uvloop it has a tail
-            # (a few % of requests wait 0.3-0.7 s, the server idle meanwhile, no TCP
-            # retransmits) that later bursts do not have.
+            # Each server's first burst after start is reported apart (200 connections are
+            # accepted and set up during it).
             rows = [
                 (f"{keep}, 1st run after start", ab(cli, ipxe, n, args.burst, True)),
                 (keep, ab(cli, ipxe, n, args.burst, True)),
                 (keep, ab(cli, ipxe, n, args.burst, True)),
-                (f"{keep}, asyncio loop, 1st run", ab(cli, stdlib_ipxe, n, args.burst, True)),
-                (f"{keep}, asyncio loop", ab(cli, stdlib_ipxe, n, args.burst, True)),
-                (f"{keep}, asyncio loop", ab(cli, stdlib_ipxe, n, args.burst, True)),
+                (f"{keep}, uvloop, 1st run", ab(cli, uvloop_ipxe, n, args.burst, True)),
+                (f"{keep}, uvloop", ab(cli, uvloop_ipxe, n, args.burst, True)),
+                (f"{keep}, uvloop", ab(cli, uvloop_ipxe, n, args.burst, True)),
                 (
                     f"ab -c {args.burst} -n {n} (a connection each)",
                     ab(cli, ipxe, n, args.burst, False),
@@ -236,7 +238,7 @@ def run(args: argparse.Namespace) -> None:
             )
             burst = json.loads(loaded.stdout)
         finally:
-            for proc in (racker, stdlib_loop, nginx):
+            for proc in (racker, on_uvloop, nginx):
                 proc.terminate()
                 proc.wait(timeout=10)
     report(args, speeds, rows, burst)
@@ -256,7 +258,8 @@ def report(
         print("| server | MiB/s (median) | runs (MiB/s) | vs nginx |")
         print("|---|---:|---|---:|")
         for key, name in (
-            ("racker", "racker (aiohttp FileResponse, sendfile)"),
+            ("racker", "racker (aiohttp FileResponse: sendfile)"),
+            ("uvloop", "racker on uvloop (no sendfile: read + write)"),
             ("nginx", "nginx-light (sendfile on, 1 worker)"),
         ):
             med = statistics.median(speeds[key])
@@ -293,7 +296,9 @@ def main() -> None:
         from racker.serve import run_event_loop
 
         host, port, assets, loop = args.serve
-        run_event_loop(serve(host, int(port), Path(assets)), loop=loop)
+        run_event_loop(
+            serve(host, int(port), Path(assets)), loop=None if loop == "default" else loop
+        )
     elif args.load:
         asyncio.run(load(args.load[0], int(args.load[1]), int(args.load[2])))
     else:

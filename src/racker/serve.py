@@ -391,18 +391,19 @@ def explain_render(
 
 
 def run_event_loop(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> T:
-    """Run ``main`` to the end on uvloop when it is installed, else on asyncio's own loop.
+    """Run ``main`` to the end on asyncio's own loop, or on uvloop if asked and installed.
 
-    The one place racker chooses its event loop (``racker serve``, ``racker bootstrap``):
-    issue 5 measured the boot HTTP server ~1.5x faster per request on uvloop (its transports
-    are C), and the DHCP, TFTP and RA servers only use ``add_reader`` and plain sockets, which
-    both loops provide. ``loop`` (default: ``$RACKER_EVENT_LOOP``) ``"asyncio"`` forces the
-    stdlib loop, to compare or to rule uvloop out.
+    The one place racker chooses its event loop (``racker serve``, ``racker bootstrap``).
+    ``loop`` (default: ``$RACKER_EVENT_LOOP``, else ``"asyncio"``) ``"uvloop"`` opts in: the
+    boot stack works on it (tests/integration/web/test_serve_event_loop.py) and /ipxe answers
+    ~10 % more requests per second, but aiohttp cannot ``sendfile`` on uvloop's transports,
+    so every asset byte is read and written through Python (4-5x the server CPU per MiB,
+    measured in issue 5), and the p99 goal was not met on either loop; see docs/benchmarks.md.
     """
-    choice = loop or os.environ.get("RACKER_EVENT_LOOP", "uvloop")
+    choice = loop or os.environ.get("RACKER_EVENT_LOOP", "asyncio")
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     name = "asyncio"
-    if choice != "asyncio":
+    if choice == "uvloop":
         try:
             import uvloop
         except ImportError:

@@ -1,5 +1,5 @@
-"""`racker serve` on uvloop (its default when installed) and on asyncio's own loop (the
-fallback, ``RACKER_EVENT_LOOP=asyncio``): the same node boot works on both. The DHCP server
+"""`racker serve` on asyncio's own loop (the default) and on uvloop (the opt-in
+``RACKER_EVENT_LOOP=uvloop``): the same node boot works on both. The DHCP server
 reads an AF_PACKET socket through ``loop.add_reader``, TFTP sessions their own sockets the same
 way, HTTP is aiohttp on the loop's transports, and the RA responder starts with them."""
 
