@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from racker.dhcp.core import dhcp_event
+from racker.dhcp.events import dhcp_event
 from racker.dhcp.options import MIN_MESSAGE_LEN
 from racker.dhcp.reply import BROADCAST, Destination
 from racker.errors import PacketError
