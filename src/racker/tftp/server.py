@@ -1,9 +1,10 @@
 """The TFTP server: a thin asyncio shell around ``Transfer`` (layer 3).
 
 One non-blocking socket listens on port 69 of the PXE address. Each accepted read request gets
-its own socket on an ephemeral port, the transfer ID of RFC 1350 section 4 (``session.Session``),
-watched with ``loop.add_reader``: no threads, and no asyncio transport in between, because a
-lock-step transfer is bounded by how fast one ACK turns into the next DATA.
+its own ephemeral port, the transfer ID of RFC 1350 section 4 (``session.Session``: a socket
+connected to the client plus a guard socket for strangers), watched with ``loop.add_reader``: no
+threads, and no asyncio transport in between, because a lock-step transfer is bounded by how
+fast one ACK turns into the next DATA.
 
 Nothing a client sends can stop the server: a malformed request is logged and dropped, a refused
 one (write request, unknown mode, boot policy says no, a name that leaves the root) is answered
