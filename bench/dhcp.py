@@ -14,6 +14,7 @@ own namespaces; prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import resource
@@ -31,6 +32,8 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 
 from tests.integration.dhcp.support import default_spec, start, stop  # noqa: E402
 from tests.support.netns import Link, link  # noqa: E402
+
+from racker.dhcp.codec import ntoa  # noqa: E402
 
 RELAY_NET = "10.98.0.0/20"
 RELAY_IP = "10.98.0.2"
@@ -206,6 +209,50 @@ def with_dnsmasq(net: Link, rates: list[int], seconds: int) -> list[Run]:
         proc.communicate(timeout=10)
 
 
+def core_cost(rounds: int = 10, clients: int = 1000) -> float:
+    """µs per message of ``DhcpCore.handle`` in-process: perfdhcp-like relayed DORA exchanges
+    (parameter list 1,28,2,3,15,6,12) of ``clients`` MACs, leases taken as the server does."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+
+    from racker.config import Config, DhcpConfig, RelaySegment
+    from racker.dhcp.codec import decode
+    from racker.dhcp.core import ReceiveInfo
+    from racker.dhcp.settings import build_core
+    from racker.model import AddressRange, NetworkPlan
+
+    plan = NetworkPlan(
+        subnet=ipaddress.IPv4Network("10.99.0.0/24"),
+        server=ipaddress.IPv4Address("10.99.0.1"),
+        nodes=AddressRange.parse("10.99.0.64-10.99.0.127"),
+        bmcs=AddressRange.parse("10.99.0.128-10.99.0.191"),
+    )
+    relay = RelaySegment(ipaddress.IPv4Network(RELAY_NET), AddressRange.parse("-".join(POOL)))
+    core = build_core(Config(dhcp=DhcpConfig(unknown_clients="pool", relays=[relay])), plan, {})
+
+    def packet(mtype: str, i: int, extra: list[object]) -> bytes:
+        chaddr = bytes([0x52, 0x54, 0, 0, i >> 8, i & 255]) + bytes(10)
+        options = [("message-type", mtype), ("param_req_list", [1, 28, 2, 3, 15, 6, 12])]
+        bootp = BOOTP(op=1, xid=i, giaddr=RELAY_IP, hops=1, chaddr=chaddr)
+        return bytes(bootp / DHCP(options=[*options, *extra, "end"]))
+
+    info, now = ReceiveInfo(relayed=True), 1000.0
+    discovers = [packet("discover", i, []) for i in range(clients)]
+    offers = [decode(core.handle(d, info, now).reply or b"") for d in discovers]
+    requests = [
+        packet("request", i, [("requested_addr", ntoa(o.yiaddr)), ("server_id", "10.99.0.1")])
+        for i, o in enumerate(offers)
+    ]
+    handle = core.handle
+    best = float("inf")
+    for r in range(rounds):
+        start = time.perf_counter()
+        for message in discovers + requests:
+            handle(message, info, now + r)
+        best = min(best, time.perf_counter() - start)
+        core.leases.take_changes()
+    return best / (2 * clients) * 1e6
+
+
 def dnsmasq_version() -> str:
     out = subprocess.run(["dnsmasq", "--version"], capture_output=True, text=True, check=True)
     return out.stdout.split()[2]  # "Dnsmasq version 2.90  Copyright ..."
@@ -216,7 +263,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)))
     parser.add_argument("--profile", action="store_true", help="py-spy flame graph of racker")
+    parser.add_argument(
+        "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
+    )
     args = parser.parse_args()
+    if args.core:
+        print(f"DhcpCore.handle: {core_cost():.1f} µs per message (best of 10 rounds)")
+        return 0
     rates = [int(r) for r in args.rates.split(",")]
     load_before = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp, link() as net:
