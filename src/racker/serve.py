@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from racker.allocation import Allocation
 from racker.app import Options, Rack, read_config, read_rack_metadata, state_dir
 from racker.errors import ConfigError, InventoryError
 from racker.events import Event, Publish
@@ -99,21 +100,25 @@ class NodeDirectory:
     def __init__(
         self, rack: Rack, store: Store, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.rack = rack
         self.store = store
         self._clock = clock
         self._states_read = 0.0
-        self._by_mac = {mac: node for node in rack.oem.inventory.nodes for mac in node.macs}
-        self.allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
-        self.address_of_mac = {mac: str(a.address) for mac, a in self.allocations.items()}
-        self.mac_of_address = {addr: mac for mac, addr in self.address_of_mac.items()}
         self.overrides: dict[str, BootAction] = {}
-        self.states: dict[str, str] = {}
+        self.states: dict[str, NodeState] = {}
         self.lease_lookup: Callable[[str], str | None] | None = None
+        self.rebind(rack, store.sync_allocations(rack.oem.inventory, rack.plan))
+
+    def rebind(self, rack: Rack, allocations: dict[str, Allocation]) -> None:
+        """Take a (re)loaded rack and its allocation table (at start and on SIGHUP)."""
+        self.rack = rack
+        self._by_mac = {mac: node for node in rack.oem.inventory.nodes for mac in node.macs}
+        self.allocations = allocations
+        self.address_of_mac = {mac: str(a.address) for mac, a in allocations.items()}
+        self.mac_of_address = {addr: mac for mac, addr in self.address_of_mac.items()}
         self.refresh_states()
 
     def refresh_states(self) -> None:
-        self.states = {mac: s.state for mac, s in self.store.node_states().items()}
+        self.states = self.store.node_states()
         self._states_read = self._clock()
 
     def node(self, mac: str | None) -> Node | None:
@@ -122,13 +127,17 @@ class NodeDirectory:
     def boot_action(self, mac: str) -> BootAction:
         if mac in self.overrides:
             return self.overrides[mac]
-        if self._clock() - self._states_read >= self.STATE_TTL:
-            self.refresh_states()
         node = self.node(mac)
         if node is not None and node is self.rack.oem.inventory.management:
             return BootAction.DISK  # never provision the management node
-        state = self.states.get(node.primary_mac if node else mac)
-        return BootAction.DISK if state in INSTALLED_STATES else BootAction.PXE
+        state = self.state(node.primary_mac if node else mac)
+        return BootAction.DISK if state and state.state in INSTALLED_STATES else BootAction.PXE
+
+    def state(self, mac: str) -> NodeState | None:
+        """A node's provisioning state, at most ``STATE_TTL`` old (no SQLite read per packet)."""
+        if self._clock() - self._states_read >= self.STATE_TTL:
+            self.refresh_states()
+        return self.states.get(mac)
 
     def address_of(self, mac: str) -> str | None:
         return self.address_of_mac.get(mac)
@@ -284,7 +293,7 @@ class BootStack:
             return render_context(
                 node=node,
                 management=node is not None and node is self.rack.oem.inventory.management,
-                state=directory.store.node_states().get(mac) if mac else None,
+                state=directory.state(mac) if mac else None,
                 installed=mac is not None and directory.boot_action(mac) is BootAction.DISK,
                 address=directory.address_of(mac) if mac else None,
                 server_url=server_url,
@@ -519,12 +528,7 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
             service.ipxe_cache.clear()
             stack.render_settings = settings
     stack.rack = rack
-    directory.rack = rack
-    directory._by_mac = {mac: node for node in rack.oem.inventory.nodes for mac in node.macs}
-    directory.allocations = allocations
-    directory.address_of_mac = {mac: str(a.address) for mac, a in allocations.items()}
-    directory.mac_of_address = {addr: mac for mac, addr in directory.address_of_mac.items()}
-    directory.refresh_states()
+    directory.rebind(rack, allocations)
     return pending
 
 
