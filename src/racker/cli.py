@@ -600,7 +600,9 @@ def status_cmd(
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
-    Console(soft_wrap=True).print(status_table(rows, full))
+    # Piped (logs, `racker demo`), rich would squeeze the table into 80 columns; give it room.
+    width = None if sys.stdout.isatty() else 200
+    Console(soft_wrap=True, width=width).print(status_table(rows, full))
 
 
 # --- end of bootstrap and status (issue 7) ---
