@@ -65,7 +65,11 @@ def _describe_event(event: Mapping[str, Any]) -> str:
     source, kind = event.get("source", "?"), event.get("kind", "?")
     if source == "bootstrap":
         return f"{event.get('old') or '-'} -> {event.get('new')}"
-    detail = event.get("path") or event.get("file") or event.get("message") or ""
+    detail = str(event.get("path") or event.get("file") or event.get("message") or "")
+    if detail.lower() == str(kind).lower():
+        detail = ""  # a DHCP event's kind is its message type: "dhcp ack", not "dhcp ack ACK"
+    if source == "dhcp" and event.get("address"):
+        detail = f"{detail} {event['address']}".strip()
     return f"{source} {kind} {detail}".strip()
 
 
