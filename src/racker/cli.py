@@ -333,7 +333,7 @@ def render_cmd(
 ) -> None:
     """Show which group MAC matches and why, then its iPXE script and Ignition (no server)."""
     from racker.model import parse_mac
-    from racker.serve import explain_render
+    from racker.render import explain_render
 
     normalised = parse_mac(mac)
     if normalised is None:
@@ -513,7 +513,8 @@ def bootstrap_cmd(
     from racker.bootstrap.plan import PlanRequest, Provision, make_plan
     from racker.bootstrap.sharing import RunLock
     from racker.power.targets import select_nodes
-    from racker.serve import apply_lokomotive, run_bootstrap, run_event_loop
+    from racker.provision import apply_lokomotive, run_bootstrap
+    from racker.serve import run_event_loop
 
     rack = load_rack(options_of(ctx, interface))
     inventory = rack.oem.inventory
@@ -592,7 +593,7 @@ def status_cmd(
 
     from racker.app import load_rack, open_store
     from racker.bootstrap.status import status_table
-    from racker.serve import rack_status
+    from racker.provision import rack_status
 
     rack = load_rack(options_of(ctx, interface))
     with open_store(rack) as store:

@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from racker.allocation import Allocation
-from racker.app import Options, Rack, read_config, read_rack_metadata, state_dir
-from racker.errors import ConfigError, InventoryError
+from racker.app import Rack
+from racker.bootstrap.machine import DISK_PHASES
 from racker.events import Event, Publish
-from racker.model import AddressKind, BootAction, NetworkPlan, Node
-from racker.netplan import make_plan
-from racker.profiles import RenderContext, RenderSettings
-from racker.store import DB_NAME, NodeState, Store
+from racker.model import AddressKind, BootAction, Node
+from racker.profiles import RenderContext
+from racker.render import render_context
+from racker.store import NodeState, Store
 
 log = logging.getLogger("racker.serve")
 T = TypeVar("T")
 
-# Provisioning states after which a node boots from its disk (racker.bootstrap.machine).
-INSTALLED_STATES = frozenset({"installed", "disk-set", "rebooted", "ready"})
+# Provisioning states after which a node boots from its disk.
+INSTALLED_STATES = DISK_PHASES
 
 
 class EventHub:
@@ -322,83 +322,6 @@ class BootStack:
         return current_version(self._assets_dir(), self.rack.config.install.channel)
 
 
-def render_context(
-    *,
-    node: Node | None,
-    management: bool,
-    state: NodeState | None,
-    installed: bool,
-    address: str | None,
-    server_url: str,
-    settings: RenderSettings,
-    role: str | None = None,
-    token: str = "",
-) -> RenderContext:
-    """What the profile templates see for one machine (the HTTP server adds real tokens)."""
-    key = node.primary_mac if node else ""
-    return RenderContext(
-        node=node,
-        role=role or ((state.data or {}).get("role") if state else None),
-        installed=installed,
-        address=address,
-        server_url=server_url,
-        ignition_url=f"{server_url}/ignition?mac={key}&token={token}" if token else "",
-        events_url=f"{server_url}/api/v1/events?mac={key}&token={token}" if token else "",
-        assets_url=f"{server_url}/assets",
-        settings=settings,
-        labels={"management": "true"} if management else {},
-    )
-
-
-def explain_render(
-    options: Options,
-    mac: str,
-    installed: bool | None = None,
-    role: str | None = None,
-    platform: str = "efi",
-) -> str:
-    """`racker render`: which group a MAC matches and why, its iPXE script and Ignition —
-    from the files and the store alone, no server and no PXE interface needed."""
-    from racker.assets import current_version
-    from racker.profiles import NodeFacts, explain, load_catalog, settings_from_config
-
-    config = read_config(options)
-    oem = read_rack_metadata(options, config, [])
-    node = oem.inventory.by_mac(mac)
-    csv_problems = [p for p in oem.problems if p.file.endswith("nodes.csv")]  # not credentials
-    if node is None and csv_problems:
-        raise InventoryError(csv_problems)
-    try:
-        plan: NetworkPlan | None = make_plan(config, None)  # offline: no interface needed
-    except ConfigError:
-        plan = None
-    state_directory = state_dir(options, config)
-    assets = config.http.assets_dir or state_directory / "assets"
-    settings = settings_from_config(config, plan, current_version(assets, config.install.channel))
-    address, stored = None, None
-    if node is not None and (state_directory / DB_NAME).exists():
-        with Store.open(state_directory) as store:
-            allocation = store.allocations().get(node.primary_mac)
-            address = str(allocation.address) if allocation else None
-            stored = store.node_states().get(node.primary_mac)
-    if installed is None:
-        installed = stored is not None and stored.state in INSTALLED_STATES
-    context = render_context(
-        node=node,
-        management=node is not None and node is oem.inventory.management,
-        state=stored,
-        installed=installed,
-        address=address,
-        server_url=f"http://{plan.server if plan else 'SERVER'}:{config.http.port}",
-        settings=settings,
-        role=role,
-        token="TOKEN",  # noqa: S106 - a placeholder: render never shows a real token
-    )
-    catalog = load_catalog(config.http.profiles_dir, settings)
-    facts = NodeFacts(mac=mac, platform=platform, buildarch="x86_64")
-    return explain(catalog, facts, context)
-
-
 def run_event_loop(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> T:
     """Run ``main`` to the end on asyncio's own loop, or on uvloop if asked and installed.
 
@@ -541,160 +464,3 @@ def _lease_holder(leases: Any) -> Callable[[str], str | None]:
 
 
 # --- end of reload on SIGHUP (issue 9) ---
-
-
-# --- bootstrap and status (issue 7) ---------------------------------------------------------
-# racker bootstrap runs the boot stack in-process, or follows a running racker serve through
-# the shared store: never two boot stacks on one interface.
-
-
-def bootstrap_targets(rack: Rack, store: Store, nodes: list[Node]) -> dict[str, Any]:
-    """{primary MAC: BmcTarget or the BmcError saying why racker cannot reach the BMC}."""
-    from racker.power.base import BmcCredentials
-    from racker.power.targets import bmc_targets, static_addresses
-
-    creds = rack.oem.credentials
-    credentials = BmcCredentials(creds.user, creds.password.reveal()) if creds else None
-    allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
-    static = static_addresses(rack.oem.inventory, rack.config.bmc.addresses)
-    return {n.primary_mac: t for n, t in bmc_targets(nodes, credentials, allocations, static)}
-
-
-def boot_stack_running(rack: Rack) -> bool:
-    """Something (a racker serve) already answers on this rack's boot HTTP address."""
-    import socket
-
-    try:
-        with socket.create_connection((str(rack.plan.server), rack.config.http.port), 0.5):
-            return True
-    except OSError:
-        return False
-
-
-async def run_bootstrap(
-    rack: Rack,
-    store: Store,
-    plan: Any,  # racker.bootstrap.plan.Plan
-    options: Any,  # racker.bootstrap.orchestrator.RunOptions
-    *,
-    progress_mode: str,
-    out: Any,
-    driver: Any = None,
-    driver_name: str | None = None,
-    ask: Any = None,
-) -> Any:
-    """One bootstrap run; returns its ``RunResult``. The caller holds the ``RunLock``."""
-    from racker.bootstrap.machine import Phase, boot_action
-    from racker.bootstrap.orchestrator import Bootstrap, NodeTarget
-    from racker.bootstrap.progress import Progress
-    from racker.bootstrap.sharing import follow_store
-    from racker.events import NodeStateEvent, discard
-    from racker.power.drivers import make_power_driver
-
-    bmcs = bootstrap_targets(rack, store, [p.node for p in plan.nodes])
-    targets = [NodeTarget(p, bmcs[p.node.primary_mac]) for p in plan.nodes]
-    stack = None if boot_stack_running(rack) else BootStack(rack, store)
-    own_driver = driver is None
-    if driver is None:
-        publish_bmc = stack.hub.publish if stack is not None else discard
-        driver = make_power_driver(rack.config.bmc, driver_name, publish_bmc, rack.state_dir)
-    progress = Progress({t.mac: t for t in targets}, progress_mode, out)  # type: ignore[arg-type]
-
-    def publish(event: Event) -> None:
-        progress(event)
-        if stack is not None and isinstance(event, NodeStateEvent) and event.mac:
-            stack.directory.overrides[event.mac] = boot_action(Phase(event.new))
-
-    boot = Bootstrap(
-        targets,
-        driver,
-        store,
-        options,
-        publish=publish,
-        log_dir=rack.state_dir / "bootstrap",
-        macs_by_address={str(a.address): mac for mac, a in store.allocations().items()},
-        ask=ask,
-        record_events=False,  # the hub (ours or serve's) writes every event to the store
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, boot.cancel)
-    stop = asyncio.Event()
-    follower = None
-    result = None
-    try:
-        if stack is not None:
-            stack.hub.subscribers.append(boot.feed)
-            await stack.start()
-        else:
-            log.info("a boot stack already runs on %s: following it", rack.plan.server)
-            follower = asyncio.create_task(follow_store(store, boot.feed, stop))
-        result = await boot.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        stop.set()
-        if follower is not None:
-            await follower
-        if stack is not None:
-            await stack.close()
-        if own_driver:
-            await driver.close()
-        progress.close()
-    progress.summary(result, {t.mac: t for t in targets})
-    return result
-
-
-def apply_lokomotive(
-    rack: Rack, plan: Any, cluster_name: str
-) -> tuple[Path, list[str], int | None]:
-    """Write the lokocfg; run ``lokoctl cluster apply`` when it is on PATH (exit code), else
-    return None as the code so the caller prints the command."""
-    import shutil
-    import subprocess
-
-    from racker.bootstrap.lokomotive import (
-        CONFIG_NAME,
-        ClusterSettings,
-        apply_command,
-        render_lokocfg,
-    )
-
-    directory = rack.state_dir / "lokomotive"
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings = ClusterSettings(
-        cluster_name=cluster_name,
-        http_endpoint=f"http://{rack.plan.server}:{rack.config.http.port}",
-        asset_dir=directory / "assets",
-        ssh_pubkeys=tuple(rack.config.ssh_authorized_keys),
-        os_channel=rack.config.install.channel,
-        os_version=rack.config.install.version,
-    )
-    path = directory / CONFIG_NAME
-    path.write_text(render_lokocfg(plan, settings), encoding="utf-8")
-    command = apply_command(directory)
-    if shutil.which("lokoctl") is None:
-        return path, command, None
-    return path, command, subprocess.run(command, cwd=directory, check=False).returncode
-
-
-async def rack_status(
-    rack: Rack, store: Store, full: bool, driver_name: str | None = None
-) -> list[Any]:
-    """``racker status`` rows (``racker.bootstrap.status.StatusRow``), BMCs asked at once."""
-    from racker.bootstrap.status import collect_status
-    from racker.power.drivers import make_power_driver
-
-    nodes = list(rack.oem.inventory.provisionable)
-    targets = bootstrap_targets(rack, store, nodes)
-    addresses = {mac: str(a.address) for mac, a in store.allocations().items()}
-    driver = make_power_driver(rack.config.bmc, driver_name, state_dir=rack.state_dir)
-    try:
-        return await collect_status(
-            nodes, targets, driver, store, addresses, full, rack.config.bmc.timeout
-        )
-    finally:
-        await driver.close()
-
-
-# --- end of bootstrap and status (issue 7) ---

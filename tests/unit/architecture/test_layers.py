@@ -74,7 +74,18 @@ LAYERS: list[tuple[int, list[str]]] = [
         ],
     ),
     (4, ["racker.bootstrap", "racker.bootstrap.*"]),
-    (5, ["racker.app", "racker.factory", "racker.serve", "racker.sim", "racker.sim.*"]),
+    (
+        5,
+        [
+            "racker.app",
+            "racker.factory",
+            "racker.serve",
+            "racker.render",
+            "racker.provision",
+            "racker.sim",
+            "racker.sim.*",
+        ],
+    ),
     (6, ["racker.cli"]),
 ]
 

@@ -1,0 +1,170 @@
+"""`racker bootstrap` and `racker status` wired to the rack (layer 5, beside the boot stack).
+
+racker bootstrap runs the boot stack in-process, or follows a running racker serve through the
+shared store: never two boot stacks on one interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from racker.app import Rack
+from racker.events import Event
+from racker.model import Node
+from racker.serve import BootStack
+from racker.store import Store
+
+log = logging.getLogger("racker.bootstrap")
+
+
+def bootstrap_targets(rack: Rack, store: Store, nodes: list[Node]) -> dict[str, Any]:
+    """{primary MAC: BmcTarget or the BmcError saying why racker cannot reach the BMC}."""
+    from racker.power.base import BmcCredentials
+    from racker.power.targets import bmc_targets, static_addresses
+
+    creds = rack.oem.credentials
+    credentials = BmcCredentials(creds.user, creds.password.reveal()) if creds else None
+    allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
+    static = static_addresses(rack.oem.inventory, rack.config.bmc.addresses)
+    return {n.primary_mac: t for n, t in bmc_targets(nodes, credentials, allocations, static)}
+
+
+def boot_stack_running(rack: Rack) -> bool:
+    """Something (a racker serve) already answers on this rack's boot HTTP address."""
+    import socket
+
+    try:
+        with socket.create_connection((str(rack.plan.server), rack.config.http.port), 0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def run_bootstrap(
+    rack: Rack,
+    store: Store,
+    plan: Any,  # racker.bootstrap.plan.Plan
+    options: Any,  # racker.bootstrap.orchestrator.RunOptions
+    *,
+    progress_mode: str,
+    out: Any,
+    driver: Any = None,
+    driver_name: str | None = None,
+    ask: Any = None,
+) -> Any:
+    """One bootstrap run; returns its ``RunResult``. The caller holds the ``RunLock``."""
+    from racker.bootstrap.machine import Phase, boot_action
+    from racker.bootstrap.orchestrator import Bootstrap, NodeTarget
+    from racker.bootstrap.progress import Progress
+    from racker.bootstrap.sharing import follow_store
+    from racker.events import NodeStateEvent, discard
+    from racker.power.drivers import make_power_driver
+
+    bmcs = bootstrap_targets(rack, store, [p.node for p in plan.nodes])
+    targets = [NodeTarget(p, bmcs[p.node.primary_mac]) for p in plan.nodes]
+    stack = None if boot_stack_running(rack) else BootStack(rack, store)
+    own_driver = driver is None
+    if driver is None:
+        publish_bmc = stack.hub.publish if stack is not None else discard
+        driver = make_power_driver(rack.config.bmc, driver_name, publish_bmc, rack.state_dir)
+    progress = Progress({t.mac: t for t in targets}, progress_mode, out)  # type: ignore[arg-type]
+
+    def publish(event: Event) -> None:
+        progress(event)
+        if stack is not None and isinstance(event, NodeStateEvent) and event.mac:
+            stack.directory.overrides[event.mac] = boot_action(Phase(event.new))
+
+    boot = Bootstrap(
+        targets,
+        driver,
+        store,
+        options,
+        publish=publish,
+        log_dir=rack.state_dir / "bootstrap",
+        macs_by_address={str(a.address): mac for mac, a in store.allocations().items()},
+        ask=ask,
+        record_events=False,  # the hub (ours or serve's) writes every event to the store
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, boot.cancel)
+    stop = asyncio.Event()
+    follower = None
+    result = None
+    try:
+        if stack is not None:
+            stack.hub.subscribers.append(boot.feed)
+            await stack.start()
+        else:
+            log.info("a boot stack already runs on %s: following it", rack.plan.server)
+            follower = asyncio.create_task(follow_store(store, boot.feed, stop))
+        result = await boot.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        stop.set()
+        if follower is not None:
+            await follower
+        if stack is not None:
+            await stack.close()
+        if own_driver:
+            await driver.close()
+        progress.close()
+    progress.summary(result, {t.mac: t for t in targets})
+    return result
+
+
+def apply_lokomotive(
+    rack: Rack, plan: Any, cluster_name: str
+) -> tuple[Path, list[str], int | None]:
+    """Write the lokocfg; run ``lokoctl cluster apply`` when it is on PATH (exit code), else
+    return None as the code so the caller prints the command."""
+    import shutil
+    import subprocess
+
+    from racker.bootstrap.lokomotive import (
+        CONFIG_NAME,
+        ClusterSettings,
+        apply_command,
+        render_lokocfg,
+    )
+
+    directory = rack.state_dir / "lokomotive"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings = ClusterSettings(
+        cluster_name=cluster_name,
+        http_endpoint=f"http://{rack.plan.server}:{rack.config.http.port}",
+        asset_dir=directory / "assets",
+        ssh_pubkeys=tuple(rack.config.ssh_authorized_keys),
+        os_channel=rack.config.install.channel,
+        os_version=rack.config.install.version,
+    )
+    path = directory / CONFIG_NAME
+    path.write_text(render_lokocfg(plan, settings), encoding="utf-8")
+    command = apply_command(directory)
+    if shutil.which("lokoctl") is None:
+        return path, command, None
+    return path, command, subprocess.run(command, cwd=directory, check=False).returncode
+
+
+async def rack_status(
+    rack: Rack, store: Store, full: bool, driver_name: str | None = None
+) -> list[Any]:
+    """``racker status`` rows (``racker.bootstrap.status.StatusRow``), BMCs asked at once."""
+    from racker.bootstrap.status import collect_status
+    from racker.power.drivers import make_power_driver
+
+    nodes = list(rack.oem.inventory.provisionable)
+    targets = bootstrap_targets(rack, store, nodes)
+    addresses = {mac: str(a.address) for mac, a in store.allocations().items()}
+    driver = make_power_driver(rack.config.bmc, driver_name, state_dir=rack.state_dir)
+    try:
+        return await collect_status(
+            nodes, targets, driver, store, addresses, full, rack.config.bmc.timeout
+        )
+    finally:
+        await driver.close()
