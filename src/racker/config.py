@@ -86,8 +86,9 @@ class HttpConfig:
     assets_dir: Path | None = None
     # Directory with profiles/ and groups/ (YAML); default: the built-in Flatcar profiles.
     profiles_dir: Path | None = None
-    # Only serve a node's Ignition to the address that node leased.
-    bind_to_lease: bool = False
+    # Serve a node's script, tokens, Ignition and metadata only to the address it leased:
+    # a machine must at least hold the node's lease to get its secrets.
+    bind_to_lease: bool = True
 
 
 @dataclass(frozen=True)

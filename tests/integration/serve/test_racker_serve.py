@@ -129,6 +129,17 @@ def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:
         ).stdout
         assert "flatcar.first_boot=yes" in node
         assert f"ignition.config.url=http://10.99.0.1:8080/ignition?mac={NODE_MAC}&token=" in node
+        # By default (http.bind_to_lease) a machine gets only its own node's script and tokens.
+        other = net.client.run(
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://10.99.0.1:8080/ipxe?mac=52-54-00-99-00-20",
+        ).stdout
+        assert other == "403"
     finally:
         assert serve.stop() == 0
     log = serve.log.read_text()
