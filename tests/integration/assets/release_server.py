@@ -40,6 +40,14 @@ class SigningKey:
              "-o", str(sig), str(path)],
             check=True, capture_output=True,
         )  # fmt: skip
+        stop_agent(self.home)
+
+
+def stop_agent(home: Path) -> None:
+    """gpg starts a gpg-agent per home directory; stop it so no test leaves a process behind."""
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False, capture_output=True
+    )
 
 
 def make_key(directory: Path, name: str = "release") -> SigningKey:
@@ -55,6 +63,7 @@ def make_key(directory: Path, name: str = "release") -> SigningKey:
         check=True, capture_output=True,
     )  # fmt: skip
     public.write_bytes(out.stdout)
+    stop_agent(home)
     return SigningKey(home, public)
 
 
