@@ -5,32 +5,26 @@ that finds invalid files keeps the running configuration."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from racker.oem import Secret, write_credentials
-from tests.support.netns import Link, link
+from tests.support.netns import Link
+from tests.support.serving import NODE_MAC, RACKER, prepare_rack, segment
 
-EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
-RACKER = str(Path(sys.executable).with_name("racker"))
-NODE_MAC = "52:54:00:99:00:10"
 NEW_MAC = "52:54:00:99:00:60"
-UDHCPC_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] && echo "ip=$ip"\nexit 0\n'
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
 def net() -> Iterator[Link]:
-    with link(server_mac="52:54:00:99:02:01", client_mac=NODE_MAC) as made:
+    with segment() as made:
         yield made
 
 
@@ -40,7 +34,7 @@ def udhcpc(net: Link, script: Path, *extra: str) -> str | None:
         "-s", str(script), *extra, check=False,
     )  # fmt: skip
     lines = [line for line in result.stdout.splitlines() if line.startswith("ip=")]
-    return lines[-1].removeprefix("ip=") if lines else None
+    return lines[-1].split()[0].removeprefix("ip=") if lines else None
 
 
 def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], count: int = 1) -> None:
@@ -52,12 +46,8 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], count: int = 1
 
 
 def test_ready_notification_and_reload_on_sighup(net: Link, tmp_path: Path) -> None:
-    oem = tmp_path / "oem"
-    shutil.copytree(EXAMPLE, oem)
-    write_credentials(oem, "admin", Secret("pw"))
+    oem = prepare_rack(tmp_path) / "oem"
     script = tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT)
-    script.chmod(0o755)
     log = tmp_path / "serve.log"
     notify_path = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify, log.open("ab") as out:

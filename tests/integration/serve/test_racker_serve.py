@@ -8,99 +8,36 @@ whose primary MAC is in nodes.csv.
 from __future__ import annotations
 
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from racker.oem import Secret, write_credentials
-from tests.support.netns import Link, link
-
-EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
-RACKER = str(Path(sys.executable).with_name("racker"))
-NODE_MAC = "52:54:00:99:00:10"  # line 4 of the example nodes.csv: the first node's address
-PXE_BIOS = ["-x", "0x3c:" + b"PXEClient:Arch:00000:UNDI:002001".hex(), "-x", "93:0000"]
+from tests.support.netns import Link
+from tests.support.serving import (
+    NODE_MAC,
+    PXE_BIOS,
+    RACKER,
+    Serve,
+    prepare_rack,
+    segment,
+    udhcpc,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-
-UDHCPC_SCRIPT = """#!/bin/sh
-[ "$1" = bound ] && echo "ip=$ip siaddr=$siaddr boot_file=$boot_file serverid=$serverid"
-exit 0
-"""
 
 
 @pytest.fixture
 def rack(tmp_path: Path) -> Path:
-    oem = tmp_path / "oem"
-    shutil.copytree(EXAMPLE, oem)
-    write_credentials(oem, "admin", Secret("pw"))
-    script = tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT)
-    script.chmod(0o755)
-    return tmp_path
+    return prepare_rack(tmp_path)
 
 
 @pytest.fixture
 def net() -> Iterator[Link]:
-    with link(server_mac="52:54:00:99:02:01", client_mac=NODE_MAC) as made:
+    with segment() as made:
         yield made
-
-
-class Serve:
-    def __init__(self, net: Link, rack: Path) -> None:
-        self.log = rack / "serve.log"
-        with self.log.open("ab") as log:
-            self.proc = net.server.popen(
-                [
-                    RACKER,
-                    "-v",
-                    "serve",
-                    "--oem-dir",
-                    str(rack / "oem"),
-                    "--state-dir",
-                    str(rack / "state"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 30
-        while "racker serve: ready" not in self.log.read_text():
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "racker serve did not get ready"
-            time.sleep(0.1)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
-
-def udhcpc(net: Link, rack: Path, *extra: str) -> dict[str, str]:
-    result = net.client.run(
-        "busybox",
-        "udhcpc",
-        "-i",
-        net.cli_if,
-        "-n",
-        "-q",
-        "-f",
-        "-t",
-        "4",
-        "-T",
-        "2",
-        "-s",
-        str(rack / "udhcpc.sh"),
-        *extra,
-        check=False,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("ip=")]
-    assert lines, result.stdout + result.stderr
-    return dict(part.split("=", 1) for part in lines[-1].split())
 
 
 def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:

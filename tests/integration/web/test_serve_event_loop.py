@@ -5,57 +5,43 @@ way, HTTP is aiohttp on the loop's transports, and the RA responder starts with 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from racker.oem import Secret, write_credentials
-from tests.integration.serve.test_racker_serve import (
-    EXAMPLE,
-    NODE_MAC,
-    PXE_BIOS,
-    UDHCPC_SCRIPT,
-    Serve,
-    udhcpc,
-)
-from tests.support.netns import Link, link
+from tests.support.netns import Link
+from tests.support.serving import NODE_MAC, PXE_BIOS, Serve, prepare_rack, segment, udhcpc
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
 def rack_dir(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLE, tmp_path / "oem")
-    write_credentials(tmp_path / "oem", "admin", Secret("pw"))
-    script = tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT)
-    script.chmod(0o755)
-    return tmp_path
+    return prepare_rack(tmp_path)
 
 
 @pytest.fixture
-def segment() -> Iterator[Link]:
-    with link(server_mac="52:54:00:99:02:01", client_mac=NODE_MAC) as made:
+def lan() -> Iterator[Link]:
+    with segment() as made:
         yield made
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_a_node_boots_on_either_event_loop(
-    loop: str, segment: Link, rack_dir: Path, monkeypatch: pytest.MonkeyPatch
+    loop: str, lan: Link, rack_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RACKER_EVENT_LOOP", loop)  # inherited by the racker process
-    serve = Serve(segment, rack_dir)
+    serve = Serve(lan, rack_dir)
     try:
-        lease = udhcpc(segment, rack_dir, *PXE_BIOS)
+        lease = udhcpc(lan, rack_dir, *PXE_BIOS)
         assert (lease["ip"], lease["boot_file"]) == ("10.99.0.65", "undionly.kpxe")
-        segment.client.run("ip", "addr", "add", "10.99.0.65/24", "dev", segment.cli_if)
+        lan.client.run("ip", "addr", "add", "10.99.0.65/24", "dev", lan.cli_if)
         loader = rack_dir / "undionly.kpxe"
-        segment.client.run("curl", "-sS", "-o", str(loader), "tftp://10.99.0.1/undionly.kpxe")
+        lan.client.run("curl", "-sS", "-o", str(loader), "tftp://10.99.0.1/undionly.kpxe")
         assert loader.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
         url = f"http://10.99.0.1:8080/ipxe?mac={NODE_MAC}"
-        scripts = [segment.client.run("curl", "-sS", "-f", url).stdout for _ in range(2)]
+        scripts = [lan.client.run("curl", "-sS", "-f", url).stdout for _ in range(2)]
         assert "flatcar.first_boot=yes" in scripts[0]
         assert scripts[1] == scripts[0]  # the second answer comes from the render cache
     finally:
