@@ -624,53 +624,15 @@ def _bmc_targets(
     ctx: click.Context, refs: tuple[str, ...], all_nodes: bool, include_management: bool = False
 ) -> tuple[Any, Path, list[Any]]:
     """Config, state directory and (node, target-or-reason) pairs for NODE arguments/--all."""
-    from racker import app
-    from racker.errors import InventoryError, StateError
-    from racker.power.base import BmcCredentials
-    from racker.power.targets import resolve_targets
-    from racker.store import Store
+    from racker.provision import bmc_entries
 
-    options = options_of(ctx)
-    config = app.read_config(options)
-    oem = app.read_rack_metadata(options, config)
-    if oem.problems:
-        raise InventoryError(list(oem.problems))
-    credentials = None
-    if oem.credentials is not None:
-        credentials = BmcCredentials(oem.credentials.user, oem.credentials.password.reveal())
-    state = app.state_dir(options, config)
-    allocations: dict[str, Any] = {}
-    try:
-        # Allocate as 'racker serve' would (stable addresses); without a PXE interface here,
-        # use what serve stored.
-        try:
-            rack = app.load_rack(options)
-        except RackerError:
-            rack = None
-        with Store.open(state) as store:
-            if rack is not None:
-                allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
-            else:
-                allocations = store.allocations()
-    except StateError as err:
-        log.info("no BMC allocations (%s); only bmc.addresses can be used", err.message)
-    entries = resolve_targets(
-        oem.inventory,
-        refs,
-        all_nodes=all_nodes,
-        credentials=credentials,
-        allocations=allocations,
-        overrides=config.bmc.addresses,
-        include_management=include_management,
-        source=str(app.config_path(options) or "racker.yaml"),
-    )
-    return config, state, entries
+    return bmc_entries(options_of(ctx), refs, all_nodes, include_management)
 
 
 def _power_driver(config: Any, state: Path, name: str | None) -> Any:
-    from racker.power.drivers import make_power_driver
+    from racker.provision import power_driver
 
-    return make_power_driver(config.bmc, name, state_dir=state)
+    return power_driver(config, state, name)
 
 
 def _run_bmc(driver: Any, work: Any) -> Any:

@@ -12,22 +12,82 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from racker.app import Rack
-from racker.events import Event
+from racker import app
+from racker.app import Options, Rack
+from racker.config import Config
+from racker.errors import RackerError
+from racker.events import Event, Publish, discard
 from racker.model import Node
+from racker.oem import Credentials
 from racker.serve import BootStack
 from racker.store import Store
 
 log = logging.getLogger("racker.bootstrap")
 
 
+def bmc_credentials(creds: Credentials | None) -> Any:
+    """The OEM credentials as the power drivers take them (``racker.power.base``)."""
+    from racker.power.base import BmcCredentials
+
+    return BmcCredentials(creds.user, creds.password.reveal()) if creds else None
+
+
+def power_driver(
+    config: Config, state: Path, name: str | None = None, publish: Publish = discard
+) -> Any:
+    """The configured power driver (``bmc.driver``, or ``name`` from --driver)."""
+    from racker.power.drivers import make_power_driver
+
+    return make_power_driver(config.bmc, name, publish, state)
+
+
+def bmc_entries(
+    options: Options, refs: tuple[str, ...], all_nodes: bool, include_management: bool = False
+) -> tuple[Config, Path, list[Any]]:
+    """Config, state directory and (node, BmcTarget or the reason there is none) for the
+    NODE arguments or --all of the power commands."""
+    from racker.errors import InventoryError, StateError
+    from racker.power.targets import resolve_targets
+
+    config = app.read_config(options)
+    oem = app.read_rack_metadata(options, config)
+    if oem.problems:
+        raise InventoryError(list(oem.problems))
+    credentials = bmc_credentials(oem.credentials)
+    state = app.state_dir(options, config)
+    allocations: dict[str, Any] = {}
+    try:
+        # Allocate as 'racker serve' would (stable addresses); without a PXE interface here,
+        # use what serve stored.
+        try:
+            rack = app.load_rack(options)
+        except RackerError:
+            rack = None
+        with Store.open(state) as store:
+            if rack is not None:
+                allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
+            else:
+                allocations = store.allocations()
+    except StateError as err:
+        log.info("no BMC allocations (%s); only bmc.addresses can be used", err.message)
+    entries = resolve_targets(
+        oem.inventory,
+        refs,
+        all_nodes=all_nodes,
+        credentials=credentials,
+        allocations=allocations,
+        overrides=config.bmc.addresses,
+        include_management=include_management,
+        source=str(app.config_path(options) or "racker.yaml"),
+    )
+    return config, state, entries
+
+
 def bootstrap_targets(rack: Rack, store: Store, nodes: list[Node]) -> dict[str, Any]:
     """{primary MAC: BmcTarget or the BmcError saying why racker cannot reach the BMC}."""
-    from racker.power.base import BmcCredentials
     from racker.power.targets import bmc_targets, static_addresses
 
-    creds = rack.oem.credentials
-    credentials = BmcCredentials(creds.user, creds.password.reveal()) if creds else None
+    credentials = bmc_credentials(rack.oem.credentials)
     allocations = store.sync_allocations(rack.oem.inventory, rack.plan)
     static = static_addresses(rack.oem.inventory, rack.config.bmc.addresses)
     return {n.primary_mac: t for n, t in bmc_targets(nodes, credentials, allocations, static)}
@@ -61,8 +121,7 @@ async def run_bootstrap(
     from racker.bootstrap.orchestrator import Bootstrap, NodeTarget
     from racker.bootstrap.progress import Progress
     from racker.bootstrap.sharing import follow_store
-    from racker.events import NodeStateEvent, discard
-    from racker.power.drivers import make_power_driver
+    from racker.events import NodeStateEvent
 
     bmcs = bootstrap_targets(rack, store, [p.node for p in plan.nodes])
     targets = [NodeTarget(p, bmcs[p.node.primary_mac]) for p in plan.nodes]
@@ -70,7 +129,7 @@ async def run_bootstrap(
     own_driver = driver is None
     if driver is None:
         publish_bmc = stack.hub.publish if stack is not None else discard
-        driver = make_power_driver(rack.config.bmc, driver_name, publish_bmc, rack.state_dir)
+        driver = power_driver(rack.config, rack.state_dir, driver_name, publish_bmc)
     progress = Progress({t.mac: t for t in targets}, progress_mode, out)  # type: ignore[arg-type]
 
     def publish(event: Event) -> None:
@@ -156,12 +215,11 @@ async def rack_status(
 ) -> list[Any]:
     """``racker status`` rows (``racker.bootstrap.status.StatusRow``), BMCs asked at once."""
     from racker.bootstrap.status import collect_status
-    from racker.power.drivers import make_power_driver
 
     nodes = list(rack.oem.inventory.provisionable)
     targets = bootstrap_targets(rack, store, nodes)
     addresses = {mac: str(a.address) for mac, a in store.allocations().items()}
-    driver = make_power_driver(rack.config.bmc, driver_name, state_dir=rack.state_dir)
+    driver = power_driver(rack.config, rack.state_dir, driver_name)
     try:
         return await collect_status(
             nodes, targets, driver, store, addresses, full, rack.config.bmc.timeout
