@@ -38,11 +38,17 @@ INSTALLED_STATES = DISK_PHASES
 class EventHub:
     """Fan-out for events: log, persist (write-behind, batched), and subscribers."""
 
+    # The event log keeps this many of the newest events (~100 MB of SQLite at most); pruned
+    # once every PRUNE_EVERY flushes, so it costs nothing per packet.
+    KEEP_EVENTS = 200_000
+    PRUNE_EVERY = 300
+
     def __init__(self, store: Store | None, flush_interval: float = 0.2) -> None:
         self.store = store
         self.subscribers: list[Publish] = []
         self._pending: list[Event] = []
         self._flush_interval = flush_interval
+        self._flushes = 0
         self._task: asyncio.Task[None] | None = None
 
     def publish(self, event: Event) -> None:
@@ -69,6 +75,9 @@ class EventHub:
         batch, self._pending = self._pending, []
         try:
             self.store.append_events(batch)
+            self._flushes += 1
+            if self._flushes % self.PRUNE_EVERY == 0:
+                self.store.prune_events(self.KEEP_EVENTS)
         except Exception as exc:
             log.warning("could not write %d events to the store: %s", len(batch), exc)
 

@@ -285,6 +285,15 @@ class Store:
         )
         return [(r["id"], json.loads(r["data"])) for r in rows]
 
+    def prune_events(self, keep: int) -> int:
+        """Keep only the newest ``keep`` events (a long-running serve logs every DHCP, TFTP
+        and HTTP exchange); returns how many were deleted."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (keep,)
+            )
+        return cursor.rowcount
+
     def last_event_id(self) -> int:
         row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
         return int(row[0] or 0)

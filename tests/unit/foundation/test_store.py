@@ -122,3 +122,11 @@ def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
             db.execute("INSERT INTO leases VALUES ('10.0.0.1', 'm', 'bound', 1, NULL, NULL, 1)")
             raise RuntimeError("boom")
         assert store.leases() == []
+
+
+def test_prune_keeps_the_newest_events(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        store.append_events([DhcpEvent("ack", "m", float(i), xid=i) for i in range(10)])
+        assert store.prune_events(keep=4) == 6
+        assert [e["xid"] for e in store.events()] == [6, 7, 8, 9]
+        assert store.prune_events(keep=4) == 0
