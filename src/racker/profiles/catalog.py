@@ -105,9 +105,10 @@ class Catalog:
         if profile.boot is None:
             raise NoMatch(f"profile {profile.id!r} has no boot section and no ipxe template")
         what = f"boot section of profile {profile.id}"
-        kernel = t.render(profile.boot.kernel, variables, what).strip()
-        initrds = [t.render(i, variables, what).strip() for i in profile.boot.initrds]
-        args = [t.render(a, variables, what).strip() for a in profile.boot.args]
+        boot = profile.boot
+        pieces = t.render_all((boot.kernel, *boot.initrds, *boot.args), variables, what)
+        kernel, *rest = (piece.strip() for piece in pieces)
+        initrds, args = rest[: len(boot.initrds)], rest[len(boot.initrds) :]
         names = [posixpath.basename(urllib.parse.urlsplit(u).path) for u in initrds]
         boot_vars = {
             **variables,
