@@ -13,7 +13,6 @@ safe in a URL query and on a kernel command line without escaping (no ``$``, ``&
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 PURPOSES = frozenset({"ignition", "events"})
@@ -23,7 +22,8 @@ _VERSION = b"racker-token-v1"
 
 def _mac_of(key: bytes, mac: str, purpose: str, expires: int) -> str:
     message = b"\0".join((_VERSION, mac.encode(), purpose.encode(), str(expires).encode()))
-    digest = hmac.new(key, message, hashlib.sha256).digest()[:_DIGEST_BYTES]
+    # hmac.digest: OpenSSL's one-shot HMAC, a few times cheaper than an hmac.new() object.
+    digest = hmac.digest(key, message, "sha256")[:_DIGEST_BYTES]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
