@@ -28,6 +28,7 @@ large file share the page cache instead of holding copies of the file.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,7 @@ MAX_BLKSIZE = 65464  # RFC 2348: 65535 - 20 (IP) - 8 (UDP) - 4 (TFTP) - 39 (hist
 DEFAULT_BLKSIZE = 512  # RFC 1350
 HEADERS = 20 + 8 + 4  # IPv4 + UDP + TFTP header: a block of MTU - 32 fills one unfragmented frame
 MODES = ("octet", "netascii")
+_data_header = struct.Struct(">HH").pack  # opcode 3, block number
 # Bytes read per call when blocks are needed. Small enough that 100 transfers hold 6 MiB, large
 # enough that a lock-step transfer at 512 makes one read per 128 blocks, not one per block.
 READ_AHEAD = 64 * 1024  # "mail" (RFC 1350) is obsolete and refused
@@ -263,8 +265,9 @@ class Transfer:
             self._buffer_at = base = start
         at = start - base
         out = []
+        view = memoryview(self._buffer)  # header + a view of the block: one copy per DATA
         for n in range(first, end + 1):
-            out.append(b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + self._buffer[at : at + size])
+            out.append(_data_header(3, n & 0xFFFF) + view[at : at + size])
             at += size
         if self._sent >= first:
             self.resends += min(self._sent, end) - first + 1
