@@ -41,6 +41,9 @@ SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.64"
 RACKER_PORT, NGINX_PORT, UVLOOP_PORT = 8080, 8081, 8082
 MAC = "52:54:00:aa:00:01"
 PY = sys.executable
+# What nginx answers for /ipxe in the reference bursts: as long as racker's rendered script for
+# these nodes (467 bytes), in nginx's escaped form (\n is a newline in a return text).
+FIXED_SCRIPT = "#!ipxe\\n" + "#" * 454 + "\\nboot\\n"
 
 
 # -- the racker server process --------------------------------------------------------------
@@ -81,6 +84,49 @@ async def serve(host: str, port: int, assets: Path) -> None:
     await asyncio.Event().wait()
 
 
+def render_cost(count: int = 1000) -> tuple[float, float]:
+    """µs per /ipxe handler call in-process: (first render of a new node, cached answer).
+
+    The bench server's context and catalog, requests built by aiohttp's test helper; no
+    sockets, so this is racker's own cost per request without aiohttp's protocol work.
+    """
+    from aiohttp.test_utils import make_mocked_request
+
+    from racker.model import Node
+    from racker.profiles import NodeFacts, RenderContext, RenderSettings, load_catalog
+    from racker.web.handlers import BootService
+
+    settings = RenderSettings(ssh_authorized_keys=("ssh-ed25519 AAAAbench bench",))
+    catalog = load_catalog(None, settings)
+
+    def context_for(facts: NodeFacts) -> RenderContext:
+        mac = facts.mac or ""
+        node = Node(2, 1, mac, "02" + mac[2:], None, "worker")
+        return RenderContext(node, "worker", False, CLIENT_IP, "", "", "", "", settings)
+
+    svc = BootService(catalog=catalog, context_for=context_for, key=os.urandom(32), assets_dir=REPO)
+    host = f"{SERVER_IP}:{RACKER_PORT}"
+    requests = [
+        make_mocked_request("GET", _ipxe_request(host, "/ipxe", mac).split()[1].decode(),
+                            headers={"Host": host})
+        for mac in _macs(1, count + 10)
+    ]  # fmt: skip
+
+    async def answer(batch: list[Any]) -> float:
+        started = time.perf_counter()
+        for request in batch:
+            response = await svc.ipxe(request)
+            assert response.status == 200
+        return (time.perf_counter() - started) / len(batch) * 1e6
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(answer(requests[:10]))  # jinja2 compiles on first use
+    first = loop.run_until_complete(answer(requests[10:]))
+    cached = loop.run_until_complete(answer(requests[10:]))
+    loop.close()
+    return first, cached
+
+
 # -- the load generator process -------------------------------------------------------------
 
 
@@ -92,13 +138,14 @@ def _macs(round_: int, burst: int) -> list[str]:
     ]
 
 
-def _ipxe_request(host: str, mac: str) -> bytes:
+def _ipxe_request(host: str, path: str, mac: str) -> bytes:
     # What /boot.ipxe makes iPXE ask (racker.web.boot_script), over its kept-alive connection.
     query = (
         f"mac={mac.replace(':', '-')}&uuid=4c4c4544-0042-{mac[-5:].replace(':', '')}-8010-b4c04f"
         f"&serial=SN{mac[-5:].replace(':', '')}&hostname=&platform=efi&buildarch=x86_64"
     )
-    return f"GET /ipxe?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode()
+    request = f"GET {path}?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n"
+    return request.encode()
 
 
 def _response_done(buf: bytearray) -> int | None:
@@ -153,7 +200,8 @@ def load(url: str, burst: int, rounds: int, fresh: bool = True) -> None:
     perf = time.perf_counter
     for round_ in range(rounds):
         requests = [
-            _ipxe_request(parts.netloc, mac) for mac in _macs(round_ if fresh else 0, burst)
+            _ipxe_request(parts.netloc, parts.path, mac)
+            for mac in _macs(round_ if fresh else 0, burst)
         ]
         bufs = [bytearray() for _ in socks]
         sent = [0.0] * burst
@@ -203,7 +251,10 @@ http {{
     scgi_temp_path {tmp}/scgi;
     server {{
         listen {ip}:{port};
+        keepalive_requests 100000;
         location /assets/ {{ alias {assets}/; }}
+        # The floor for the /ipxe bursts: a fixed answer as long as a rendered script.
+        location = /ipxe {{ return 200 "{script}"; }}
     }}
 }}
 """
@@ -264,7 +315,9 @@ def run(args: argparse.Namespace) -> None:
             for _ in range(1 if args.skip_assets else args.size_mib):
                 f.write(chunk)
         (tmp / "nginx.conf").write_text(
-            NGINX_CONF.format(tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets)
+            NGINX_CONF.format(
+                tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets, script=FIXED_SCRIPT
+            )
         )
         racker = lk.server.popen(
             [PY, "-P", __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets), "default"],
@@ -311,12 +364,19 @@ def run(args: argparse.Namespace) -> None:
                 ("ab -k -c 1 -n 1000 (one at a time)", ab(cli, ipxe, 1000, 1, True)),
             ]
             bursts = {}
-            for macs in ("fresh", "same"):
+            healthz = f"http://{SERVER_IP}:{RACKER_PORT}/healthz"
+            fixed = f"http://{SERVER_IP}:{NGINX_PORT}/ipxe"
+            for name, url, macs in (
+                ("fresh", ipxe, "fresh"),
+                ("same", ipxe, "same"),
+                ("healthz", healthz, "fresh"),
+                ("nginx", fixed, "fresh"),
+            ):
                 loaded = lk.client.run(
-                    *(PY, "-P", __file__, "--load", ipxe, str(args.burst), str(args.rounds), macs),
+                    *(PY, "-P", __file__, "--load", url, str(args.burst), str(args.rounds), macs),
                     timeout=600,
                 )
-                bursts[macs] = json.loads(loaded.stdout)
+                bursts[name] = json.loads(loaded.stdout)
         finally:
             for proc in (racker, on_uvloop, nginx):
                 proc.terminate()
@@ -358,6 +418,8 @@ def report(
     for macs, what in (
         ("fresh", "first renders: new MACs each burst"),
         ("same", "the same nodes again: render cache"),
+        ("healthz", "racker's /healthz instead: no rendering, the aiohttp floor"),
+        ("nginx", "nginx answering a fixed 467-byte script: the machine's floor"),
     ):
         rounds = [[x * 1e3 for x in r] for r in bursts[macs]["latencies"]]
         lat = [x for r in rounds for x in r]
@@ -383,6 +445,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--skip-assets", action="store_true", help="only the /ipxe latency part")
+    parser.add_argument(
+        "--render-cost", action="store_true", help="only the in-process µs per /ipxe answer"
+    )
     parser.add_argument("--serve", nargs=4, metavar=("HOST", "PORT", "ASSETS", "LOOP"))
     parser.add_argument("--load", nargs=4, metavar=("URL", "BURST", "ROUNDS", "MACS"))
     args = parser.parse_args()
@@ -393,6 +458,11 @@ def main() -> None:
         run_event_loop(
             serve(host, int(port), Path(assets)), loop=None if loop == "default" else loop
         )
+    elif args.render_cost:
+        runs = [render_cost() for _ in range(5)]
+        first, cached = min(r[0] for r in runs), min(r[1] for r in runs)
+        print(f"/ipxe handler in-process, best of 5 x 1000: first render {first:.1f} µs, "
+              f"cached {cached:.1f} µs")  # fmt: skip
     elif args.load:
         load(args.load[0], int(args.load[1]), int(args.load[2]), args.load[3] == "fresh")
     else:
