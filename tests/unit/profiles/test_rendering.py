@@ -3,7 +3,6 @@ variables) must give what rendering each piece alone gives, errors included."""
 
 from __future__ import annotations
 
-import jinja2
 import pytest
 
 from racker.profiles.rendering import TemplateError, Templates
@@ -53,4 +52,4 @@ def test_templates_get_plain_dict_globals() -> None:
     t = Templates(None)
     template = t.inline("{{ range(2) | list }}", "p.yaml", 1)
     assert type(template.globals) is dict
-    assert template.globals == dict(jinja2.Environment().make_globals(None))
+    assert template.globals == dict(t.env.make_globals(None))
