@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
 from racker.dhcp.codec import ZERO4, Message, decode, encode, ntoa
 from racker.dhcp.events import dhcp_event
-from racker.dhcp.leases import LeaseTable, PersistedLease
+from racker.dhcp.leases import DECLINED, LeaseTable, PersistedLease
 from racker.dhcp.options import (
     BOOTREPLY,
     BOOTREQUEST,
@@ -130,6 +130,7 @@ class Outcome:
     reply: bytes | None
     destination: Destination | None
     events: list[Event]
+    warning: str = ""  # for the operator's log (a DECLINE: another host has the address)
 
 
 @dataclass(slots=True)
@@ -215,6 +216,9 @@ class DhcpCore:
             ),
         )
         if reply is None:
+            if mtype == _DECLINE:  # RFC 2131 §4.3.3: the client saw another host answer for it
+                what = ntoa(asked) if len(asked) == 4 else f"option 50 {asked.hex()}"
+                return Outcome(None, None, events, f"{mac} declined {what}: {reason}")
             return Outcome(None, None, events)
         options = reply.options
         boot_file = options.get(_BOOTFILE)
@@ -287,6 +291,11 @@ class DhcpCore:
             return "DECLINE for an address this client was not given"
         quarantine = self.settings.decline_quarantine
         self.leases.decline(mac, address, now + quarantine)
+        if self._reserved.get(mac) == address:
+            return (
+                f"its reserved address {ipaddress.IPv4Address(address)} is in use by another"
+                f" host: not offered for {quarantine:.0f} s; find the host answering for it"
+            )
         return f"address in use by another host: quarantined for {quarantine:.0f} s"
 
     def _release(self, msg: Message, mac: str, now: float) -> str:
@@ -317,6 +326,18 @@ class DhcpCore:
         reserved = self._reserved.get(mac)
         if reserved is not None:
             if segment.contains(reserved):
+                held = self.leases.at(reserved)
+                if held is not None and held.state == DECLINED and held.expires > ex.now:
+                    # RFC 2131 §4.3.3: a declined address is not offered again while another
+                    # host answers for it; dnsmasq disables a declined static address likewise.
+                    return (
+                        None,
+                        0,
+                        (
+                            f"reserved address {ipaddress.IPv4Address(reserved)} was declined (in use"
+                            f" by another host): not offered for {held.expires - ex.now:.0f} s more"
+                        ),
+                    )
                 return reserved, self.settings.lease_time, ""
         elif mac not in self._seen_unknown:
             if len(self._seen_unknown) >= _UNKNOWN_SEEN_LIMIT:

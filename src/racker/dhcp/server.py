@@ -156,6 +156,8 @@ class DhcpServer:
                 self.dropped += 1
                 log.exception("DHCP: internal error on a packet from %s", src_mac.hex(":"))
                 continue
+            if outcome.warning:  # rare (a DECLINE): an operator must hear of it
+                log.warning("DHCP: %s", outcome.warning)
             for event in outcome.events:
                 try:
                     publish(event)

@@ -359,3 +359,30 @@ def test_fast_dhcp_events_equal_constructed_ones() -> None:
     assert fast.to_dict() == built.to_dict()
     assert set(vars(fast)) == {f.name for f in dataclasses.fields(DhcpEvent)}
     assert hash(fast) == hash(built)
+
+
+def test_a_declined_reserved_address_is_not_offered_during_the_quarantine() -> None:
+    # RFC 2131 §4.3.3: the node found its reserved address answered by another host. Offering
+    # it again would only repeat the DECLINE; the operator is told which node and address.
+    core = make_core()
+    offer, _ = dora(core, NODE_MAC)
+    assert ip(offer.yiaddr) == NODE_IP
+    decline = [("server_id", SERVER), ("requested_addr", NODE_IP)]
+    out = feed(core, request("decline", NODE_MAC, decline), now=1001)
+    assert out.reply is None
+    assert NODE_MAC in out.warning and NODE_IP in out.warning
+    assert "in use by another host" in out.warning
+    during = feed(core, request("discover", NODE_MAC), now=1500)
+    assert during.reply is None
+    assert "was declined" in during.events[0].reason  # type: ignore[attr-defined]
+    assert ip(reply_of(feed(core, request("discover", NODE_MAC), now=1602)).yiaddr) == NODE_IP
+    # Other nodes are not affected, and ordinary messages carry no warning.
+    other = feed(core, request("discover", BMC_MAC), now=1500)
+    assert ip(reply_of(other).yiaddr) == BMC_IP
+    assert other.warning == ""
+
+
+def test_a_decline_without_a_requested_address_still_warns_readably() -> None:
+    out = feed(make_core(), request("decline", NODE_MAC, [("server_id", SERVER)]))
+    assert out.reply is None
+    assert out.warning == f"{NODE_MAC} declined 0.0.0.0: DECLINE without a requested address (50)"
