@@ -330,14 +330,11 @@ class DhcpCore:
                 if held is not None and held.state == DECLINED and held.expires > ex.now:
                     # RFC 2131 §4.3.3: a declined address is not offered again while another
                     # host answers for it; dnsmasq disables a declined static address likewise.
-                    return (
-                        None,
-                        0,
-                        (
-                            f"reserved address {ipaddress.IPv4Address(reserved)} was declined (in use"
-                            f" by another host): not offered for {held.expires - ex.now:.0f} s more"
-                        ),
+                    why = (
+                        f"reserved address {ipaddress.IPv4Address(reserved)} was declined (in"
+                        f" use by another host): not offered for {held.expires - ex.now:.0f} s more"
                     )
+                    return None, 0, why
                 return reserved, self.settings.lease_time, ""
         elif mac not in self._seen_unknown:
             if len(self._seen_unknown) >= _UNKNOWN_SEEN_LIMIT:
