@@ -20,7 +20,7 @@ import yaml
 
 from racker.errors import Problem
 from racker.profiles.context import NodeFacts, RenderContext, template_vars
-from racker.profiles.groups import Group, Match, NoMatch, explain_selection
+from racker.profiles.groups import Group, Match, NoMatch, explain_selection, rank, select_group
 from racker.profiles.ignition import check_ignition
 from racker.profiles.rendering import TemplateError, Templates, functions
 
@@ -57,7 +57,7 @@ class Profile:
 @dataclass(frozen=True)
 class Rendered:
     text: str
-    match: Match
+    match: Match  # its ``why`` is empty: renders skip the reasons, ``Catalog.select`` gives them
 
 
 class Catalog:
@@ -67,15 +67,22 @@ class Catalog:
         self, groups: tuple[Group, ...], profiles: Mapping[str, Profile], templates: Templates
     ) -> None:
         self.groups = groups
+        self._ranked = rank(groups)
         self.profiles = MappingProxyType(dict(profiles))
         self._templates = templates
         self._boot = templates.inline(BOOT_SCRIPT, "<racker boot script>", 1)
 
     def select(self, facts: NodeFacts, ctx: RenderContext) -> Match:
+        """The matching group and profile, with the reasons (``racker render`` shows them)."""
         group, why = explain_selection(self.groups, facts, ctx)
         profile = self.profiles[group.profile]
         why.append(f"profile {profile.id!r} ({profile.source})")
         return Match(group=group, profile=profile, why=why)
+
+    def _pick(self, facts: NodeFacts, ctx: RenderContext) -> Match:
+        """``select`` without the reasons: what every render (each /ipxe request) uses."""
+        group = select_group(self._ranked, facts, ctx)
+        return Match(group=group, profile=self.profiles[group.profile], why=[])
 
     def variables(self, match: Match, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
         variables = template_vars(facts, ctx)
@@ -93,7 +100,7 @@ class Catalog:
         return variables
 
     def render_ipxe(self, facts: NodeFacts, ctx: RenderContext) -> Rendered:
-        match = self.select(facts, ctx)
+        match = self._pick(facts, ctx)
         return Rendered(self._ipxe(match, facts, ctx), match)
 
     def _ipxe(self, match: Match, facts: NodeFacts, ctx: RenderContext) -> str:
@@ -120,7 +127,7 @@ class Catalog:
         return t.render(self._boot, boot_vars, "iPXE boot script")
 
     def render_ignition(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
-        return self._ignition(self.select(facts, ctx), facts, ctx)
+        return self._ignition(self._pick(facts, ctx), facts, ctx)
 
     def _ignition(self, match: Match, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
         profile: Profile = match.profile
@@ -169,7 +176,7 @@ class Catalog:
         return ipxe, ignition
 
     def render_metadata(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
-        match = self.select(facts, ctx)
+        match = self._pick(facts, ctx)
         variables = template_vars(facts, ctx)
         data: dict[str, Any] = {
             "group": match.group.id,

@@ -99,10 +99,33 @@ def matches(group: Group, facts: NodeFacts, ctx: RenderContext) -> list[str] | N
     return reasons
 
 
-def select_group(groups: tuple[Group, ...], facts: NodeFacts, ctx: RenderContext) -> Group:
-    """The most specific matching group; ``why`` is produced by ``explain_selection``."""
-    group, _why = explain_selection(groups, facts, ctx)
-    return group
+def _rank_key(group: Group) -> tuple[tuple[int, ...], str]:
+    # Most specific first; ties cannot both match (refused at load), the id is a last resort.
+    return tuple(-x for x in group.specificity), group.id
+
+
+def rank(groups: tuple[Group, ...]) -> tuple[Group, ...]:
+    """The groups in the order selection tries them (done once per catalog)."""
+    return tuple(sorted(groups, key=_rank_key))
+
+
+def select_group(ranked: tuple[Group, ...], facts: NodeFacts, ctx: RenderContext) -> Group:
+    """The most specific matching group of ``rank(groups)``: the first that matches.
+
+    The render path's selection: no reasons built (``explain_selection`` gives those, for
+    ``racker render``), and a test keeps the two choosing the same group.
+    """
+    for group in ranked:
+        if all(want in attribute(key, facts, ctx) for key, want in group.selectors.items()):
+            return group
+    raise _no_match(facts)
+
+
+def _no_match(facts: NodeFacts) -> NoMatch:
+    return NoMatch(
+        f"no group matches {facts.mac or 'this machine'}",
+        "add a group without selectors (a default) or one that selects this machine",
+    )
 
 
 def explain_selection(
@@ -114,13 +137,8 @@ def explain_selection(
         if reasons is not None:
             found.append((group, reasons))
     if not found:
-        who = facts.mac or "this machine"
-        raise NoMatch(
-            f"no group matches {who}",
-            "add a group without selectors (a default) or one that selects this machine",
-        )
-    # Ties cannot both match (refused at load); the id is only a deterministic last resort.
-    found.sort(key=lambda item: (tuple(-x for x in item[0].specificity), item[0].id))
+        raise _no_match(facts)
+    found.sort(key=lambda item: _rank_key(item[0]))
     best, reasons = found[0]
     why = [
         f"group {best.id!r} ({best.source}) matched: "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from racker.errors import ConfigError
 from racker.profiles import NoMatch, load_catalog
@@ -127,3 +129,30 @@ def test_priority_resolves_a_tie(tmp_path: Path) -> None:
     }
     catalog = load_catalog(write_dir(tmp_path, files), SETTINGS)
     assert catalog.select(facts(), context()).group.id == "b"
+
+
+_NODES = [NODE, SINGLE_NIC, None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    node=st.sampled_from(_NODES),
+    role=st.sampled_from([None, "worker", "controller"]),
+    installed=st.booleans(),
+    rack=st.sampled_from([None, "r1", "r2"]),
+    uuid=st.sampled_from(
+        [None, "0000AAAA-0000-0000-0000-000000000001", "0000aaaa-0000-0000-0000-000000000002"]
+    ),
+    mac=st.sampled_from([None, "52:54:00:ab:cd:ef", "52:54:00:99:99:99"]),
+)
+def test_render_selection_picks_what_the_explanation_picks(  # type: ignore[no-untyped-def]
+    catalog, node, role, installed, rack, uuid, mac
+) -> None:
+    # Renders use the ranked first match without reasons; `racker render` explains with
+    # explain_selection. Both must always choose the same group.
+    f = facts(mac or (node.primary_mac if node else None), **({"uuid": uuid} if uuid else {}))
+    ctx = context(node, role=role, installed=installed, labels={"rack": rack} if rack else None)
+    explained = catalog.select(f, ctx)
+    picked = catalog.render_ipxe(f, ctx).match
+    assert picked.group == explained.group
+    assert picked.profile == explained.profile
