@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from racker.sim.rack import DATA as SIM_DATA
+
 IPMI_SIM = "ipmi_sim"
 DEFAULT_FIRST = "127.0.6.10"
 
@@ -50,28 +52,10 @@ esac
 exit 0
 """
 
-LAN_CONF = """name "{name}"
-set_working_mc 0x20
-startlan 1
-  addr {host} {port}
-  priv_limit admin
-  allowed_auths_callback none md2 md5 straight
-  allowed_auths_user none md2 md5 straight
-  allowed_auths_operator none md2 md5 straight
-  allowed_auths_admin none md2 md5 straight
-  guid {guid}
-endlan
-chassis_control "{script} {state}"
-user 1 true "" "" user 10 none md2 md5 straight
-user 2 true "{user}" "{password}" admin 10 none md2 md5 straight
-"""
-
-# Get Device ID answers: device 0x20, rev 1, firmware 9.08, IPMI 2.0, manufacturer 0x1291,
-# product 0xf02 (ipmi_sim_cmd(5), mc_add).
-CMDS_CONF = """mc_setbmc 0x20
-mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02
-mc_enable 0x20
-"""
+# The ipmi_sim configuration `racker sim` writes (racker/data/sim): one copy of it, here
+# formatted with this module's fake chassis program instead of the sim's QEMU supervisor.
+LAN_CONF = (SIM_DATA / "lan.conf").read_text()
+CMDS_CONF = (SIM_DATA / "cmds.conf").read_text()
 
 
 def udp_bound(host: str, port: int) -> bool:
@@ -214,8 +198,8 @@ class BmcSim:
                 host=host,
                 port=self.port,
                 guid=secrets.token_hex(16),
-                script=self.script,
-                state=state,
+                program=self.script,
+                node_dir=state,
                 user=self.user,
                 password=password or self.password,
             )
