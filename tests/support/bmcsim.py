@@ -31,7 +31,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from racker.sim.rack import DATA as SIM_DATA
+import racker
+
+# racker.sim.rack.DATA, without importing racker.sim (it pulls in http.client, which bench/http.py
+# shadows for the benchmark scripts that use this module).
+SIM_DATA = Path(racker.__file__).parent / "data" / "sim"
 
 IPMI_SIM = "ipmi_sim"
 DEFAULT_FIRST = "127.0.6.10"
