@@ -22,13 +22,15 @@ from typing import Any, TypeVar
 from racker.allocation import Allocation
 from racker.app import Rack
 from racker.bootstrap.machine import DISK_PHASES
-from racker.events import Event, Publish
+from racker.dhcp.events import log_line as dhcp_log_line
+from racker.events import DhcpEvent, DiscoveryEvent, Event, Publish
 from racker.model import AddressKind, BootAction, Node
 from racker.profiles import RenderContext
 from racker.render import render_context
 from racker.store import NodeState, Store
 
 log = logging.getLogger("racker.serve")
+_dhcp_log = logging.getLogger("racker.dhcp")
 T = TypeVar("T")
 
 # Provisioning states after which a node boots from its disk.
@@ -90,7 +92,12 @@ class EventHub:
 
 
 def _log_event(event: Event) -> None:
-    # The servers log what they do themselves; the hub's record is the debug trace.
+    # TFTP and HTTP log their transfers and requests themselves; DHCP, whose hot path does
+    # not log, is told here from its events (at INFO: `racker -v serve`). DEBUG: every event.
+    if isinstance(event, DhcpEvent | DiscoveryEvent) and _dhcp_log.isEnabledFor(logging.INFO):
+        line = dhcp_log_line(event)
+        if line is not None:
+            _dhcp_log.info("%s", line)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("event %s", event.to_dict())
 

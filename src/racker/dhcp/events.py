@@ -10,7 +10,7 @@ a constructed one, and a unit test keeps the field set in step with ``racker.eve
 from __future__ import annotations
 
 from racker.dhcp.options import MessageType
-from racker.events import DhcpEvent
+from racker.events import DhcpEvent, DiscoveryEvent
 
 _NAMES = {t.value: t.name for t in MessageType}
 _KINDS = {t.value: t.name.lower() for t in MessageType}
@@ -47,3 +47,26 @@ def dhcp_event(
         reason=reason,
     )
     return event
+
+
+def log_line(event: DhcpEvent | DiscoveryEvent) -> str | None:
+    """What an operator reads in the log (INFO) for a DHCP event, or None (nothing to say).
+
+    One line per answer (OFFER, ACK, NAK) and per request left unanswered with its reason,
+    the way dnsmasq logs DHCP transactions; an answered request says nothing of its own.
+    """
+    if isinstance(event, DiscoveryEvent):
+        vendor = f", vendor class {event.vendor_class!r}" if event.vendor_class else ""
+        return (
+            f"DHCP: {event.mac} is not in nodes.csv and asks for an address{vendor}"
+            " (listed once per MAC; dhcp.unknown_clients decides whether it gets one)"
+        )
+    who = f"{event.mac} ({event.client_kind})" if event.client_kind else event.mac
+    if event.direction == "out":
+        if event.message == "NAK":
+            return f"DHCP NAK to {who}: {event.reason}"
+        boot = f"boot {event.boot_file}" if event.boot_file else "no boot file"
+        return f"DHCP {event.message} {event.address} to {who}, {boot}"
+    if event.reason:
+        return f"DHCP {event.message} from {who} not answered: {event.reason}"
+    return None
