@@ -127,31 +127,23 @@ class Templates:
         return template
 
     def render(self, template: jinja2.Template, variables: Mapping[str, Any], what: str) -> str:
-        try:
-            return template.render(variables)
-        except TemplateError:
-            raise
-        except jinja2.TemplateError as exc:
-            raise TemplateError(self.locate(exc, template, what)) from None
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            # Errors inside filters/functions (e.g. a failing nested render) land here.
-            raise TemplateError(self.locate(exc, template, what)) from None
+        return self.render_all((template,), variables, what)[0]
 
     def render_all(
         self, templates: Sequence[jinja2.Template], variables: Mapping[str, Any], what: str
     ) -> list[str]:
-        """``render`` for several templates with the same variables, sharing one copy of them.
+        """Render templates with the same variables, sharing one copy of them.
 
         What ``Template.render`` does, minus its per-call copy of globals + variables (most of
-        the cost of the short kernel/initrd/argument templates of a boot section).
+        the cost of the short kernel/initrd/argument templates of a boot section). Errors
+        become a ``TemplateError`` naming the failing template's file and line.
         """
         env = self.env
-        if not templates:
-            return []
         parent = {**self._globals(), **variables}
-        out = []
-        for template in templates:
-            try:
+        out: list[str] = []
+        template: jinja2.Template | None = None
+        try:
+            for template in templates:
                 ctx = env.context_class(
                     env, parent, template.name, template.blocks, globals=template.globals
                 )
@@ -159,12 +151,12 @@ class Templates:
                     out.append(env.concat(template.root_render_func(ctx)))
                 except Exception:
                     env.handle_exception()  # re-raises with the template's own line numbers
-            except TemplateError:
-                raise
-            except jinja2.TemplateError as exc:
-                raise TemplateError(self.locate(exc, template, what)) from None
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                raise TemplateError(self.locate(exc, template, what)) from None
+        except TemplateError:
+            raise
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            # TypeError & co.: errors inside filters/functions (e.g. a failing nested render).
+            assert template is not None  # only the loop raises
+            raise TemplateError(self.locate(exc, template, what)) from None
         return out
 
     def locate(self, exc: BaseException, template: jinja2.Template, what: str) -> Problem:
