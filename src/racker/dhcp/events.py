@@ -67,6 +67,6 @@ def log_line(event: DhcpEvent | DiscoveryEvent) -> str | None:
             return f"DHCP NAK to {who}: {event.reason}"
         boot = f"boot {event.boot_file}" if event.boot_file else "no boot file"
         return f"DHCP {event.message} {event.address} to {who}, {boot}"
-    if event.reason:
+    if event.reason and event.message != "DECLINE":  # the server warns of a DECLINE itself
         return f"DHCP {event.message} from {who} not answered: {event.reason}"
     return None

@@ -47,6 +47,8 @@ def event(
             f"DHCP DISCOVER from {MAC} (uefi) not answered: unknown client ignored",
         ),
         (event(MessageType.REQUEST, "in"), None),  # answered: its ACK says it
+        # DhcpServer logs every DECLINE at WARNING (Outcome.warning): not twice.
+        (event(MessageType.DECLINE, "in", reason="address in use by another host"), None),
         (
             DiscoveryEvent("discovery", MAC, 0.0, vendor_class="PXEClient:Arch:00007"),
             f"DHCP: {MAC} is not in nodes.csv and asks for an address, vendor class "
