@@ -192,3 +192,24 @@ def test_restart_keeps_leases(net: Link, tmp_path: Path) -> None:
         assert again["ip"] == "10.99.0.192"
     finally:
         stop(served)
+
+
+@pytest.mark.slow  # udhcpc waits 10 s after a DECLINE before it asks again (RFC 2131 §3.1)
+def test_a_reserved_address_in_use_is_declined_logged_and_not_offered_again(
+    net: Link, tmp_path: Path
+) -> None:
+    # Another host on the segment answers ARP for the node's reserved address: busybox udhcpc
+    # with -a (ARP validation, RFC 2131 §4.4.1) declines it. racker warns with the MAC and the
+    # address and does not offer it again during the quarantine.
+    net.server.run("ip", "addr", "add", f"{NODE_IP}/24", "dev", net.srv_if)
+    with running(net, tmp_path, reservations={CLIENT_MAC: NODE_IP}) as served:
+        assert udhcpc(net.client, net.cli_if, tmp_path, "-a", tries=3) is None
+        events = served.events()
+        declines = [e for e in events if e["kind"] == "decline"]
+        assert declines and declines[0]["address"] == NODE_IP
+        after = [e for e in events if e["kind"] == "discover" and e["ts"] > declines[0]["ts"]]
+        assert after and all("was declined" in e["reason"] for e in after)
+        assert not any(e["kind"] == "offer" and e["ts"] > declines[0]["ts"] for e in events), (
+            "the declined reservation was offered again"
+        )
+    assert f"DHCP: {CLIENT_MAC} declined {NODE_IP}: its reserved address" in served.stderr()
