@@ -70,7 +70,11 @@ def _describe_event(event: Mapping[str, Any]) -> str:
         detail = ""  # a DHCP event's kind is its message type: "dhcp ack", not "dhcp ack ACK"
     if source == "dhcp" and event.get("address"):
         detail = f"{detail} {event['address']}".strip()
-    return f"{source} {kind} {detail}".strip()
+    text = f"{source} {kind} {detail}".strip()
+    if source == "dhcp" and event.get("direction") == "in" and event.get("reason"):
+        # Not answered: the reason is why the node has no address (e.g. a declined reservation).
+        text += f": {event['reason']}"
+    return text
 
 
 async def collect_status(

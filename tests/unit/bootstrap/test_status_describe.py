@@ -17,6 +17,20 @@ from racker.bootstrap.status import _describe_event
             "dhcp ack 10.99.0.65",
         ),
         ({"source": "dhcp", "kind": "discover", "message": "DISCOVER"}, "dhcp discover"),
+        (
+            {
+                "source": "dhcp",
+                "kind": "discover",
+                "message": "DISCOVER",
+                "direction": "in",
+                "reason": "reserved address 10.99.0.65 was declined (in use by another host)",
+            },
+            "dhcp discover: reserved address 10.99.0.65 was declined (in use by another host)",
+        ),
+        (  # an answer's reason (a NAK's) is for the log; the status shows what was sent
+            {"source": "dhcp", "kind": "nak", "message": "NAK", "direction": "out", "reason": "x"},
+            "dhcp nak",
+        ),
         ({"source": "http", "kind": "request", "path": "/ipxe"}, "http request /ipxe"),
         (
             {"source": "tftp", "kind": "transfer-finished", "file": "ipxe.efi"},
