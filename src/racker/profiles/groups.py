@@ -115,8 +115,15 @@ def select_group(ranked: tuple[Group, ...], facts: NodeFacts, ctx: RenderContext
     The render path's selection: no reasons built (``explain_selection`` gives those, for
     ``racker render``), and a test keeps the two choosing the same group.
     """
+    have: dict[str, tuple[str | None, ...]] = {}  # the machine's attributes, each built once
     for group in ranked:
-        if all(want in attribute(key, facts, ctx) for key, want in group.selectors.items()):
+        for key, want in group.selectors.items():
+            values = have.get(key)
+            if values is None:
+                values = have[key] = attribute(key, facts, ctx)
+            if want not in values:
+                break
+        else:
             return group
     raise _no_match(facts)
 
