@@ -24,6 +24,7 @@ from racker.events import Event
 from racker.model import AddressKind, Inventory, NetworkPlan
 
 DB_NAME = "racker.db"
+_OPEN_BUSY_SECONDS = 10.0  # like the connection's busy timeout
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
@@ -98,15 +99,27 @@ class Store:
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state database {path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.Error as exc:
+        # Processes opening a fresh database together (racker serve and racker bootstrap on a
+        # new state directory) can get SQLITE_BUSY from the switch to WAL without SQLite's busy
+        # timeout applying; that is worth a few more tries, any other error is not.
+        deadline = time.monotonic() + _OPEN_BUSY_SECONDS
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                error: sqlite3.Error = exc
+            except sqlite3.Error as exc:
+                error = exc
             self._db.close()
             raise StateError(
-                f"state database {path} is unusable: {exc}",
+                f"state database {path} is unusable: {error}",
                 "move it aside to start with empty state",
             ) from None
 
@@ -148,21 +161,30 @@ class Store:
         self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if self._checked_version() == SCHEMA_VERSION:
+            return  # the common case: no write lock taken just to open the store
+        while True:
+            with self.transaction() as db:
+                # Read again under the write lock: another process (racker serve and racker
+                # bootstrap starting on a fresh state directory) may have migrated meanwhile.
+                version = self._checked_version()
+                if version == SCHEMA_VERSION:
+                    return
+                # executescript would COMMIT our transaction; run statements one by one.
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+
+    def _checked_version(self) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"state database {self.path} has schema version {version}, newer than this "
                 f"racker understands ({SCHEMA_VERSION})",
                 "run the racker version that wrote it, or upgrade racker",
             )
-        while version < SCHEMA_VERSION:
-            with self.transaction() as db:
-                # executescript would COMMIT our transaction; run statements one by one.
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                version += 1
-                db.execute(f"PRAGMA user_version = {version}")
+        return version
 
     @property
     def schema_version(self) -> int:

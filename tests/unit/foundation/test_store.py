@@ -7,13 +7,15 @@ import multiprocessing
 import os
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from racker.errors import StateError
 from racker.events import DhcpEvent
-from racker.store import DB_NAME, SCHEMA_VERSION, Lease, NodeState, Store
+from racker.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Lease, NodeState, Store
 
 
 def test_new_store_is_at_current_schema_in_wal_mode_and_private(tmp_path: Path) -> None:
@@ -130,3 +132,56 @@ def test_prune_keeps_the_newest_events(tmp_path: Path) -> None:
         assert store.prune_events(keep=4) == 6
         assert [e["xid"] for e in store.events()] == [6, 7, 8, 9]
         assert store.prune_events(keep=4) == 0
+
+
+def test_a_store_migrated_by_another_process_meanwhile_opens_cleanly(tmp_path: Path) -> None:
+    # Process A reads schema version 0 of a fresh database, then waits for the write lock that
+    # process B holds while B migrates it. A must not run the migrations again.
+    path = tmp_path / DB_NAME
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")  # a fresh, empty database (user_version 0)
+    other.execute("BEGIN IMMEDIATE")
+    opened: list[object] = []
+    thread = threading.Thread(target=lambda: opened.append(_open_or_error(path)))
+    thread.start()
+    time.sleep(0.5)  # A has read version 0 and waits in BEGIN IMMEDIATE
+    for version, migration in enumerate(MIGRATIONS):
+        for statement in migration.split(";"):
+            if statement.strip():
+                other.execute(statement)
+        other.execute(f"PRAGMA user_version = {version + 1}")
+    other.execute("COMMIT")
+    other.close()
+    thread.join(20)
+    assert opened == [SCHEMA_VERSION]
+
+
+def _open_or_error(path: Path) -> object:
+    """The schema version A sees once open, or the error it got."""
+    try:
+        with Store(path) as store:
+            return store.schema_version
+    except StateError as exc:
+        return exc
+
+
+def _opener(path: str, ready: object) -> None:
+    ready.wait()  # type: ignore[attr-defined]
+    Store.open(Path(path)).close()
+
+
+def test_processes_opening_a_fresh_state_directory_at_once(tmp_path: Path) -> None:
+    # racker serve and racker bootstrap started together on a new state directory.
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        state = tmp_path / f"state{round_}"
+        ready = ctx.Event()
+        procs = [ctx.Process(target=_opener, args=(str(state), ready)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        ready.set()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        with Store.open(state) as store:
+            assert store.schema_version == SCHEMA_VERSION
