@@ -138,7 +138,9 @@ async def test_bmc_check_over_real_bmcs(sim: BmcSim) -> None:
     wrong = sim.add_ipmi_sim(password="another-password")  # noqa: S106
     wrong.start()
     good[1].set_power(True)
-    driver = IpmiDriver(timeout=2)
+    # 5 s, not 2: after the simulated-rack tests, a BMC that rejects the password answered
+    # too late once (reported unreachable instead of "rejected the credentials").
+    driver = IpmiDriver(timeout=5)
     missing = BmcNotConfigured("worker-000005", "no address allocated", "run racker serve")
     silent = target(good[0])
     silent = type(silent)("silent", "127.0.6.254", silent.credentials)
