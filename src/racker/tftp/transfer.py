@@ -41,6 +41,7 @@ DEFAULT_BLKSIZE = 512  # RFC 1350
 HEADERS = 20 + 8 + 4  # IPv4 + UDP + TFTP header: a block of MTU - 32 fills one unfragmented frame
 MODES = ("octet", "netascii")
 _data_header = struct.Struct(">HH").pack  # opcode 3, block number
+_MAX_BACKOFF = 4  # retransmission waits: timeout x 1, 2, 4, 4, ...
 # Bytes read per call when blocks are needed. Small enough that 100 transfers hold 6 MiB, large
 # enough that a lock-step transfer at 512 makes one read per 128 blocks, not one per block.
 READ_AHEAD = 64 * 1024  # "mail" (RFC 1350) is obsolete and refused
@@ -227,7 +228,7 @@ class Transfer:
             return [encode_error(ErrorCode.NOT_DEFINED, "timed out")]
         if self._awaiting_oack_ack:
             self.resends += 1
-            self.deadline = now + self.timeout
+            self.deadline = now + self._wait()
             return [self._oack]
         return self._send_window(now)
 
@@ -272,10 +273,18 @@ class Transfer:
         if self._sent >= first:
             self.resends += min(self._sent, end) - first + 1
         self._sent = max(self._sent, end)
-        self.deadline = now + self.timeout
+        self.deadline = now + self._wait()
         if self.windowsize == 1 and self._sent == end:
             self._expect = b"\0\4" + (end & 0xFFFF).to_bytes(2, "big")
         return out
+
+    def _wait(self) -> float:
+        """How long to wait for an answer: the timeout, doubled with each retransmission in a
+        row (at most 4x). A client that restarts its own wait on every datagram and ignores a
+        repeated DATA (busybox tftp after a few of its own timeouts) would otherwise never time
+        out and re-ACK while we resend faster than it waits: both sides stuck until we give up.
+        """
+        return self.timeout * min(1 << self._tries, _MAX_BACKOFF)
 
     def abort(self, reason: str) -> None:
         """End a running transfer from our side (shutdown); nothing more is sent."""

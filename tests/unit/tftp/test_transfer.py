@@ -231,15 +231,21 @@ def test_block_numbers_roll_over_past_65535() -> None:
     assert (t.status, t.bytes_acked) == (Status.FINISHED, size)
 
 
-def test_timeouts_resend_then_give_up() -> None:
-    t = Transfer(BytesSource(b"abc"), (), TransferLimits(timeout=1.0, retries=2))
+def test_timeouts_resend_with_backoff_then_give_up() -> None:
+    t = Transfer(BytesSource(b"abc"), (), TransferLimits(timeout=1.0, retries=4))
     assert t.start(10.0) == [data(1, b"abc")]
     assert t.on_timeout(10.5) == []  # not due yet
-    assert t.on_timeout(11.0) == [data(1, b"abc")]
-    assert t.on_timeout(12.0) == [data(1, b"abc")]
-    assert decode(t.on_timeout(13.0)[0]) == Error(0, "timed out")
+    # Each retransmission in a row waits twice as long as the one before, at most 4x.
+    assert t.on_timeout(11.0) == [data(1, b"abc")]  # next due at 13
+    assert t.on_timeout(12.9) == []
+    assert t.on_timeout(13.0) == [data(1, b"abc")]  # next due at 17
+    assert t.on_timeout(16.9) == []
+    assert t.on_timeout(17.0) == [data(1, b"abc")]  # next due at 21 (capped at 4x)
+    assert t.on_timeout(21.0) == [data(1, b"abc")]
+    assert t.deadline == 25.0
+    assert decode(t.on_timeout(25.0)[0]) == Error(0, "timed out")
     assert t.status is Status.FAILED
-    assert (t.resends, t.error) == (2, "timed out after 2 retransmissions (block 1)")
+    assert (t.resends, t.error) == (4, "timed out after 4 retransmissions (block 1)")
 
 
 def test_progress_resets_the_retry_count() -> None:
@@ -247,6 +253,7 @@ def test_progress_resets_the_retry_count() -> None:
     t.start(0.0)
     assert len(t.on_timeout(1.0)) == 1
     assert t.on_datagram(encode_ack(1), 1.5) == [data(2, bytes(512))]
+    assert t.deadline == 2.5  # progress: the wait is back to the plain timeout
     assert len(t.on_timeout(2.5)) == 1  # a fresh try, not the second in a row
     assert t.status is Status.RUNNING
 
