@@ -281,8 +281,8 @@ class Transfer:
     def _wait(self) -> float:
         """How long to wait for an answer: the timeout, doubled with each retransmission in a
         row (at most 4x). A client that restarts its own wait on every datagram and ignores a
-        repeated DATA (busybox tftp after a few of its own timeouts) would otherwise never time
-        out and re-ACK while we resend faster than it waits: both sides stuck until we give up.
+        repeated DATA (what busybox tftp appeared to do under 5 % loss) would otherwise never
+        time out and re-ACK while we resend faster than it waits: both stuck until we give up.
         """
         return self.timeout * min(1 << self._tries, _MAX_BACKOFF)
 
