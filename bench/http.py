@@ -49,35 +49,35 @@ FIXED_SCRIPT = "#!ipxe\\n" + "#" * 454 + "\\nboot\\n"
 # -- the racker server process --------------------------------------------------------------
 
 
-async def serve(host: str, port: int, assets: Path) -> None:
+def bench_context() -> tuple[Any, Any]:
+    """The render settings and the ``context_for`` of every racker server in this script.
+
+    Every MAC is an inventory node (the bursts use new MACs each round), looked up the way
+    racker serve's NodeDirectory does: one dict access.
+    """
     from racker.model import Node
-    from racker.profiles import NodeFacts, RenderContext, RenderSettings, load_catalog
-    from racker.web import BootHttpServer
+    from racker.profiles import NodeFacts, RenderContext, RenderSettings
 
     settings = RenderSettings(ssh_authorized_keys=("ssh-ed25519 AAAAbench bench",))
-    catalog = load_catalog(None, settings)
     nodes: dict[str, Node] = {}
 
     def context_for(facts: NodeFacts) -> RenderContext:
-        # Every MAC is an inventory node (the load uses new MACs each round), looked up the
-        # way racker serve's NodeDirectory does: one dict access.
         mac = facts.mac or ""
         node = nodes.get(mac)
         if node is None:
             bmc = "02" + mac[2:]
             node = nodes[mac] = Node(len(nodes) + 2, len(nodes) + 1, mac, bmc, None, "worker")
-        return RenderContext(
-            node=node,
-            role="worker",
-            installed=False,
-            address=CLIENT_IP,
-            server_url="",
-            ignition_url="",
-            events_url="",
-            assets_url="",
-            settings=settings,
-        )
+        return RenderContext(node, "worker", False, CLIENT_IP, "", "", "", "", settings)
 
+    return settings, context_for
+
+
+async def serve(host: str, port: int, assets: Path) -> None:
+    from racker.profiles import load_catalog
+    from racker.web import BootHttpServer
+
+    settings, context_for = bench_context()
+    catalog = load_catalog(None, settings)
     server = BootHttpServer(host, port, catalog, context_for, key=os.urandom(32), assets_dir=assets)
     await server.start()
     print("ready", flush=True)
@@ -97,11 +97,10 @@ def render_cost(count: int = 1000, mac_groups: int = 0) -> tuple[float, float]:
     from aiohttp.test_utils import make_mocked_request
 
     import racker
-    from racker.model import Node
-    from racker.profiles import NodeFacts, RenderContext, RenderSettings, load_catalog
+    from racker.profiles import load_catalog
     from racker.web.handlers import BootService
 
-    settings = RenderSettings(ssh_authorized_keys=("ssh-ed25519 AAAAbench bench",))
+    settings, context_for = bench_context()
     macs = _macs(1, count + 10)
     with tempfile.TemporaryDirectory(prefix="racker-bench-groups-") as tmp:
         profiles = None
@@ -112,11 +111,6 @@ def render_cost(count: int = 1000, mac_groups: int = 0) -> tuple[float, float]:
                 group = f'profile: flatcar-install\nselectors: {{mac: "{mac}"}}\n'
                 (profiles / "groups" / f"node{i}.yaml").write_text(group)
         catalog = load_catalog(profiles, settings)
-
-    def context_for(facts: NodeFacts) -> RenderContext:
-        mac = facts.mac or ""
-        node = Node(2, 1, mac, "02" + mac[2:], None, "worker")
-        return RenderContext(node, "worker", False, CLIENT_IP, "", "", "", "", settings)
 
     svc = BootService(catalog=catalog, context_for=context_for, key=os.urandom(32), assets_dir=REPO)
     host = f"{SERVER_IP}:{RACKER_PORT}"
