@@ -34,6 +34,15 @@ kernel {{ kernel }}{% for name in initrd_names %} initrd={{ name }}{% endfor %} 
 """
 
 
+# Template variables that come from the request (NodeFacts) rather than from racker's own
+# knowledge of the node; ``mac`` is not one of them: it is what a node's answer is cached by.
+# hostname is the inventory's for a known node, the request's otherwise: counted, to be safe.
+REQUEST_VARIABLES = frozenset({"uuid", "serial", "hostname", "platform", "buildarch", "query"})
+# Functions that render other templates with the same variables: what those read is unknown.
+RENDERING_FUNCTIONS = frozenset({"file_data_url", "render_file", "profile_ignition"})
+REQUEST_SELECTORS = frozenset({"uuid", "serial", "hostname"})
+
+
 @dataclass(frozen=True)
 class Boot:
     kernel: jinja2.Template
@@ -71,6 +80,30 @@ class Catalog:
         self.profiles = MappingProxyType(dict(profiles))
         self._templates = templates
         self._boot = templates.inline(BOOT_SCRIPT, "<racker boot script>", 1)
+        self.ipxe_per_node = self._ipxe_depends_only_on_node()
+
+    def _ipxe_depends_only_on_node(self) -> bool:
+        """True when no iPXE answer reads anything of the request but its MAC.
+
+        Then a node's script is the same whatever else iPXE sends (uuid, serial, platform...):
+        the web server caches it per node and renders inventory nodes ahead of their requests.
+        Decided from the groups' selectors and the variables the iPXE templates read.
+        """
+        if any(key in REQUEST_SELECTORS for group in self.groups for key in group.selectors):
+            return False
+        for profile in self.profiles.values():
+            if profile.ipxe is not None:
+                templates: tuple[jinja2.Template, ...] = (profile.ipxe,)
+            elif profile.boot is not None:
+                boot = profile.boot
+                templates = (boot.kernel, *boot.initrds, *boot.args)
+            else:
+                continue
+            for template in templates:
+                names = self._templates.variables_read(template)
+                if names is None or names & (REQUEST_VARIABLES | RENDERING_FUNCTIONS):
+                    return False
+        return True
 
     def select(self, facts: NodeFacts, ctx: RenderContext) -> Match:
         """The matching group and profile, with the reasons (``racker render`` shows them)."""

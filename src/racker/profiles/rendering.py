@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from racker.errors import Problem, RackerError
 
@@ -82,11 +83,13 @@ class Templates:
         self.sources: dict[str, Source] = {}
         self.directory = directory
         self._global_vars: dict[str, Any] | None = None
+        self._inline_text: dict[str, str] = {}  # inline templates' source, by name
 
     def inline(self, text: str, file: str, line: int) -> jinja2.Template:
         """Compile a template written as a YAML value at ``file``:``line``."""
         name = f"{file}:{line}"
         self.sources[name] = Source(file, line - 1)
+        self._inline_text[name] = text
         try:
             code = self.env.compile(text, name=name, filename=name)
         except jinja2.TemplateSyntaxError as exc:
@@ -125,6 +128,32 @@ class Templates:
         if template.filename:
             self.sources.setdefault(template.filename, Source(template.filename))
         return template
+
+    def variables_read(self, template: jinja2.Template) -> frozenset[str] | None:
+        """The variables ``template`` (and what it includes or imports) reads; None when that
+        cannot be known from its text (a template named by a variable)."""
+        return self._variables_read(template.name or "", set())
+
+    def _variables_read(self, name: str, seen: set[str]) -> frozenset[str] | None:
+        if name in seen:
+            return frozenset()
+        seen.add(name)
+        text = self._inline_text.get(name)
+        if text is None:
+            if self.env.loader is None:
+                return None
+            try:
+                text = self.env.loader.get_source(self.env, name)[0]
+            except jinja2.TemplateNotFound:
+                return None
+        ast = self.env.parse(text)
+        names = set(jinja2.meta.find_undeclared_variables(ast))
+        for other in jinja2.meta.find_referenced_templates(ast):
+            found = None if other is None else self._variables_read(other, seen)
+            if found is None:
+                return None
+            names |= found
+        return frozenset(names)
 
     def render(self, template: jinja2.Template, variables: Mapping[str, Any], what: str) -> str:
         return self.render_all((template,), variables, what)[0]
