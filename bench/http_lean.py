@@ -50,7 +50,7 @@ class _Request:
 def serve() -> None:
     from racker.model import Node
     from racker.profiles import NodeFacts, RenderContext, RenderSettings, load_catalog
-    from racker.web.handlers import BootService
+    from racker.web.handlers import Ask, BootService
 
     settings = RenderSettings(ssh_authorized_keys=("ssh-ed25519 AAAAbench bench",))
     nodes: dict[str, Node] = {}
@@ -72,11 +72,8 @@ def serve() -> None:
 
     def ipxe(target: str, remote: str) -> bytes:
         request: Any = _Request(target, host, remote)
-        text = svc.cached_ipxe(request)
-        if text is None:
-            facts = svc.facts(request)
-            text = svc.ipxe_text(request, facts, facts.mac or "")
-        return text.encode()
+        ask = Ask(request.query, request.rel_url.raw_query_string, f"http://{host}", remote)
+        return svc.ipxe_answer(ask).text.encode()
 
     class Lean(asyncio.Protocol):
         def connection_made(self, transport: Any) -> None:

@@ -327,6 +327,7 @@ class BootStack:
             node_states=directory.nodes_json,
             address_of=directory.address_of,
             bind_to_lease=config.http.bind_to_lease,
+            inventory=lambda: [node.primary_mac for node in directory.rack.oem.inventory.nodes],
         )
 
     def _assets_dir(self) -> Path:
@@ -465,6 +466,8 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
             service = server.app[SERVICE]
             service.catalog = catalog
             service.ipxe_cache.clear()
+            service.ipxe_ahead.clear()
+            server.render_again()  # once the directory below has the new inventory
             stack.render_settings = settings
     stack.rack = rack
     directory.rebind(rack, allocations)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -45,6 +46,11 @@ class Rendered(Protocol):
 class RenderCatalog(Protocol):
     """The part of ``racker.profiles.Catalog`` the server uses."""
 
+    @property
+    def ipxe_per_node(self) -> bool:
+        """True: an iPXE answer reads nothing of the request but the MAC (Catalog says)."""
+        ...
+
     def render_ipxe(self, facts: NodeFacts, ctx: RenderContext) -> Rendered: ...
     def render_ignition(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]: ...
     def render_metadata(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]: ...
@@ -61,6 +67,23 @@ def _no_nodes() -> list[Any]:
 
 def _no_address(_mac: str) -> str | None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What the per-node endpoints read of a request (aiohttp's, or the fast path's)."""
+
+    query: Mapping[str, str]  # the decoded query (aiohttp: ``request.query``)
+    raw_query: str  # as sent, percent-encoded
+    base: str  # this server's base URL as the node reaches it, no trailing slash
+    remote: str | None  # the client's address
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    text: str
+    content_type: str = "text/plain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +116,15 @@ class BootService:
     expiry_step: int = 300
     clock: Callable[[], float] = time.time
     metrics: HttpMetrics = field(default_factory=HttpMetrics)
-    # Rendered iPXE scripts by (raw query, base URL): rendering, the two token HMACs and
-    # building the context were most of an /ipxe request's cost (profiled), and a rack booting
-    # at once asks the same thing. An entry is used only while its token expiry is current and
-    # ``context_for`` still gives an equal context, so a changed node state renders afresh.
+    # Rendered iPXE scripts: rendering, the two token HMACs and building the context were most
+    # of an /ipxe request's cost (profiled), and a rack booting at once asks the same things.
+    # Keyed by (MAC, base URL) when the catalog's iPXE answers read nothing of the request but
+    # the MAC (``ipxe_per_node``), else by (raw query, base URL). An entry is used only while
+    # its token expiry is current and ``context_for`` still gives an equal context, so a
+    # changed node state renders afresh. ``ipxe_ahead`` holds the inventory nodes' scripts
+    # rendered before they ask (``render_ahead``); ``ipxe_cache`` what requests rendered.
     ipxe_cache: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
+    ipxe_ahead: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -106,8 +133,13 @@ class BootService:
             return self.server_url.rstrip("/")
         return f"{request.scheme}://{request.host}"
 
-    def facts(self, request: web.Request) -> NodeFacts:
-        q = request.query
+    def ask(self, request: web.Request) -> Ask:
+        return Ask(
+            request.query, request.rel_url.raw_query_string, self.base_url(request), request.remote
+        )
+
+    def facts(self, query: Mapping[str, str]) -> NodeFacts:
+        q = query
         return NodeFacts(
             mac=parse_mac(q.get("mac", "")),
             uuid=q.get("uuid") or None,
@@ -126,13 +158,12 @@ class BootService:
 
     def context(
         self,
-        request: web.Request,
+        base: str,
         facts: NodeFacts,
         mac: str,
         node_context: RenderContext | None = None,
         expires: int | None = None,
     ) -> RenderContext:
-        base = self.base_url(request)
         if expires is None:
             expires = self.token_expiry()
         ignition = make_token(self.key, mac, "ignition", expires)
@@ -145,16 +176,16 @@ class BootService:
             assets_url=f"{base}/assets",
         )
 
-    def token_ok(self, request: web.Request, mac: str, purpose: str) -> bool:
-        token = request.query.get("token", "")
+    def token_ok(self, query: Mapping[str, str], mac: str, purpose: str) -> bool:
+        token = query.get("token", "")
         return bool(token) and check_token(self.key, token, mac, purpose, self.clock())
 
-    def lease_ok(self, request: web.Request, mac: str) -> bool:
+    def lease_ok(self, remote: str | None, mac: str) -> bool:
         """With bind_to_lease, per-node answers go only to the address that MAC leased."""
         if not self.bind_to_lease:
             return True
         address = self.address_of(mac)
-        return address is not None and address == request.remote
+        return address is not None and address == remote
 
     def render(self, kind: str, call: Callable[[], Any]) -> Any:
         start = time.perf_counter()
@@ -163,27 +194,95 @@ class BootService:
         finally:
             self.metrics.render_seconds.labels(kind).observe(time.perf_counter() - start)
 
-    def cached_ipxe(self, request: web.Request) -> str | None:
+    def _ipxe_key(self, ask: Ask, mac: str | None) -> tuple[str, str]:
+        if self.catalog.ipxe_per_node:
+            return (mac or "", ask.base)
+        return (ask.raw_query, ask.base)
+
+    def cached_ipxe(self, ask: Ask) -> str | None:
         """The script rendered for the same question, if nothing it depends on has changed."""
-        entry = self.ipxe_cache.get((request.rel_url.raw_query_string, self.base_url(request)))
+        mac = parse_mac(ask.query.get("mac", "")) if self.catalog.ipxe_per_node else None
+        key = self._ipxe_key(ask, mac)
+        entry = self.ipxe_ahead.get(key) or self.ipxe_cache.get(key)
         if (
             entry is None
             or entry.expires != self.token_expiry()
-            or not self.lease_ok(request, entry.mac)
+            or not self.lease_ok(ask.remote, entry.mac)
             or self.context_for(entry.facts) != entry.node_context
         ):
             return None
         return entry.text
 
-    def ipxe_text(self, request: web.Request, facts: NodeFacts, mac: str) -> str:
+    def _render_ipxe(self, base: str, facts: NodeFacts, mac: str) -> IpxeEntry:
         node_context, expires = self.context_for(facts), self.token_expiry()
-        ctx = self.context(request, facts, mac, node_context, expires)
+        ctx = self.context(base, facts, mac, node_context, expires)
         text: str = self.render("ipxe", lambda: self.catalog.render_ipxe(facts, ctx)).text
+        return IpxeEntry(expires, mac, facts, node_context, text)
+
+    def ipxe_text(self, ask: Ask, facts: NodeFacts, mac: str) -> str:
+        entry = self._render_ipxe(ask.base, facts, mac)
         if len(self.ipxe_cache) >= _IPXE_CACHE_SIZE:
             self.ipxe_cache.clear()
-        key = (request.rel_url.raw_query_string, self.base_url(request))
-        self.ipxe_cache[key] = IpxeEntry(expires, mac, facts, node_context, text)
-        return text
+        self.ipxe_cache[self._ipxe_key(ask, mac)] = entry
+        return entry.text
+
+    def render_ahead(self, macs: list[str]) -> int:
+        """Render the iPXE scripts of these nodes before they ask; return how many were
+        (re)rendered. Only for a catalog whose answers depend on the MAC alone and a fixed
+        ``server_url``; entries still current are kept. Nodes that do not match are skipped
+        (their request gets the 404 with the reason)."""
+        if not self.catalog.ipxe_per_node or not self.server_url:
+            return 0
+        base, expires, done = self.server_url.rstrip("/"), self.token_expiry(), 0
+        for mac in macs:
+            key = (mac, base)
+            facts = NodeFacts(mac=mac, query=MappingProxyType({"mac": mac}))
+            entry = self.ipxe_ahead.get(key)
+            if (
+                entry is not None
+                and entry.expires == expires
+                and self.context_for(facts) == entry.node_context
+            ):
+                continue
+            try:
+                self.ipxe_ahead[key] = self._render_ipxe(base, facts, mac)
+            except RackerError:  # NoMatch or a template error: the request will say why
+                self.ipxe_ahead.pop(key, None)
+                continue
+            done += 1
+        return done
+
+    def ipxe_answer(self, ask: Ask) -> Answer:
+        text = self.cached_ipxe(ask)
+        if text is not None:
+            return Answer(200, text)
+        return self.node_answer("ipxe", ask)
+
+    def node_answer(self, kind: str, ask: Ask) -> Answer:
+        """The answer to /ipxe, /ignition or /metadata for the machine the query names."""
+        facts = self.facts(ask.query)
+        mac = facts.mac
+        if mac is None:
+            return _failure(400, "missing or malformed mac= (chain from /boot.ipxe)")
+        if kind == "ignition" and not self.token_ok(ask.query, mac, "ignition"):
+            return _failure(403, f"missing, expired or invalid token for {mac}; fetch /ipxe again")
+        if not self.lease_ok(ask.remote, mac):
+            return _failure(403, f"{mac} has no lease for {ask.remote} (http.bind_to_lease)")
+        try:
+            if kind == "ipxe":
+                return Answer(200, self.ipxe_text(ask, facts, mac))
+            ctx = self.context(ask.base, facts, mac)
+            if kind == "ignition":
+                data = self.render(kind, lambda: self.catalog.render_ignition(facts, ctx))
+                return Answer(200, json.dumps(data), IGNITION_TYPE)
+            data = self.render(kind, lambda: self.catalog.render_metadata(facts, ctx))
+            return _metadata_answer(ask.query, data)
+        except NoMatch as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            return _failure(404, f"no {kind} for {mac}: {exc.message}{hint}")
+        except RackerError as exc:
+            log.error("rendering %s for %s failed: %s", kind, mac, exc.message)
+            return _failure(500, f"rendering {kind} for {mac} failed: {exc.message}")
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -191,41 +290,13 @@ class BootService:
         return web.Response(text=boot_script(self.base_url(request)))
 
     async def ipxe(self, request: web.Request) -> web.Response:
-        text = self.cached_ipxe(request)
-        if text is not None:
-            return web.Response(text=text)
-        return self._node_answer(request, "ipxe")
+        return _response(self.ipxe_answer(self.ask(request)))
 
     async def ignition(self, request: web.Request) -> web.Response:
-        return self._node_answer(request, "ignition")
+        return _response(self.node_answer("ignition", self.ask(request)))
 
     async def metadata(self, request: web.Request) -> web.Response:
-        return self._node_answer(request, "metadata")
-
-    def _node_answer(self, request: web.Request, kind: str) -> web.Response:
-        facts = self.facts(request)
-        mac = facts.mac
-        if mac is None:
-            return _text(400, "missing or malformed mac= (chain from /boot.ipxe)")
-        if kind == "ignition" and not self.token_ok(request, mac, "ignition"):
-            return _text(403, f"missing, expired or invalid token for {mac}; fetch /ipxe again")
-        if not self.lease_ok(request, mac):
-            return _text(403, f"{mac} has no lease for {request.remote} (http.bind_to_lease)")
-        try:
-            if kind == "ipxe":
-                return web.Response(text=self.ipxe_text(request, facts, mac))
-            ctx = self.context(request, facts, mac)
-            if kind == "ignition":
-                data = self.render(kind, lambda: self.catalog.render_ignition(facts, ctx))
-                return web.Response(text=json.dumps(data), content_type=IGNITION_TYPE)
-            data = self.render(kind, lambda: self.catalog.render_metadata(facts, ctx))
-            return _metadata_response(request, data)
-        except NoMatch as exc:
-            hint = f" ({exc.hint})" if exc.hint else ""
-            return _text(404, f"no {kind} for {mac}: {exc.message}{hint}")
-        except RackerError as exc:
-            log.error("rendering %s for %s failed: %s", kind, mac, exc.message)
-            return _text(500, f"rendering {kind} for {mac} failed: {exc.message}")
+        return _response(self.node_answer("metadata", self.ask(request)))
 
     async def assets(self, request: web.Request) -> web.StreamResponse:
         found = resolve_asset(self.assets_dir, request.match_info["path"])
@@ -238,7 +309,7 @@ class BootService:
         mac = parse_mac(request.query.get("mac", ""))
         if mac is None:
             return _text(400, "missing or malformed mac=")
-        if not self.token_ok(request, mac, "events"):
+        if not self.token_ok(request.query, mac, "events"):
             return _text(403, f"missing, expired or invalid token for {mac}")
         raw = await request.read()
         try:
@@ -288,16 +359,24 @@ class AssetResponse(web.FileResponse):
 
 
 def _text(status: int, message: str) -> web.Response:
+    return _response(_failure(status, message))
+
+
+def _failure(status: int, message: str) -> Answer:
     # iPXE prints nothing of a failed body, but curl and operators reading logs do.
-    return web.Response(status=status, text=f"racker: {message}\n")
+    return Answer(status, f"racker: {message}\n")
 
 
-def _metadata_response(request: web.Request, data: Mapping[str, Any]) -> web.Response:
+def _response(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, text=answer.text, content_type=answer.content_type)
+
+
+def _metadata_answer(query: Mapping[str, str], data: Mapping[str, Any]) -> Answer:
     """JSON by default; ``KEY=value`` lines for ``?format=env`` (shell-sourceable)."""
-    if request.query.get("format") != "env":
-        return web.Response(text=json.dumps(data), content_type="application/json")
+    if query.get("format") != "env":
+        return Answer(200, json.dumps(data), "application/json")
     lines = [f"{key}={shlex.quote(value)}" for key, value in _flatten(data, "")]
-    return web.Response(text="\n".join(lines) + "\n")
+    return Answer(200, "\n".join(lines) + "\n")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:

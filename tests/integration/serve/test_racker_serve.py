@@ -7,6 +7,7 @@ whose primary MAC is in nodes.csv.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -61,9 +62,14 @@ def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:
         assert ipxe["boot_file"] == "http://10.99.0.1:8080/boot.ipxe"
         script = net.client.run("curl", "-sS", "-f", ipxe["boot_file"]).stdout
         assert script.startswith("#!ipxe")
+        # Every inventory node's script was rendered ahead, at start: asking renders nothing.
+        rows = (rack / "oem" / "nodes.csv").read_text().splitlines()[1:]  # after the header
+        nodes = sum(1 for row in rows if row.strip() and not row.startswith("#"))
+        assert ipxe_renders(net) == nodes
         node = net.client.run(
             "curl", "-sS", "-f", f"http://10.99.0.1:8080/ipxe?mac={NODE_MAC.replace(':', '-')}"
         ).stdout
+        assert ipxe_renders(net) == nodes
         assert "flatcar.first_boot=yes" in node
         assert f"ignition.config.url=http://10.99.0.1:8080/ignition?mac={NODE_MAC}&token=" in node
         # By default (http.bind_to_lease) a machine gets only its own node's script and tokens.
@@ -91,6 +97,12 @@ def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:
     )
     sources = {source for source, _ in events}
     assert {"dhcp", "tftp", "http"} <= sources, events
+
+
+def ipxe_renders(net: Link) -> int:
+    metrics = net.client.run("curl", "-sS", "-f", "http://10.99.0.1:8080/metrics").stdout
+    found = re.search(r'^racker_http_render_seconds_count\{kind="ipxe"\} (\S+)$', metrics, re.M)
+    return int(float(found.group(1))) if found else 0
 
 
 def test_leases_survive_a_restart(net: Link, rack: Path) -> None:

@@ -37,8 +37,9 @@ class StandinRendered:
 class StandinCatalog:
     """Renders a fixed Flatcar-like script from the context; unknown MACs do not match."""
 
-    def __init__(self) -> None:
+    def __init__(self, ipxe_per_node: bool = False) -> None:
         self.calls: list[tuple[str, NodeFacts, RenderContext]] = []
+        self.ipxe_per_node = ipxe_per_node  # True: its scripts read the request's MAC only
 
     def _check(self, kind: str, facts: NodeFacts, ctx: RenderContext) -> None:
         self.calls.append((kind, facts, ctx))
