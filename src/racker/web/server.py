@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import socket
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from racker.errors import EnvironmentProblem
 from racker.events import HttpEvent, Publish, discard
 from racker.model import parse_mac
+from racker.web.fastpath import FastPathServer
 from racker.web.handlers import (
     AddressOf,
     BootService,
@@ -42,6 +44,9 @@ SERVICE = web.AppKey("racker_boot_service", BootService)
 # (128) overflowed under 200 concurrent clients: Linux then drops the handshake's last ACK and
 # the client resends after the 200 ms minimum RTO (measured: p99 297 ms instead of ~15 ms).
 _BACKLOG = 1024
+# Idle keep-alive connections are closed after this long (nginx's default; aiohttp's is an
+# hour). iPXE reuses its connection within seconds: /boot.ipxe, /ipxe, kernel, initrd.
+KEEPALIVE_TIMEOUT = 75.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -127,8 +132,21 @@ def _record(request: web.Request, status: int, sent: int, duration: float) -> No
     route = _route_name(request)
     path = request.rel_url.raw_path  # percent-encoded, without the query (tokens live there)
     mac = parse_mac(request.query.get("mac", ""))
-    peer = request.remote or ""
-    method = request.method
+    record(svc, request.method, route, path, mac, request.remote or "", status, sent, duration)
+
+
+def record(
+    svc: BootService,
+    method: str,
+    route: str,
+    path: str,
+    mac: str | None,
+    peer: str,
+    status: int,
+    sent: int,
+    duration: float,
+) -> None:
+    """Count, log and publish one answered request (aiohttp's or the fast path's)."""
     svc.metrics.observe_request(method, route, status, sent)
     if log.isEnabledFor(logging.INFO):
         log.info("%s %s %s %d %d %.1fms", peer, method, path, status, sent, duration * 1e3)
@@ -189,6 +207,7 @@ class BootHttpServer:
         *,
         sock: socket.socket | None = None,
         inventory: Callable[[], list[str]] | None = None,
+        fast_path: bool = True,
         **app_options: Any,
     ) -> None:
         self.host = host
@@ -204,6 +223,10 @@ class BootHttpServer:
         self.app = make_app(catalog, context_for, **app_options)
         self._runner: web.AppRunner | None = None
         self._acceptor: _Acceptor | None = None
+        # /boot.ipxe and /ipxe answered without aiohttp's per-request work (fastpath.py);
+        # False: aiohttp answers everything (the reference the fast path is tested against).
+        self._fast_path = fast_path
+        self.fast: FastPathServer | None = None
 
     @property
     def metrics(self) -> HttpMetrics:
@@ -213,7 +236,11 @@ class BootHttpServer:
         # access_log=None: aiohttp's access log prints the query string, and tokens live there.
         # ``_observe`` logs paths only; aiohttp's own error lines go through a redacting logger.
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, logger=server_logger()
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            logger=server_logger(),
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
         await runner.setup()
         try:
@@ -226,7 +253,14 @@ class BootHttpServer:
                 "is another server using the port? change http.port in racker.yaml",
             ) from None
         assert runner.server is not None  # set by setup()
-        self._acceptor = _Acceptor(sock, runner.server)
+        factory: Callable[[], asyncio.Protocol] = runner.server
+        if self._fast_path:
+            svc = self.app[SERVICE]
+            self.fast = FastPathServer(
+                svc, runner.server, functools.partial(record, svc), KEEPALIVE_TIMEOUT
+            )
+            factory = self.fast
+        self._acceptor = _Acceptor(sock, factory)
         self._runner = runner
         bound = sock.getsockname()
         self.port = int(bound[1])
@@ -291,6 +325,9 @@ class BootHttpServer:
         if self._acceptor is not None:
             self._acceptor.close()
             self._acceptor = None
+        if self.fast is not None:
+            for connection in list(self.fast.connections):
+                connection.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
