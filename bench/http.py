@@ -7,13 +7,15 @@
    serving the same file from the server namespace. Runs alternate; the median counts.
 2. /ipxe latency: ``--burst`` requests fired at once over pre-opened keep-alive connections,
    ``--rounds`` times; each request timed from send to full response. Rendered by the real
-   catalog (built-in Flatcar profiles). p50/p99 over all requests.
+   catalog (built-in Flatcar profiles). p50/p99 over all requests, and p99 per burst.
 
-racker runs in its own process (``--serve``), the load generator too (``--load``), so neither
-shares an event loop with the other. The server runs on the event loop ``racker serve`` picks
-(``racker.serve.run_event_loop``: asyncio's own loop); a second racker process on uvloop (the
-opt-in ``RACKER_EVENT_LOOP=uvloop``) gets the same asset and ``ab -k`` runs for comparison.
-Needs root (namespaces), nginx-light and apache2-utils.
+racker runs in its own processes (``--serve``), the load generator too (``--load``), so none
+shares an event loop with another. The main racker server runs as ``racker serve`` runs it:
+asyncio's own loop (``racker.serve.run_event_loop``), the fast path for /boot.ipxe and /ipxe,
+and its inventory's scripts (the MACs of the "fresh" bursts) rendered ahead. A second one
+runs on uvloop (the opt-in ``RACKER_EVENT_LOOP=uvloop``; asset and ``ab`` runs), a third
+without the fast path and without rendering ahead (aiohttp answers everything, renders on
+request: the reference). Needs root (namespaces), nginx-light and apache2-utils.
 """
 
 from __future__ import annotations
@@ -38,12 +40,25 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.64"
-RACKER_PORT, NGINX_PORT, UVLOOP_PORT = 8080, 8081, 8082
+RACKER_PORT, NGINX_PORT, UVLOOP_PORT, AIOHTTP_PORT = 8080, 8081, 8082, 8083
 MAC = "52:54:00:aa:00:01"
 PY = sys.executable
 # What nginx answers for /ipxe in the reference bursts: as long as racker's rendered script for
 # these nodes (467 bytes), in nginx's escaped form (\n is a newline in a return text).
 FIXED_SCRIPT = "#!ipxe\\n" + "#" * 454 + "\\nboot\\n"
+
+
+# The /ipxe bursts: (key, server, MACs, what). "racker" runs as racker serve does (fast path,
+# inventory rendered ahead); "aiohttp" is racker without either (every request through aiohttp,
+# rendered on request); nginx answers a fixed script of the same length.
+BURSTS = (
+    ("fresh", "racker", "fresh", "each node's first request: scripts rendered ahead"),
+    ("unlisted", "racker", "unlisted", "MACs not rendered ahead: rendered on request"),
+    ("same", "racker", "same", "the same nodes again"),
+    ("aiohttp", "aiohttp", "fresh", "racker without the fast path, rendered on request"),
+    ("healthz", "healthz", "fresh", "racker's /healthz: no rendering, through aiohttp"),
+    ("nginx", "nginx", "fresh", "nginx answering a fixed 467-byte script: the machine's floor"),
+)
 
 
 # -- the racker server process --------------------------------------------------------------
@@ -72,13 +87,25 @@ def bench_context() -> tuple[Any, Any]:
     return settings, context_for
 
 
-async def serve(host: str, port: int, assets: Path) -> None:
+async def serve(host: str, port: int, assets: Path, fast_path: bool, inventory: list[str]) -> None:
+    """A racker HTTP server as ``racker serve`` runs it: the fast path for the boot scripts
+    and ``inventory``'s scripts rendered ahead (``fast_path=False``: aiohttp answers every
+    request and renders on request, the reference)."""
     from racker.profiles import load_catalog
     from racker.web import BootHttpServer
 
     settings, context_for = bench_context()
     catalog = load_catalog(None, settings)
-    server = BootHttpServer(host, port, catalog, context_for, key=os.urandom(32), assets_dir=assets)
+    server = BootHttpServer(
+        host,
+        port,
+        catalog,
+        context_for,
+        key=os.urandom(32),
+        assets_dir=assets,
+        fast_path=fast_path,
+        inventory=(lambda: inventory) if fast_path else None,
+    )
     await server.start()
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -138,8 +165,13 @@ def render_cost(count: int = 1000, mac_groups: int = 0) -> tuple[float, float]:
 # -- the load generator process -------------------------------------------------------------
 
 
+def inventory(rounds: int, burst: int) -> list[str]:
+    """The bench servers' inventory: the MACs of every "fresh" burst (not the "unlisted")."""
+    return [mac for round_ in range(rounds) for mac in _macs(round_, burst)]
+
+
 def _macs(round_: int, burst: int) -> list[str]:
-    """Distinct node MACs for one round (rounds never share a MAC: every request renders)."""
+    """Distinct node MACs for one round (rounds never share a MAC)."""
     return [
         f"52:54:{round_ >> 8:02x}:{round_ & 255:02x}:{i >> 8:02x}:{i & 255:02x}"
         for i in range(burst)
@@ -169,14 +201,15 @@ def _response_done(buf: bytearray) -> int | None:
     return int(head[9:12])
 
 
-def load(url: str, burst: int, rounds: int, fresh: bool = True) -> None:
+def load(url: str, burst: int, rounds: int, macs: str = "fresh") -> None:
     """Fire ``burst`` /ipxe requests at once, each on its own kept-alive connection.
 
     This is a rack of ``burst`` iPXE clients that fetched /boot.ipxe (iPXE sends Connection:
-    keep-alive and reuses the connection) and now chain to /ipxe at the same moment. With
-    ``fresh`` each round uses new MACs, so every request is a first render for its node;
-    without, every round asks for the first round's nodes again (answers from the render
-    cache). A lean epoll client (no asyncio, requests pre-built), so the client's own overhead
+    keep-alive and reuses the connection) and now chain to /ipxe at the same moment.
+    ``macs``: "fresh", each round new MACs of the servers' inventory (each node's first
+    request); "unlisted", new MACs that are not in the inventory (so never rendered ahead:
+    each request renders); "same", every round the first round's nodes again. A lean epoll
+    client (no asyncio, requests pre-built), so the client's own overhead
     stays out of the figures: each latency is from that request's send() to the end of its
     response.
     """
@@ -209,7 +242,7 @@ def load(url: str, burst: int, rounds: int, fresh: bool = True) -> None:
     for round_ in range(rounds):
         requests = [
             _ipxe_request(parts.netloc, parts.path, mac)
-            for mac in _macs(round_ if fresh else 0, burst)
+            for mac in _macs({"fresh": round_, "same": 0}.get(macs, 1000 + round_), burst)
         ]
         bufs = [bytearray() for _ in socks]
         sent = [0.0] * burst
@@ -327,12 +360,15 @@ def run(args: argparse.Namespace) -> None:
                 tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets, script=FIXED_SCRIPT
             )
         )
-        racker = lk.server.popen(
-            [PY, "-P", __file__, "--serve", SERVER_IP, str(RACKER_PORT), str(assets), "default"],
-            stdout=subprocess.PIPE,
-        )
-        other = ["--serve", SERVER_IP, str(UVLOOP_PORT), str(assets), "uvloop"]
-        on_uvloop = lk.server.popen([PY, "-P", __file__, *other], stdout=subprocess.PIPE)
+        sizes = ["--rounds", str(args.rounds), "--burst", str(args.burst)]
+
+        def racker_server(port: int, loop: str, mode: str) -> subprocess.Popen[bytes]:
+            serve = ["--serve", SERVER_IP, str(port), str(assets), loop, mode, *sizes]
+            return lk.server.popen([PY, "-P", __file__, *serve], stdout=subprocess.PIPE)
+
+        racker = racker_server(RACKER_PORT, "default", "fast")
+        on_uvloop = racker_server(UVLOOP_PORT, "uvloop", "fast")
+        plain = racker_server(AIOHTTP_PORT, "default", "aiohttp")
         nginx = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
         cli = lk.client.name
         try:
@@ -340,6 +376,7 @@ def run(args: argparse.Namespace) -> None:
             nginx_url = f"http://{SERVER_IP}:{NGINX_PORT}/assets/{blob.name}"
             wait_ready(cli, f"http://{SERVER_IP}:{RACKER_PORT}/healthz")
             wait_ready(cli, f"http://{SERVER_IP}:{UVLOOP_PORT}/healthz")
+            wait_ready(cli, f"http://{SERVER_IP}:{AIOHTTP_PORT}/healthz")
             wait_ready(cli, nginx_url)
             speeds: dict[str, list[float]] = {"racker": [], "uvloop": [], "nginx": []}
             uvloop_url = f"http://{SERVER_IP}:{UVLOOP_PORT}/assets/{blob.name}"
@@ -355,6 +392,8 @@ def run(args: argparse.Namespace) -> None:
             wait_ready(cli, ipxe)
             uvloop_ipxe = f"http://{SERVER_IP}:{UVLOOP_PORT}{query}"
             wait_ready(cli, uvloop_ipxe)
+            plain_ipxe = f"http://{SERVER_IP}:{AIOHTTP_PORT}/ipxe"
+            wait_ready(cli, f"http://{SERVER_IP}:{AIOHTTP_PORT}{query}")
             keep = f"ab -k -c {args.burst} -n {n} (keep-alive)"
             # Each server's first burst after start is reported apart (200 connections are
             # accepted and set up during it).
@@ -374,19 +413,17 @@ def run(args: argparse.Namespace) -> None:
             bursts = {}
             healthz = f"http://{SERVER_IP}:{RACKER_PORT}/healthz"
             fixed = f"http://{SERVER_IP}:{NGINX_PORT}/ipxe"
-            for name, url, macs in (
-                ("fresh", ipxe, "fresh"),
-                ("same", ipxe, "same"),
-                ("healthz", healthz, "fresh"),
-                ("nginx", fixed, "fresh"),
-            ):
+            ipxe = f"http://{SERVER_IP}:{RACKER_PORT}/ipxe"
+            urls = {"racker": ipxe, "aiohttp": plain_ipxe, "healthz": healthz, "nginx": fixed}
+            for name, server, macs, _what in BURSTS:
+                url = urls[server]
                 loaded = lk.client.run(
                     *(PY, "-P", __file__, "--load", url, str(args.burst), str(args.rounds), macs),
                     timeout=600,
                 )
                 bursts[name] = json.loads(loaded.stdout)
         finally:
-            for proc in (racker, on_uvloop, nginx):
+            for proc in (racker, on_uvloop, plain, nginx):
                 proc.terminate()
                 proc.wait(timeout=10)
     report(args, speeds, rows, bursts)
@@ -423,18 +460,13 @@ def report(
             f"| {r['90%']:.1f} | {r['99%']:.1f} | {r['100%']:.1f} |"
         )
     per_round = {}
-    for macs, what in (
-        ("fresh", "first renders: new MACs each burst"),
-        ("same", "the same nodes again: render cache"),
-        ("healthz", "racker's /healthz instead: no rendering, the aiohttp floor"),
-        ("nginx", "nginx answering a fixed 467-byte script: the machine's floor"),
-    ):
-        rounds = [[x * 1e3 for x in r] for r in bursts[macs]["latencies"]]
+    for key, _server, _macs, what in BURSTS:
+        rounds = [[x * 1e3 for x in r] for r in bursts[key]["latencies"]]
         lat = [x for r in rounds for x in r]
         p50, p90, p99 = (percentile(lat, q) for q in (0.5, 0.9, 0.99))
         print(
             f"| {args.rounds} bursts of {args.burst} at once, kept-alive connections ({what}) "
-            f"| - | {bursts[macs]['errors']} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {max(lat):.1f} |"
+            f"| - | {bursts[key]['errors']} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {max(lat):.1f} |"
         )
         per_round[what] = sorted(percentile(r, 0.99) for r in rounds)
     print()
@@ -456,15 +488,17 @@ def main() -> None:
     parser.add_argument(
         "--render-cost", action="store_true", help="only the in-process µs per /ipxe answer"
     )
-    parser.add_argument("--serve", nargs=4, metavar=("HOST", "PORT", "ASSETS", "LOOP"))
+    parser.add_argument("--serve", nargs=5, metavar=("HOST", "PORT", "ASSETS", "LOOP", "MODE"))
     parser.add_argument("--load", nargs=4, metavar=("URL", "BURST", "ROUNDS", "MACS"))
     args = parser.parse_args()
     if args.serve:
         from racker.serve import run_event_loop
 
-        host, port, assets, loop = args.serve
+        host, port, assets, loop, mode = args.serve
+        nodes = inventory(args.rounds, args.burst)
         run_event_loop(
-            serve(host, int(port), Path(assets)), loop=None if loop == "default" else loop
+            serve(host, int(port), Path(assets), mode == "fast", nodes),
+            loop=None if loop == "default" else loop,
         )
     elif args.render_cost:
         for groups, count, what in (
@@ -476,7 +510,7 @@ def main() -> None:
             print(f"/ipxe handler in-process ({what}), best of 5: first render {first:.1f} µs, "
                   f"cached {cached:.1f} µs")  # fmt: skip
     elif args.load:
-        load(args.load[0], int(args.load[1]), int(args.load[2]), args.load[3] == "fresh")
+        load(args.load[0], int(args.load[1]), int(args.load[2]), args.load[3])
     else:
         args.load_before = f"{os.getloadavg()[0]:.1f}"
         run(args)
