@@ -14,7 +14,7 @@ import gc
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ _BACKLOG = 1024
 # Idle keep-alive connections are closed after this long (nginx's default; aiohttp's is an
 # hour). iPXE reuses its connection within seconds: /boot.ipxe, /ipxe, kernel, initrd.
 KEEPALIVE_TIMEOUT = 75.0
+_AHEAD_CHUNK = 50
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -281,12 +282,21 @@ class BootHttpServer:
         Rendered ahead, each answer is a dict lookup. Only when the catalog's iPXE answers
         depend on nothing of the request but the MAC (``Catalog.ipxe_per_node``).
         """
+        return sum(self._render_ahead_in_chunks())
+
+    def _render_ahead_in_chunks(self) -> Iterator[int]:
+        """``render_ahead`` in slices of ``_AHEAD_CHUNK`` nodes: the refresh task lets the
+        loop serve DHCP, TFTP and HTTP between two (0.1 ms a node: 200 nodes are 20 ms)."""
         if self._inventory is None:
-            return 0
+            return
         svc = self.app[SERVICE]
         start = time.perf_counter()
         macs = self._inventory()
-        done = svc.render_ahead(macs)
+        done = 0
+        for at in range(0, len(macs), _AHEAD_CHUNK):
+            count = svc.render_ahead(macs[at : at + _AHEAD_CHUNK])
+            done += count
+            yield count
         listed = set(macs)
         for key in [key for key in svc.ipxe_ahead if key[0] not in listed]:
             del svc.ipxe_ahead[key]  # a node removed from the inventory (reload)
@@ -296,7 +306,6 @@ class BootHttpServer:
                 done,
                 (time.perf_counter() - start) * 1e3,
             )
-        return done
 
     def render_again(self) -> None:
         """Render ahead now (after a reload changed the catalog or the inventory)."""
@@ -312,7 +321,8 @@ class BootHttpServer:
                 await asyncio.wait_for(self._render_again.wait(), delay)
             self._render_again.clear()
             try:
-                self.render_ahead()
+                for _ in self._render_ahead_in_chunks():
+                    await asyncio.sleep(0)
             except Exception:  # a bug here must not stop the refreshing for good
                 log.exception("rendering iPXE scripts ahead failed")
 

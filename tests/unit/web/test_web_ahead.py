@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from racker.profiles import NodeFacts, RenderContext
 from racker.tokens import make_token
 from racker.web import make_app
 from racker.web.server import SERVICE, BootHttpServer
 from tests.unit.web.helpers import KEY, NOW
-from tests.unit.web.standin import KNOWN_MAC, OTHER_MAC, UNKNOWN_MAC, StandinCatalog, context_for
+from tests.unit.web.standin import (
+    KNOWN_MAC,
+    NODES,
+    OTHER_MAC,
+    UNKNOWN_MAC,
+    StandinCatalog,
+    context_for,
+)
 
 SERVER = "http://10.99.0.1:8080"
 # What iPXE sends after /boot.ipxe: every fact, the MAC as ${mac:hexhyp}.
@@ -119,3 +128,44 @@ async def test_the_server_renders_its_inventory_ahead_and_again_on_request(
     finally:
         await server.close()
     assert server._ahead is None
+
+
+async def test_the_refresh_renders_in_chunks_letting_the_loop_run_between(
+    tmp_path: Path,
+) -> None:
+    nodes = {f"52:54:00:cc:00:{i:02x}": i for i in range(120)}
+
+    def any_node_context(facts: NodeFacts) -> RenderContext:
+        known = NODES[KNOWN_MAC]
+        node = dataclasses.replace(known, primary_mac=facts.mac) if facts.mac in nodes else None
+        return dataclasses.replace(context_for(facts), node=node)
+
+    clock = {"now": NOW}
+    server = BootHttpServer(
+        "127.0.0.1",
+        0,
+        StandinCatalog(ipxe_per_node=True),
+        any_node_context,
+        key=KEY,
+        assets_dir=tmp_path,
+        server_url=SERVER,
+        clock=lambda: clock["now"],
+        inventory=lambda: list(nodes),
+    )
+    await server.start()
+    try:
+        svc = server.app[SERVICE]
+        assert len(svc.ipxe_ahead) == 120
+        clock["now"] = NOW + 300  # new tokens: everything renders again
+        server.render_again()
+        renewed = []
+        for _ in range(100):
+            await asyncio.sleep(0)
+            count = sum(e.expires == svc.token_expiry() for e in svc.ipxe_ahead.values())
+            if not renewed or renewed[-1] != count:
+                renewed.append(count)
+            if count == 120:
+                break
+        assert {50, 100} <= set(renewed) and renewed[-1] == 120  # the loop ran in between
+    finally:
+        await server.close()
