@@ -61,6 +61,21 @@ BURSTS = (
 )
 
 
+# Servers on CPU 0, clients (curl, ab, the burst client) on CPU 1, when there are two: every
+# server then runs under the same conditions. Left to the scheduler, a server and curl shared
+# a core in some runs and not in others: racker's asset medians came out 0.86x nginx unpinned
+# and 0.96-1.17x pinned, back to back (see docs/benchmarks.md). ``--no-pin`` turns it off.
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+
+class Pinning:
+    on = (os.cpu_count() or 1) >= 2
+
+
+def pinned(cpu: str, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *cmd] if Pinning.on else cmd
+
+
 # -- the racker server process --------------------------------------------------------------
 
 
@@ -302,7 +317,9 @@ http {{
 
 
 def curl_speed(ns: str, url: str) -> float:
-    cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url]
+    cmd = pinned(
+        CLIENT_CPU, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url]
+    )
     out = subprocess.run(
         ["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True, text=True, timeout=600
     ).stdout.split()
@@ -329,7 +346,8 @@ def ab(ns: str, url: str, requests: int, concurrency: int, keepalive: bool) -> d
     """ApacheBench (C, one thread: a lighter client than Python) -> its summary figures."""
     with tempfile.NamedTemporaryFile(suffix=".csv") as csv:
         opts = ["-q", "-n", str(requests), "-c", str(concurrency), "-e", csv.name]
-        cmd = ["ip", "netns", "exec", ns, "ab", *opts, *(["-k"] if keepalive else []), url]
+        ab = pinned(CLIENT_CPU, ["ab", *opts, *(["-k"] if keepalive else []), url])
+        cmd = ["ip", "netns", "exec", ns, *ab]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         # -e writes "percent,ms" rows with fractional milliseconds (the summary rounds to 1 ms).
         rows = dict(line.split(",") for line in Path(csv.name).read_text().splitlines()[1:])
@@ -364,12 +382,16 @@ def run(args: argparse.Namespace) -> None:
 
         def racker_server(port: int, loop: str, mode: str) -> subprocess.Popen[bytes]:
             serve = ["--serve", SERVER_IP, str(port), str(assets), loop, mode, *sizes]
-            return lk.server.popen([PY, "-P", __file__, *serve], stdout=subprocess.PIPE)
+            return lk.server.popen(
+                pinned(SERVER_CPU, [PY, "-P", __file__, *serve]), stdout=subprocess.PIPE
+            )
 
         racker = racker_server(RACKER_PORT, "default", "fast")
         on_uvloop = racker_server(UVLOOP_PORT, "uvloop", "fast")
         plain = racker_server(AIOHTTP_PORT, "default", "aiohttp")
-        nginx = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+        nginx = lk.server.popen(
+            pinned(SERVER_CPU, ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+        )
         cli = lk.client.name
         try:
             racker_url = f"http://{SERVER_IP}:{RACKER_PORT}/assets/{blob.name}"
@@ -417,8 +439,9 @@ def run(args: argparse.Namespace) -> None:
             urls = {"racker": ipxe, "aiohttp": plain_ipxe, "healthz": healthz, "nginx": fixed}
             for name, server, macs, _what in BURSTS:
                 url = urls[server]
+                load = [PY, "-P", __file__, "--load", url, str(args.burst), str(args.rounds), macs]
                 loaded = lk.client.run(
-                    *(PY, "-P", __file__, "--load", url, str(args.burst), str(args.rounds), macs),
+                    *pinned(CLIENT_CPU, load),
                     timeout=600,
                 )
                 bursts[name] = json.loads(loaded.stdout)
@@ -437,6 +460,8 @@ def report(
 ) -> None:
     mib = 1 << 20
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (at the start: {args.load_before})")
+    where = f"servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
+    print(f"pinned: {where}" if Pinning.on else "not pinned (--no-pin)")
     if speeds["nginx"]:
         nginx = statistics.median(speeds["nginx"])
         print(f"\n{args.size_mib} MiB asset over veth, curl, median of {args.runs} runs\n")
@@ -486,6 +511,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--skip-assets", action="store_true", help="only the /ipxe latency part")
     parser.add_argument(
+        "--no-pin", action="store_true", help="leave servers and clients to the scheduler"
+    )
+    parser.add_argument(
         "--render-cost", action="store_true", help="only the in-process µs per /ipxe answer"
     )
     parser.add_argument("--serve", nargs=5, metavar=("HOST", "PORT", "ASSETS", "LOOP", "MODE"))
@@ -512,6 +540,7 @@ def main() -> None:
     elif args.load:
         load(args.load[0], int(args.load[1]), int(args.load[2]), args.load[3])
     else:
+        Pinning.on = Pinning.on and not args.no_pin
         args.load_before = f"{os.getloadavg()[0]:.1f}"
         run(args)
 
