@@ -83,20 +83,23 @@ class Templates:
         self.sources: dict[str, Source] = {}
         self.directory = directory
         self._global_vars: dict[str, Any] | None = None
-        self._inline_text: dict[str, str] = {}  # inline templates' source, by name
+        # Inline templates' source, by template: the values of one YAML flow list share a line,
+        # so a name (file:line) can stand for several templates.
+        self._inline_text: dict[jinja2.Template, str] = {}
 
     def inline(self, text: str, file: str, line: int) -> jinja2.Template:
         """Compile a template written as a YAML value at ``file``:``line``."""
         name = f"{file}:{line}"
         self.sources[name] = Source(file, line - 1)
-        self._inline_text[name] = text
         try:
             code = self.env.compile(text, name=name, filename=name)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 Problem(file, line + (exc.lineno or 1) - 1, f"template syntax: {exc.message}")
             ) from None
-        return self.env.template_class.from_code(self.env, code, dict(self._globals()))
+        template = self.env.template_class.from_code(self.env, code, dict(self._globals()))
+        self._inline_text[template] = text
+        return template
 
     def _globals(self) -> dict[str, Any]:
         # jinja2 hands every template a ChainMap of the environment's globals and copies it
@@ -132,20 +135,25 @@ class Templates:
     def variables_read(self, template: jinja2.Template) -> frozenset[str] | None:
         """The variables ``template`` (and what it includes or imports) reads; None when that
         cannot be known from its text (a template named by a variable)."""
-        return self._variables_read(template.name or "", set())
+        text = self._inline_text.get(template)
+        if text is None:
+            return self._variables_read(template.name or "", set())
+        return self._names_in(text, set())
 
     def _variables_read(self, name: str, seen: set[str]) -> frozenset[str] | None:
+        """What the file template ``name`` reads."""
         if name in seen:
             return frozenset()
         seen.add(name)
-        text = self._inline_text.get(name)
-        if text is None:
-            if self.env.loader is None:
-                return None
-            try:
-                text = self.env.loader.get_source(self.env, name)[0]
-            except jinja2.TemplateNotFound:
-                return None
+        if self.env.loader is None:
+            return None
+        try:
+            text = self.env.loader.get_source(self.env, name)[0]
+        except jinja2.TemplateNotFound:
+            return None
+        return self._names_in(text, seen)
+
+    def _names_in(self, text: str, seen: set[str]) -> frozenset[str] | None:
         ast = self.env.parse(text)
         names = set(jinja2.meta.find_undeclared_variables(ast))
         for other in jinja2.meta.find_referenced_templates(ast):

@@ -31,6 +31,8 @@ CASES = [
     ("kernel/initrd/args from racker's own knowledge", {}, True),
     ("an args template reads the request's platform",
      {"profiles/boot.yaml": 'boot: {kernel: k, args: ["p={{ platform }}"]}\n'}, False),
+    ("two args on one YAML line, the first reads the platform",
+     {"profiles/boot.yaml": 'boot: {kernel: k, args: ["p={{ platform }}", "quiet"]}\n'}, False),
     ("an iPXE template reads the raw query",
      {"profiles/boot.yaml": IPXE_PROFILE, "templates/own.ipxe": "#!ipxe\n# {{ query }}\n"}, False),
     ("an iPXE template reads only the node and the MAC",
