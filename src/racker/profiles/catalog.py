@@ -24,14 +24,25 @@ from racker.profiles.groups import Group, Match, NoMatch, explain_selection, ran
 from racker.profiles.ignition import check_ignition
 from racker.profiles.rendering import TemplateError, Templates, functions
 
-# The iPXE script for a profile that gives kernel/initrd/args instead of its own template.
-# initrd=NAME on the kernel line: the EFI stub finds the initrd by that name (RIG.md).
-BOOT_SCRIPT = """#!ipxe
-# racker: group {{ group }}, profile {{ profile }}
-kernel {{ kernel }}{% for name in initrd_names %} initrd={{ name }}{% endfor %} {{ args }}
-{% for url in initrds %}initrd {{ url }}
-{% endfor %}boot
-"""
+
+def boot_script(
+    group: str, profile: str, kernel: str, initrds: list[str], names: list[str], args: str
+) -> str:
+    """The iPXE script of a profile that gives kernel/initrd/args instead of its own template.
+
+    initrd=NAME on the kernel line: the EFI stub finds the initrd by that name (RIG.md).
+    Plain Python: a jinja2 template of the same text (kept in the tests as the reference,
+    compared by a property test) cost ~8 µs of every render.
+    """
+    initrd_args = "".join(f" initrd={name}" for name in names)
+    lines = [
+        "#!ipxe",
+        f"# racker: group {group}, profile {profile}",
+        f"kernel {kernel}{initrd_args} {args}",
+        *(f"initrd {url}" for url in initrds),
+        "boot",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # Template variables that come from the request (NodeFacts) rather than from racker's own
@@ -79,7 +90,6 @@ class Catalog:
         self._ranked = rank(groups)
         self.profiles = MappingProxyType(dict(profiles))
         self._templates = templates
-        self._boot = templates.inline(BOOT_SCRIPT, "<racker boot script>", 1)
         self.ipxe_per_node = self._ipxe_depends_only_on_node()
 
     def _ipxe_depends_only_on_node(self) -> bool:
@@ -150,14 +160,8 @@ class Catalog:
         kernel, *rest = (piece.strip() for piece in pieces)
         initrds, args = rest[: len(boot.initrds)], rest[len(boot.initrds) :]
         names = [posixpath.basename(urllib.parse.urlsplit(u).path) for u in initrds]
-        boot_vars = {
-            **variables,
-            "kernel": kernel,
-            "initrds": initrds,
-            "initrd_names": names,
-            "args": " ".join(a for a in args if a),
-        }
-        return t.render(self._boot, boot_vars, "iPXE boot script")
+        arguments = " ".join(a for a in args if a)
+        return boot_script(match.group.id, profile.id, kernel, initrds, names, arguments)
 
     def render_ignition(self, facts: NodeFacts, ctx: RenderContext) -> dict[str, Any]:
         return self._ignition(self._pick(facts, ctx), facts, ctx)

@@ -1,11 +1,15 @@
 """Templates.render_all (templates rendered with one shared copy of the variables; ``render``
 is the one-template case) must give what jinja2's own ``Template.render`` gives, and report
-errors with the failing template's file and line."""
+errors with the failing template's file and line. ``boot_script``, plain Python, must give
+what the jinja2 template it replaced gives."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from racker.profiles.catalog import boot_script
 from racker.profiles.rendering import TemplateError, Templates
 
 PIECES = [
@@ -55,3 +59,35 @@ def test_templates_get_plain_dict_globals() -> None:
     template = t.inline("{{ range(2) | list }}", "p.yaml", 1)
     assert type(template.globals) is dict
     assert template.globals == dict(t.env.make_globals(None))
+
+
+# The jinja2 template racker's boot script was rendered with: the reference for boot_script.
+BOOT_SCRIPT = """#!ipxe
+# racker: group {{ group }}, profile {{ profile }}
+kernel {{ kernel }}{% for name in initrd_names %} initrd={{ name }}{% endfor %} {{ args }}
+{% for url in initrds %}initrd {{ url }}
+{% endfor %}boot
+"""
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(
+    group=TEXT,
+    profile=TEXT,
+    kernel=TEXT,
+    initrds=st.lists(TEXT, max_size=3),
+    names=st.lists(TEXT, max_size=3),
+    args=TEXT,
+)
+def test_boot_script_equals_its_jinja2_reference(
+    group: str, profile: str, kernel: str, initrds: list[str], names: list[str], args: str
+) -> None:
+    templates = Templates(None)
+    reference = templates.inline(BOOT_SCRIPT, "<boot script>", 1)
+    expected = templates.render(
+        reference,
+        {"group": group, "profile": profile, "kernel": kernel, "initrds": initrds,
+         "initrd_names": names, "args": args},
+        "boot script",
+    )  # fmt: skip
+    assert boot_script(group, profile, kernel, initrds, names, args) == expected
