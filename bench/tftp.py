@@ -47,6 +47,18 @@ ADDRESSES = {
     "tftpd-hpa": "10.99.0.4",
 }
 MIB = 1024 * 1024
+# Servers on CPU 0, clients on CPU 1 (when there are two), so every server runs under the same
+# conditions instead of the scheduler's choice of the moment (see bench/http.py). --no-pin.
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+
+class Pinning:
+    on = (os.cpu_count() or 1) >= 2
+
+
+def pinned(cpu: str, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *cmd] if Pinning.on else cmd
+
 
 RACKER = """
 import asyncio, logging
@@ -85,7 +97,9 @@ def server_commands(root: Path, state: Path) -> dict[str, list[str]]:
 
 @contextlib.contextmanager
 def running(ns: Namespace, command: list[str], ip: str) -> Iterator[None]:
-    proc = ns.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = ns.popen(
+        pinned(SERVER_CPU, command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(100):  # until port 69 is bound
             if f"{ip}:69 " in ns.run("ss", "-uln").stdout:
@@ -111,7 +125,8 @@ def timed(action: Callable[[], float | None]) -> float:
 
 
 def curl(ip: str, name: str, blksize: int, out: Path) -> list[str]:
-    return ["curl", "-sS", "--tftp-blksize", str(blksize), "-o", str(out), f"tftp://{ip}/{name}"]
+    cmd = ["curl", "-sS", "--tftp-blksize", str(blksize), "-o", str(out), f"tftp://{ip}/{name}"]
+    return pinned(CLIENT_CPU, cmd)
 
 
 def check(out: Path, original: Path) -> None:
@@ -163,7 +178,7 @@ def windowed(windowsize: int) -> Case:
             args = ["env", f"PYTHONPATH={REPO}:{REPO / 'src'}", sys.executable, "-m",
                     "tests.integration.tftp.client", ip, "50m.bin", str(out),
                     "--blksize", "1468", "--windowsize", str(windowsize)]  # fmt: skip
-            result = json.loads(net.client.run(*args, timeout=300).stdout)
+            result = json.loads(net.client.run(*pinned(CLIENT_CPU, args), timeout=300).stdout)
             check(out, root / "50m.bin")
             return float(result["seconds"])  # the transfer itself, without interpreter start-up
 
@@ -177,10 +192,9 @@ def atftp_windowed(windowsize: int) -> Case:
         def action() -> float:
             out = work / "a.out"
             started = time.monotonic()
-            net.client.run(
-                "atftp", "--option", "blksize 1468", "--option", f"windowsize {windowsize}",
-                "-g", "-r", "50m.bin", "-l", str(out), ip, timeout=300,
-            )  # fmt: skip
+            atftp = ["atftp", "--option", "blksize 1468", "--option", f"windowsize {windowsize}",
+                     "-g", "-r", "50m.bin", "-l", str(out), ip]  # fmt: skip
+            net.client.run(*pinned(CLIENT_CPU, atftp), timeout=300)
             took = time.monotonic() - started
             check(out, root / "50m.bin")
             return took
@@ -229,7 +243,9 @@ def codec_speed() -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-pin", action="store_true", help="leave placement to the scheduler")
     args = parser.parse_args()
+    Pinning.on = Pinning.on and not args.no_pin
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("dnsmasq", "in.tftpd", "curl")):
         print("needs root, dnsmasq, in.tftpd (tftpd-hpa) and curl", file=sys.stderr)
         return 2
@@ -270,6 +286,8 @@ def main() -> int:
         for server in servers:
             rows[server] = {c: statistics.median(v) for c, v in samples[server].items()}
     print(f"1-minute load average during the run: {min(loads):.2f}-{max(loads):.2f}")
+    where = f"servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
+    print(f"pinned: {where}" if Pinning.on else "not pinned (--no-pin)")
     ours, theirs = codec_speed()
     report(rows, ours, theirs, args.runs)
     paired(samples)
