@@ -22,7 +22,7 @@ from racker.errors import Problem
 from racker.profiles.context import NodeFacts, RenderContext, template_vars
 from racker.profiles.groups import Group, Match, NoMatch, explain_selection, rank, select_group
 from racker.profiles.ignition import check_ignition
-from racker.profiles.rendering import TemplateError, Templates, functions
+from racker.profiles.rendering import TemplateError, Templates
 
 
 def boot_script(
@@ -44,6 +44,10 @@ def boot_script(
     ]
     return "\n".join(lines) + "\n"
 
+
+# Where a render keeps (match, facts, context) for the profile_ignition function; not a name
+# templates use.
+RENDERING = "_racker_rendering"
 
 # Template variables that come from the request (NodeFacts) rather than from racker's own
 # knowledge of the node; ``mac`` is not one of them: it is what a node's answer is cached by.
@@ -90,6 +94,7 @@ class Catalog:
         self._ranked = rank(groups)
         self.profiles = MappingProxyType(dict(profiles))
         self._templates = templates
+        templates.profile_ignition = self._profile_ignition
         self.ipxe_per_node = self._ipxe_depends_only_on_node()
 
     def _ipxe_depends_only_on_node(self) -> bool:
@@ -133,14 +138,16 @@ class Catalog:
         variables["profile"] = match.profile.id
         variables["metadata"] = {**match.profile.metadata, **match.group.metadata}
 
-        def profile_ignition(name: str) -> dict[str, Any]:
-            other = self.profiles.get(name)
-            if other is None:
-                raise KeyError(f"profile_ignition: no profile {name!r}")
-            return self._ignition(Match(match.group, other, match.why), facts, ctx)
-
-        variables.update(functions(self._templates, variables, profile_ignition))
+        variables[RENDERING] = (match, facts, ctx)  # for profile_ignition
         return variables
+
+    def _profile_ignition(self, variables: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """The template function: profile ``name``'s Ignition for the machine being rendered."""
+        match, facts, ctx = variables[RENDERING]
+        other = self.profiles.get(name)
+        if other is None:
+            raise KeyError(f"profile_ignition: no profile {name!r}")
+        return self._ignition(Match(match.group, other, match.why), facts, ctx)
 
     def render_ipxe(self, facts: NodeFacts, ctx: RenderContext) -> Rendered:
         match = self._pick(facts, ctx)

@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 
 from racker.errors import Problem, RackerError
 
@@ -63,6 +64,9 @@ class Source:
     line_offset: int = 0  # added to jinja's line (inline templates start mid-file)
 
 
+_HELPERS = frozenset({"file_data_url", "render_file", "profile_ignition"})
+
+
 class Templates:
     """One jinja2 environment per catalog: file templates plus inline ones from YAML."""
 
@@ -83,6 +87,9 @@ class Templates:
         self.sources: dict[str, Source] = {}
         self.directory = directory
         self._global_vars: dict[str, Any] | None = None
+        # profile_ignition(variables, profile id): set by the Catalog these templates serve.
+        self.profile_ignition: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
+        self.env.globals.update(self._helpers())
         # Inline templates' source, by template: the values of one YAML flow list share a line,
         # so a name (file:line) can stand for several templates.
         self._inline_text: dict[jinja2.Template, str] = {}
@@ -100,6 +107,38 @@ class Templates:
         template = self.env.template_class.from_code(self.env, code, dict(self._globals()))
         self._inline_text[template] = text
         return template
+
+    def _helpers(self) -> dict[str, Any]:
+        """Functions templates call. Each renders with the calling template's own variables,
+        which jinja2 passes in (``pass_context``): no functions made per render, so no
+        reference cycle per render between them and the variables that hold them (18 objects
+        of cyclic garbage a render, left to the garbage collector, before)."""
+
+        @jinja2.pass_context
+        def render_file(context: jinja2.runtime.Context, name: str) -> str:
+            """Render ``templates/<name>`` with the same variables."""
+            template = self.file(name, "<template>", 0)
+            return self.render(template, context.parent, f"template {name}")
+
+        @jinja2.pass_context
+        def file_data_url(context: jinja2.runtime.Context, name: str) -> str:
+            """``render_file`` as a data URL."""
+            return data_url(render_file(context, name))
+
+        @jinja2.pass_context
+        def profile_ignition(context: jinja2.runtime.Context, name: str) -> dict[str, Any]:
+            """Another profile's Ignition, for the same machine."""
+            if self.profile_ignition is None:
+                raise KeyError("profile_ignition: no catalog")
+            return self.profile_ignition(context.parent, name)
+
+        helpers = {
+            "file_data_url": file_data_url,
+            "render_file": render_file,
+            "profile_ignition": profile_ignition,
+        }
+        assert set(helpers) == _HELPERS
+        return helpers
 
     def _globals(self) -> dict[str, Any]:
         # jinja2 hands every template a ChainMap of the environment's globals and copies it
@@ -156,6 +195,12 @@ class Templates:
     def _names_in(self, text: str, seen: set[str]) -> frozenset[str] | None:
         ast = self.env.parse(text)
         names = set(jinja2.meta.find_undeclared_variables(ast))
+        # jinja2.meta leaves out the environment's globals; the helpers among them count.
+        names |= {
+            node.name
+            for node in ast.find_all(jinja2.nodes.Name)
+            if node.ctx == "load" and node.name in _HELPERS
+        }
         for other in jinja2.meta.find_referenced_templates(ast):
             found = None if other is None else self._variables_read(other, seen)
             if found is None:
@@ -213,26 +258,3 @@ class Templates:
             f"{what}: {message}",
             "see docs/profiles.md for the variables templates can use",
         )
-
-
-def functions(
-    templates: Templates,
-    variables: dict[str, Any],
-    profile_ignition: Callable[[str], dict[str, Any]],
-) -> dict[str, Any]:
-    """Helpers templates call with the node's own context (added to ``variables``)."""
-
-    def file_data_url(name: str) -> str:
-        """Render ``templates/<name>`` with the same variables; return it as a data URL."""
-        template = templates.file(name, "<template>", 0)
-        return data_url(templates.render(template, variables, f"template {name}"))
-
-    def render_file(name: str) -> str:
-        template = templates.file(name, "<template>", 0)
-        return templates.render(template, variables, f"template {name}")
-
-    return {
-        "file_data_url": file_data_url,
-        "render_file": render_file,
-        "profile_ignition": profile_ignition,
-    }

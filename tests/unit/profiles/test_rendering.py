@@ -5,12 +5,16 @@ what the jinja2 template it replaced gives."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from racker.profiles import load_catalog
 from racker.profiles.catalog import boot_script
 from racker.profiles.rendering import TemplateError, Templates
+from tests.unit.profiles.helpers import SETTINGS, context, facts
 
 PIECES = [
     "{{ assets_url }}/flatcar/{{ flatcar.version }}/kernel",
@@ -91,3 +95,22 @@ def test_boot_script_equals_its_jinja2_reference(
         "boot script",
     )  # fmt: skip
     assert boot_script(group, profile, kernel, initrds, names, args) == expected
+
+
+def test_renders_leave_no_cyclic_garbage() -> None:
+    # Cyclic garbage waits for the collector, which then pauses every request being served;
+    # the template functions (file_data_url, profile_ignition...) once made a cycle per render.
+    catalog = load_catalog(None, SETTINGS)
+    ctx = context()
+    catalog.render_ignition(facts(), ctx)  # first renders compile and cache the templates
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            catalog.render_ipxe(facts(), ctx)
+            catalog.render_ignition(facts(), ctx)
+            catalog.render_metadata(facts(), ctx)
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0
