@@ -221,9 +221,13 @@ class BootService:
 
     def ipxe_text(self, ask: Ask, facts: NodeFacts, mac: str) -> str:
         entry = self._render_ipxe(ask.base, facts, mac)
+        key = self._ipxe_key(ask, mac)
+        if key in self.ipxe_ahead:  # rendered ahead, then the node's state changed
+            self.ipxe_ahead[key] = entry
+            return entry.text
         if len(self.ipxe_cache) >= _IPXE_CACHE_SIZE:
             self.ipxe_cache.clear()
-        self.ipxe_cache[self._ipxe_key(ask, mac)] = entry
+        self.ipxe_cache[key] = entry
         return entry.text
 
     def render_ahead(self, macs: list[str]) -> int:

@@ -169,3 +169,21 @@ async def test_the_refresh_renders_in_chunks_letting_the_loop_run_between(
         assert {50, 100} <= set(renewed) and renewed[-1] == 120  # the loop ran in between
     finally:
         await server.close()
+
+
+async def test_a_state_change_renders_once_on_request_then_answers_from_memory(
+    tmp_path: Path,
+) -> None:
+    catalog, installed = StandinCatalog(ipxe_per_node=True), {"now": False}
+
+    def stateful(facts: NodeFacts) -> RenderContext:
+        return dataclasses.replace(context_for(facts), installed=installed["now"])
+
+    app = make_app(catalog, stateful, key=KEY, assets_dir=tmp_path, server_url=SERVER,
+                   clock=lambda: NOW)  # fmt: skip
+    app[SERVICE].render_ahead([KNOWN_MAC])
+    async with TestClient(TestServer(app)) as client:
+        installed["now"] = True  # e.g. the node reported "installed"
+        for _ in range(3):
+            assert (await client.get("/ipxe", params=QUERY)).status == 200
+    assert [ctx.installed for _, _, ctx in catalog.calls] == [False, True]
