@@ -272,7 +272,7 @@ class BootFastPath(asyncio.Protocol):
             self.idle = loop.call_at(due, self._idle)
 
     def pause_writing(self) -> None:
-        # A client that sends requests but does not read the answers: stop reading its.
+        # A client that sends requests but does not read the answers: stop reading them.
         self.paused = True
         self.transport.pause_reading()
 
