@@ -224,7 +224,15 @@ class Transfer:
         self._tries += 1
         if self._tries > self.retries:
             waiting = 0 if self._awaiting_oack_ack else self._acked + 1
-            self._fail(f"timed out after {self.retries} retransmissions (block {waiting})")
+            if waiting == self.last_block:
+                # RFC 1350 section 6: only a client that dallies re-ACKs a resent last block;
+                # one that does not may well have the whole file. Say so, not just "timed out".
+                self._fail(
+                    f"no ACK for the last block ({waiting}) after {self.retries} "
+                    "retransmissions: the client may have the whole file"
+                )
+            else:
+                self._fail(f"timed out after {self.retries} retransmissions (block {waiting})")
             return [encode_error(ErrorCode.NOT_DEFINED, "timed out")]
         if self._awaiting_oack_ack:
             self.resends += 1

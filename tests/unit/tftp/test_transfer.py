@@ -245,7 +245,19 @@ def test_timeouts_resend_with_backoff_then_give_up() -> None:
     assert t.deadline == 25.0
     assert decode(t.on_timeout(25.0)[0]) == Error(0, "timed out")
     assert t.status is Status.FAILED
-    assert (t.resends, t.error) == (4, "timed out after 4 retransmissions (block 1)")
+    assert (t.resends, t.error) == (
+        4,
+        "no ACK for the last block (1) after 4 retransmissions: the client may have the whole file",
+    )
+
+
+def test_a_timeout_before_the_last_block_names_the_block() -> None:
+    t = Transfer(BytesSource(bytes(1500)), (), TransferLimits(timeout=1.0, retries=1))
+    t.start(0.0)
+    assert t.on_datagram(encode_ack(1), 0.5) == [data(2, bytes(512))]
+    assert len(t.on_timeout(1.5)) == 1
+    assert decode(t.on_timeout(3.5)[0]) == Error(0, "timed out")
+    assert t.error == "timed out after 1 retransmissions (block 2)"
 
 
 def test_progress_resets_the_retry_count() -> None:
