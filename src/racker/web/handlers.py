@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -122,7 +121,7 @@ class BootService:
     # the MAC (``ipxe_per_node``), else by (raw query, base URL). An entry is used only while
     # its token expiry is current and ``context_for`` still gives an equal context, so a
     # changed node state renders afresh. ``ipxe_ahead`` holds the inventory nodes' scripts
-    # rendered before they ask (``render_ahead``); ``ipxe_cache`` what requests rendered.
+    # rendered before they ask (``racker.web.ahead``); ``ipxe_cache`` what requests rendered.
     ipxe_cache: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
     ipxe_ahead: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
 
@@ -213,14 +212,14 @@ class BootService:
             return None
         return entry.text
 
-    def _render_ipxe(self, base: str, facts: NodeFacts, mac: str) -> IpxeEntry:
+    def render_ipxe_entry(self, base: str, facts: NodeFacts, mac: str) -> IpxeEntry:
         node_context, expires = self.context_for(facts), self.token_expiry()
         ctx = self.context(base, facts, mac, node_context, expires)
         text: str = self.render("ipxe", lambda: self.catalog.render_ipxe(facts, ctx)).text
         return IpxeEntry(expires, mac, facts, node_context, text)
 
     def ipxe_text(self, ask: Ask, facts: NodeFacts, mac: str) -> str:
-        entry = self._render_ipxe(ask.base, facts, mac)
+        entry = self.render_ipxe_entry(ask.base, facts, mac)
         key = self._ipxe_key(ask, mac)
         if key in self.ipxe_ahead:  # rendered ahead, then the node's state changed
             self.ipxe_ahead[key] = entry
@@ -229,32 +228,6 @@ class BootService:
             self.ipxe_cache.clear()
         self.ipxe_cache[key] = entry
         return entry.text
-
-    def render_ahead(self, macs: list[str]) -> int:
-        """Render the iPXE scripts of these nodes before they ask; return how many were
-        (re)rendered. Only for a catalog whose answers depend on the MAC alone and a fixed
-        ``server_url``; entries still current are kept. Nodes that do not match are skipped
-        (their request gets the 404 with the reason)."""
-        if not self.catalog.ipxe_per_node or not self.server_url:
-            return 0
-        base, expires, done = self.server_url.rstrip("/"), self.token_expiry(), 0
-        for mac in macs:
-            key = (mac, base)
-            facts = NodeFacts(mac=mac, query=MappingProxyType({"mac": mac}))
-            entry = self.ipxe_ahead.get(key)
-            if (
-                entry is not None
-                and entry.expires == expires
-                and self.context_for(facts) == entry.node_context
-            ):
-                continue
-            try:
-                self.ipxe_ahead[key] = self._render_ipxe(base, facts, mac)
-            except RackerError:  # NoMatch or a template error: the request will say why
-                self.ipxe_ahead.pop(key, None)
-                continue
-            done += 1
-        return done
 
     def ipxe_answer(self, ask: Ask) -> Answer:
         text = self.cached_ipxe(ask)

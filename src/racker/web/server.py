@@ -8,13 +8,12 @@ is counted, logged (path only: the query holds tokens) and published as an ``Htt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from racker.errors import EnvironmentProblem
 from racker.events import HttpEvent, Publish, discard
 from racker.model import parse_mac
+from racker.web.ahead import RenderAhead
 from racker.web.fastpath import FastPathServer
 from racker.web.handlers import (
     AddressOf,
@@ -47,7 +47,6 @@ _BACKLOG = 1024
 # Idle keep-alive connections are closed after this long (nginx's default; aiohttp's is an
 # hour). iPXE reuses its connection within seconds: /boot.ipxe, /ipxe, kernel, initrd.
 KEEPALIVE_TIMEOUT = 75.0
-_AHEAD_CHUNK = 50
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -215,10 +214,9 @@ class BootHttpServer:
         self.port = port
         self._sock = sock
         # The MACs whose iPXE scripts are rendered before they ask (``racker serve``: every
-        # inventory node's primary MAC), kept current by ``_render_ahead``.
+        # inventory node's primary MAC), kept current by ``racker.web.ahead``.
         self._inventory = inventory
-        self._ahead: asyncio.Task[None] | None = None
-        self._render_again = asyncio.Event()
+        self._ahead: RenderAhead | None = None
         if "server_url" not in app_options and port:
             app_options["server_url"] = f"http://{host}:{port}"
         self.app = make_app(catalog, context_for, **app_options)
@@ -266,71 +264,23 @@ class BootHttpServer:
         bound = sock.getsockname()
         self.port = int(bound[1])
         if self._inventory is not None:
-            self.render_ahead()  # before gc.freeze: the rendered scripts live long too
-            self._ahead = asyncio.get_running_loop().create_task(self._keep_rendered_ahead())
+            self._ahead = RenderAhead(self.app[SERVICE], self._inventory)
+            self._ahead.render()  # before gc.freeze: the rendered scripts live long too
+            self._ahead.start()
         # Everything allocated so far (modules, templates, the app) lives as long as the
         # process: move it out of the collector's way, so full collections during a burst
         # scan only what requests allocate (gen-2 pauses up to 25 ms before, 7 ms after).
         gc.freeze()
         log.info("HTTP boot server listening on %s:%d", bound[0], self.port)
 
-    def render_ahead(self) -> int:
-        """Render every inventory node's iPXE script not rendered for the current tokens.
-
-        A rack powering on asks for ~all its scripts within a few milliseconds; rendered on
-        request they cost ~0.1 ms of CPU each (jinja2, two HMACs) and queue behind each other.
-        Rendered ahead, each answer is a dict lookup. Only when the catalog's iPXE answers
-        depend on nothing of the request but the MAC (``Catalog.ipxe_per_node``).
-        """
-        return sum(self._render_ahead_in_chunks())
-
-    def _render_ahead_in_chunks(self) -> Iterator[int]:
-        """``render_ahead`` in slices of ``_AHEAD_CHUNK`` nodes: the refresh task lets the
-        loop serve DHCP, TFTP and HTTP between two (0.1 ms a node: 200 nodes are 20 ms)."""
-        if self._inventory is None:
-            return
-        svc = self.app[SERVICE]
-        start = time.perf_counter()
-        macs = self._inventory()
-        done = 0
-        for at in range(0, len(macs), _AHEAD_CHUNK):
-            count = svc.render_ahead(macs[at : at + _AHEAD_CHUNK])
-            done += count
-            yield count
-        listed = set(macs)
-        for key in [key for key in svc.ipxe_ahead if key[0] not in listed]:
-            del svc.ipxe_ahead[key]  # a node removed from the inventory (reload)
-        if done:
-            log.debug(
-                "rendered %d iPXE scripts ahead in %.1f ms",
-                done,
-                (time.perf_counter() - start) * 1e3,
-            )
-
     def render_again(self) -> None:
-        """Render ahead now (after a reload changed the catalog or the inventory)."""
-        self._render_again.set()
-
-    async def _keep_rendered_ahead(self) -> None:
-        # Tokens change every ``expiry_step`` seconds (wall clock): render again just after.
-        svc = self.app[SERVICE]
-        while True:
-            step = max(1, svc.expiry_step)
-            delay = step - svc.clock() % step + 0.01
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._render_again.wait(), delay)
-            self._render_again.clear()
-            try:
-                for _ in self._render_ahead_in_chunks():
-                    await asyncio.sleep(0)
-            except Exception:  # a bug here must not stop the refreshing for good
-                log.exception("rendering iPXE scripts ahead failed")
+        """Render the inventory's iPXE scripts now (a reload changed catalog or inventory)."""
+        if self._ahead is not None:
+            self._ahead.again()
 
     async def close(self) -> None:
         if self._ahead is not None:
-            self._ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ahead
+            await self._ahead.close()
             self._ahead = None
         if self._acceptor is not None:
             self._acceptor.close()

@@ -1,4 +1,4 @@
-"""iPXE scripts rendered ahead of the request (``BootService.render_ahead``, ``BootHttpServer``)."""
+"""iPXE scripts rendered ahead of the request (racker.web.ahead, through ``BootHttpServer``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from racker.profiles import NodeFacts, RenderContext
 from racker.tokens import make_token
 from racker.web import make_app
+from racker.web.ahead import render_nodes
 from racker.web.server import SERVICE, BootHttpServer
 from tests.unit.web.helpers import KEY, NOW
 from tests.unit.web.standin import (
@@ -47,8 +48,8 @@ async def test_a_node_rendered_ahead_is_answered_without_rendering(tmp_path: Pat
     catalog, clock = StandinCatalog(ipxe_per_node=True), {"now": NOW}
     app = app_for(catalog, tmp_path, clock)
     svc = app[SERVICE]
-    assert svc.render_ahead([KNOWN_MAC, UNKNOWN_MAC]) == 1  # the unknown MAC does not match
-    assert svc.render_ahead([KNOWN_MAC]) == 0  # still current
+    assert render_nodes(svc, [KNOWN_MAC, UNKNOWN_MAC]) == 1  # the unknown MAC does not match
+    assert render_nodes(svc, [KNOWN_MAC]) == 0  # still current
     async with TestClient(TestServer(app)) as client:
         resp = await client.get("/ipxe", params=QUERY)
         ahead = await resp.text()
@@ -57,7 +58,7 @@ async def test_a_node_rendered_ahead_is_answered_without_rendering(tmp_path: Pat
         assert unknown.status == 404  # rendered on request, with the reason
     assert [(kind, facts.mac) for kind, facts, _ in catalog.calls] == [
         ("ipxe", KNOWN_MAC),
-        ("ipxe", UNKNOWN_MAC),  # render_ahead's try
+        ("ipxe", UNKNOWN_MAC),  # render_nodes tried it
         ("ipxe", UNKNOWN_MAC),  # the request's
     ]
     # The same answer a server that renders on request gives.
@@ -78,16 +79,16 @@ async def test_per_node_catalogs_share_one_entry_across_request_facts(tmp_path: 
 async def test_new_tokens_and_a_changed_catalog_render_ahead_again(tmp_path: Path) -> None:
     catalog, clock = StandinCatalog(ipxe_per_node=True), {"now": NOW}
     svc = app_for(catalog, tmp_path, clock)[SERVICE]
-    assert svc.render_ahead([KNOWN_MAC, OTHER_MAC]) == 2
+    assert render_nodes(svc, [KNOWN_MAC, OTHER_MAC]) == 2
     clock["now"] = NOW + 300  # the next expiry step
-    assert svc.render_ahead([KNOWN_MAC, OTHER_MAC]) == 2
-    assert svc.render_ahead([KNOWN_MAC, OTHER_MAC]) == 0
+    assert render_nodes(svc, [KNOWN_MAC, OTHER_MAC]) == 2
+    assert render_nodes(svc, [KNOWN_MAC, OTHER_MAC]) == 0
 
 
 async def test_rendered_ahead_still_obeys_bind_to_lease(tmp_path: Path) -> None:
     catalog, clock = StandinCatalog(ipxe_per_node=True), {"now": NOW}
     app = app_for(catalog, tmp_path, clock, bind_to_lease=True, address_of=lambda _m: "10.0.0.9")
-    app[SERVICE].render_ahead([KNOWN_MAC])
+    render_nodes(app[SERVICE], [KNOWN_MAC])
     async with TestClient(TestServer(app)) as client:
         resp = await client.get("/ipxe", params=QUERY)
         assert resp.status == 403
@@ -96,7 +97,7 @@ async def test_rendered_ahead_still_obeys_bind_to_lease(tmp_path: Path) -> None:
 
 async def test_catalogs_that_read_the_request_are_not_rendered_ahead(tmp_path: Path) -> None:
     catalog, clock = StandinCatalog(ipxe_per_node=False), {"now": NOW}
-    assert app_for(catalog, tmp_path, clock)[SERVICE].render_ahead([KNOWN_MAC]) == 0
+    assert render_nodes(app_for(catalog, tmp_path, clock)[SERVICE], [KNOWN_MAC]) == 0
     assert catalog.calls == []
 
 
@@ -181,7 +182,7 @@ async def test_a_state_change_renders_once_on_request_then_answers_from_memory(
 
     app = make_app(catalog, stateful, key=KEY, assets_dir=tmp_path, server_url=SERVER,
                    clock=lambda: NOW)  # fmt: skip
-    app[SERVICE].render_ahead([KNOWN_MAC])
+    render_nodes(app[SERVICE], [KNOWN_MAC])
     async with TestClient(TestServer(app)) as client:
         installed["now"] = True  # e.g. the node reported "installed"
         for _ in range(3):
