@@ -64,9 +64,6 @@ class Source:
     line_offset: int = 0  # added to jinja's line (inline templates start mid-file)
 
 
-_HELPERS = frozenset({"file_data_url", "render_file", "profile_ignition"})
-
-
 class Templates:
     """One jinja2 environment per catalog: file templates plus inline ones from YAML."""
 
@@ -89,7 +86,9 @@ class Templates:
         self._global_vars: dict[str, Any] | None = None
         # profile_ignition(variables, profile id): set by the Catalog these templates serve.
         self.profile_ignition: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
-        self.env.globals.update(self._helpers())
+        helpers = self._helpers()
+        self.env.globals.update(helpers)
+        self._helper_names = frozenset(helpers)
         # Inline templates' source, by template: the values of one YAML flow list share a line,
         # so a name (file:line) can stand for several templates.
         self._inline_text: dict[jinja2.Template, str] = {}
@@ -132,13 +131,11 @@ class Templates:
                 raise KeyError("profile_ignition: no catalog")
             return self.profile_ignition(context.parent, name)
 
-        helpers = {
+        return {
             "file_data_url": file_data_url,
             "render_file": render_file,
             "profile_ignition": profile_ignition,
         }
-        assert set(helpers) == _HELPERS
-        return helpers
 
     def _globals(self) -> dict[str, Any]:
         # jinja2 hands every template a ChainMap of the environment's globals and copies it
@@ -199,7 +196,7 @@ class Templates:
         names |= {
             node.name
             for node in ast.find_all(jinja2.nodes.Name)
-            if node.ctx == "load" and node.name in _HELPERS
+            if node.ctx == "load" and node.name in self._helper_names
         }
         for other in jinja2.meta.find_referenced_templates(ast):
             found = None if other is None else self._variables_read(other, seen)
