@@ -96,14 +96,30 @@ def children_cpu() -> float:
 # server; "single" sends and receives in one thread: ~1.0 CPU at 12000/s, and no replies lost
 # at its own socket. Set by --perfdhcp-threads.
 PERFDHCP_THREADS = "single"
+# The server on CPU 0, perfdhcp on CPU 1 (when there are two): both servers run under the
+# same conditions instead of the scheduler's choice of the moment (see bench/http.py).
+SERVER_CPU, CLIENT_CPU = 0, 1
+
+
+class Pinning:
+    on = (os.cpu_count() or 1) >= 2
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Pin every thread of process ``pid`` to ``cpu`` (no-op when pinning is off)."""
+    if not Pinning.on:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
 
 
 def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
     # "ip netns exec" execs perfdhcp in place, so our waited-for children's CPU is perfdhcp's.
     net.client.run("nstat", "-n")  # reset the namespace's counter history
     client0, server0, start = children_cpu(), cpu_seconds(server_pid), time.monotonic()
+    taskset = ["taskset", "-c", str(CLIENT_CPU)] if Pinning.on else []
     result = net.client.run(
-        "perfdhcp", "-4", "-g", PERFDHCP_THREADS, "-l", net.cli_if, "-r", str(rate),
+        *taskset, "perfdhcp", "-4", "-g", PERFDHCP_THREADS, "-l", net.cli_if, "-r", str(rate),
         "-p", str(seconds), "-R", "1000", net.server_ip, check=False, timeout=seconds + 60,
     )  # fmt: skip
     wall = time.monotonic() - start
@@ -202,6 +218,7 @@ def with_racker(
                 [py_spy, "record", "--format", "raw", "-o", str(out), "-p", str(served.proc.pid)],
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
+        pin(served.proc.pid, SERVER_CPU)
         return ramp(net, rates, seconds, "racker", served.proc.pid)
     finally:
         if profiler is not None:
@@ -226,6 +243,7 @@ def with_dnsmasq(net: Link, rates: list[int], seconds: int) -> list[Run]:
             raise RuntimeError(
                 f"dnsmasq exited: {proc.stderr.read().decode() if proc.stderr else ''}"
             )
+        pin(proc.pid, SERVER_CPU)
         return ramp(net, rates, seconds, "dnsmasq", proc.pid)
     finally:
         proc.terminate()
@@ -287,6 +305,7 @@ def main() -> int:
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)))
     parser.add_argument("--profile", action="store_true", help="py-spy flame graph of racker")
     parser.add_argument("--perfdhcp-threads", choices=("single", "multi"), default="single")
+    parser.add_argument("--no-pin", action="store_true", help="leave placement to the scheduler")
     parser.add_argument(
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
     )
@@ -296,6 +315,7 @@ def main() -> int:
         return 0
     global PERFDHCP_THREADS  # noqa: PLW0603 - one setting for every perfdhcp run
     PERFDHCP_THREADS = args.perfdhcp_threads
+    Pinning.on = Pinning.on and not args.no_pin
     rates = [int(r) for r in args.rates.split(",")]
     load_before = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp, link() as net:
@@ -327,6 +347,7 @@ def main() -> int:
         achieved = f"{run.achieved:.0f}" if run else "-"
         print(f"| {name} | {rate} | {achieved} | {rel:.2f} | {upto}/s | {rel2:.2f} |")
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
+    print("pinned: server on CPU 0, perfdhcp on CPU 1" if Pinning.on else "not pinned (--no-pin)")
     print(
         "\nAll rates: drops DISCOVER-OFFER / REQUEST-ACK; replies dropped at perfdhcp's full"
         " socket buffer; CPU seconds per second of perfdhcp (all its threads) / the server\n"
