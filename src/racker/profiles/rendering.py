@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+import jinja2.runtime
 
 from racker.errors import Problem, RackerError
 
@@ -64,6 +65,18 @@ class Source:
     line_offset: int = 0  # added to jinja's line (inline templates start mid-file)
 
 
+# Template nodes that write to the render's context (``{% set %}``, macros, imports...).
+_CONTEXT_WRITERS = (
+    jinja2.nodes.Assign,
+    jinja2.nodes.AssignBlock,
+    jinja2.nodes.Macro,
+    jinja2.nodes.Import,
+    jinja2.nodes.FromImport,
+    jinja2.nodes.Block,
+    jinja2.nodes.Extends,
+)
+
+
 class Templates:
     """One jinja2 environment per catalog: file templates plus inline ones from YAML."""
 
@@ -92,6 +105,7 @@ class Templates:
         # Inline templates' source, by template: the values of one YAML flow list share a line,
         # so a name (file:line) can stand for several templates.
         self._inline_text: dict[jinja2.Template, str] = {}
+        self._context_free: dict[jinja2.Template, bool] = {}  # _leaves_context_alone's answers
 
     def inline(self, text: str, file: str, line: int) -> jinja2.Template:
         """Compile a template written as a YAML value at ``file``:``line``."""
@@ -221,15 +235,21 @@ class Templates:
         parent = {**self._globals(), **variables}
         out: list[str] = []
         template: jinja2.Template | None = None
+        shared: jinja2.runtime.Context | None = None
         try:
             for template in templates:
-                ctx = env.context_class(
-                    env, parent, template.name, template.blocks, globals=template.globals
-                )
+                # A jinja2 context costs ~2 µs to make; a template that cannot write to it
+                # (no set, macro, import, block) leaves it as it found it for the next one.
+                ctx = shared
+                if ctx is None or template.blocks:
+                    ctx = env.context_class(
+                        env, parent, template.name, template.blocks, globals=template.globals
+                    )
                 try:
                     out.append(env.concat(template.root_render_func(ctx)))
                 except Exception:
                     env.handle_exception()  # re-raises with the template's own line numbers
+                shared = ctx if self._leaves_context_alone(template) else None
         except TemplateError:
             raise
         except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -237,6 +257,23 @@ class Templates:
             assert template is not None  # only the loop raises
             raise TemplateError(self.locate(exc, template, what)) from None
         return out
+
+    def _leaves_context_alone(self, template: jinja2.Template) -> bool:
+        """True when rendering ``template`` cannot change its context's variables: its text
+        has no assignment, macro, import, block or extends (what jinja2 exports to it)."""
+        known = self._context_free.get(template)
+        if known is None:
+            text = self._inline_text.get(template)
+            if text is None and self.env.loader is not None and template.name:
+                try:
+                    text = self.env.loader.get_source(self.env, template.name)[0]
+                except jinja2.TemplateNotFound:
+                    text = None
+            known = text is not None and not any(
+                True for _ in self.env.parse(text).find_all(_CONTEXT_WRITERS)
+            )
+            self._context_free[template] = known
+        return known
 
     def locate(self, exc: BaseException, template: jinja2.Template, what: str) -> Problem:
         file, line = template.filename or "<template>", None

@@ -43,6 +43,25 @@ def test_render_all_equals_jinja2s_own_render() -> None:
     assert t.render_all([], VARIABLES, "nothing") == []
 
 
+def test_render_all_shares_a_context_only_between_templates_that_leave_it_alone() -> None:
+    t = Templates(None)
+    made = []
+    context_class = t.env.context_class
+
+    def counting(*args: object, **kwargs: object) -> object:
+        made.append(args[2])  # the template name
+        return context_class(*args, **kwargs)  # type: ignore[arg-type]
+
+    t.env.context_class = counting  # type: ignore[assignment]
+    pieces = ["{{ mac }}", "k", "{% set x = 1 %}{{ x }}", "{{ x | default('no x') }}", "y"]
+    templates = [t.inline(text, "profiles/p.yaml", 1 + i) for i, text in enumerate(pieces)]
+    assert t.render_all(templates, VARIABLES, "boot section") == [
+        "52:54:00:aa:00:01", "k", "1", "no x", "y",
+    ]  # fmt: skip
+    # One context for the first three (the set writes to it), a new one after the set.
+    assert made == ["profiles/p.yaml:1", "profiles/p.yaml:4"]
+
+
 def test_render_all_reports_the_failing_piece_with_its_file_and_line() -> None:
     t = Templates(None)
     good = t.inline("{{ mac }}", "profiles/p.yaml", 3)
