@@ -201,3 +201,21 @@ async def test_closing_the_server_closes_fast_path_connections(tmp_path: Path) -
 async def test_idle_connections_last_as_long_on_both_paths(served: Any) -> None:
     srv, _ = served
     assert srv._runner.server._kwargs["keepalive_timeout"] == srv.fast.keepalive_timeout == 75
+
+
+async def test_a_client_that_does_not_read_is_not_read_either(served: Any) -> None:
+    srv, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, limit=1 << 20)
+    count = 20000  # ~18 MB of answers: more than the socket buffers and the write high-water
+    writer.write(get("/boot.ipxe") * count)
+    paused = False
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if any(not c.transport.is_reading() for c in srv.fast.connections):
+            paused = True
+            break
+    assert paused, "the server kept reading while its answers piled up"
+    bodies = [(await read_response(reader))[0] for _ in range(count)]
+    assert bodies == [200] * count and srv.fast.answered == count
+    assert all(c.transport.is_reading() for c in srv.fast.connections)  # again, once drained
+    writer.close()
