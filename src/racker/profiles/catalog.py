@@ -95,30 +95,39 @@ class Catalog:
         self.profiles = MappingProxyType(dict(profiles))
         self._templates = templates
         templates.profile_ignition = self._profile_ignition
-        self.ipxe_per_node = self._ipxe_depends_only_on_node()
+        # None when no iPXE answer reads anything of the request but its MAC; else why.
+        self.ipxe_reads_request = self._what_ipxe_reads_of_the_request()
+        self.ipxe_per_node = self.ipxe_reads_request is None
 
-    def _ipxe_depends_only_on_node(self) -> bool:
-        """True when no iPXE answer reads anything of the request but its MAC.
+    def _what_ipxe_reads_of_the_request(self) -> str | None:
+        """Why an iPXE answer may depend on the request beyond its MAC, or None if it cannot.
 
-        Then a node's script is the same whatever else iPXE sends (uuid, serial, platform...):
-        the web server caches it per node and renders inventory nodes ahead of their requests.
-        Decided from the groups' selectors and the variables the iPXE templates read.
+        When it cannot, a node's script is the same whatever else iPXE sends (uuid, serial,
+        platform...): the web server caches it per node and renders inventory nodes ahead of
+        their requests. Decided from the groups' selectors and what the iPXE templates read.
         """
-        if any(key in REQUEST_SELECTORS for group in self.groups for key in group.selectors):
-            return False
+        for group in self.groups:
+            keys = sorted(REQUEST_SELECTORS & set(group.selectors))
+            if keys:
+                return f"group {group.id!r} ({group.source}) selects by {', '.join(keys)}"
         for profile in self.profiles.values():
             if profile.ipxe is not None:
                 templates: tuple[jinja2.Template, ...] = (profile.ipxe,)
+                what = f"the iPXE template of profile {profile.id!r}"
             elif profile.boot is not None:
                 boot = profile.boot
                 templates = (boot.kernel, *boot.initrds, *boot.args)
+                what = f"the boot section of profile {profile.id!r}"
             else:
                 continue
             for template in templates:
                 names = self._templates.variables_read(template)
-                if names is None or names & (REQUEST_VARIABLES | RENDERING_FUNCTIONS):
-                    return False
-        return True
+                if names is None:
+                    return f"{what} includes a template named by a variable"
+                read = sorted(names & (REQUEST_VARIABLES | RENDERING_FUNCTIONS))
+                if read:
+                    return f"{what} ({profile.source}) uses {', '.join(read)}"
+        return None
 
     def select(self, facts: NodeFacts, ctx: RenderContext) -> Match:
         """The matching group and profile, with the reasons (``racker render`` shows them)."""

@@ -30,6 +30,10 @@ def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext) -> str:
             "# note: no Flatcar version in the asset mirror yet (install.version is current):"
             " run `racker assets fetch flatcar`"
         )
+    if catalog.ipxe_reads_request is None:
+        lines.append("# iPXE scripts: rendered ahead (they read nothing of a request but the MAC)")
+    else:
+        lines.append(f"# iPXE scripts: rendered on each request: {catalog.ipxe_reads_request}")
     ipxe, ignition = catalog.render_match(match, facts, ctx)
     lines += ["", "## iPXE script", ipxe.rstrip("\n"), "", "## Ignition"]
     if ignition is None:

@@ -87,6 +87,7 @@ def test_a_node_boots_through_dhcp_tftp_and_http(net: Link, rack: Path) -> None:
         assert serve.stop() == 0
     log = serve.log.read_text()
     assert "Traceback" not in log
+    assert f"HTTP: iPXE scripts of {nodes} nodes rendered ahead in" in log
     # -v: one line per DHCP answer (the hub writes them from the events).
     assert f"DHCP ACK 10.99.0.65 to {NODE_MAC} (bios), boot undionly.kpxe" in log, log
     assert f"DHCP ACK 10.99.0.65 to {NODE_MAC} (ipxe), boot http://10.99.0.1:8080/boot.ipxe" in log

@@ -46,6 +46,7 @@ class FlakyCatalog:
     """No group matches until ``known`` is set: what a machine missing from nodes.csv sees."""
 
     ipxe_per_node = False  # it records every request's facts: render each request
+    ipxe_reads_request = "every fact, recorded"
 
     def __init__(self) -> None:
         self.known = False

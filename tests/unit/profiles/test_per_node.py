@@ -70,6 +70,7 @@ def test_per_node_decision_and_what_it_promises(
 ) -> None:
     catalog = load_catalog(write_dir(tmp_path, {**BASE, **files}), SETTINGS)
     assert catalog.ipxe_per_node is per_node, case
+    assert (catalog.ipxe_reads_request is None) is per_node, case  # a reason when not
     if per_node:
         ctx = context()
         plain = catalog.render_ipxe(PLAIN, ctx).text
@@ -86,3 +87,11 @@ def test_the_decision_is_needed_a_request_fact_changes_the_script(tmp_path: Path
 def test_the_built_in_flatcar_catalog_is_per_node() -> None:
     catalog = load_catalog(None, RenderSettings())
     assert catalog.ipxe_per_node
+
+
+def test_the_reason_names_the_profile_and_what_it_reads(tmp_path: Path) -> None:
+    files = {"profiles/boot.yaml": 'boot: {kernel: k, args: ["p={{ platform }} {{ uuid }}"]}\n'}
+    catalog = load_catalog(write_dir(tmp_path, {**BASE, **files}), SETTINGS)
+    assert catalog.ipxe_reads_request == (
+        f"the boot section of profile 'boot' ({tmp_path}/profiles/boot.yaml) uses platform, uuid"
+    )

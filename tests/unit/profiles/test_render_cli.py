@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import racker
 from racker.cli import cli
 
 OEM = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
@@ -49,6 +51,7 @@ def test_render_worker(tmp_path: Path, config: Path) -> None:
         "kernel http://10.99.0.1:8080/assets/flatcar/current/flatcar_production_pxe.vmlinuz" in out
     )
     assert "racker assets fetch flatcar" in out  # the mirror is empty: say what to do
+    assert "# iPXE scripts: rendered ahead (they read nothing of a request but the MAC)" in out
     ignition = json.loads(out.split("## Ignition\n", 1)[1])
     assert ignition["passwd"]["users"][0]["sshAuthorizedKeys"] == ["ssh-ed25519 AAAAtest ops"]
 
@@ -81,3 +84,18 @@ def test_render_reports_a_broken_profile_dir(tmp_path: Path, config: Path) -> No
     code, out = run(tmp_path, config, "render", "52:54:00:99:00:20")
     assert code == 3
     assert "default.yaml:1: profile 'nope' not found" in out
+
+
+def test_render_says_why_scripts_are_rendered_on_each_request(tmp_path: Path, config: Path) -> None:
+    profiles = tmp_path / "profiles"
+    shutil.copytree(Path(racker.__file__).parent / "data" / "profiles", profiles)
+    (profiles / "groups" / "arm.yaml").write_text(
+        "profile: flatcar-install\nselectors: {serial: SN-ARM-1}\n"
+    )
+    config.write_text(config.read_text() + f"http: {{profiles_dir: {profiles}}}\n")
+    code, out = run(tmp_path, config, "render", "52-54-00-99-00-20")
+    assert code == 0, out
+    assert (
+        f"# iPXE scripts: rendered on each request: group 'arm' ({profiles}/groups/arm.yaml)"
+        " selects by serial"
+    ) in out
