@@ -177,8 +177,11 @@ class FastPathServer:
     def answer(self, head: Head, remote: str | None) -> bytes:
         svc, start = self.svc, time.perf_counter()
         base = svc.server_url.rstrip("/") if svc.server_url else f"http://{head.host}"
-        query = URL.build(path=head.path, query_string=head.raw_query, encoded=True).query
+        mac = None
         try:
+            # Decoded as aiohttp decodes a request's query (its parser builds the same URL).
+            query = URL.build(path=head.path, query_string=head.raw_query, encoded=True).query
+            mac = parse_mac(query.get("mac", ""))
             if head.path == "/ipxe":
                 answer = svc.ipxe_answer(Ask(query, head.raw_query, base, remote))
             else:
@@ -188,7 +191,6 @@ class FastPathServer:
             answer = Answer(500, "500 Internal Server Error\n")
         data = encode_answer(answer, head, self.date.now())
         self.answered += 1
-        mac = parse_mac(query.get("mac", ""))
         sent = len(data) - data.index(b"\r\n\r\n") - 4
         duration = time.perf_counter() - start
         self.record("GET", head.path, head.path, mac, remote or "", answer.status, sent, duration)

@@ -219,3 +219,24 @@ async def test_a_client_that_does_not_read_is_not_read_either(served: Any) -> No
     assert bodies == [200] * count and srv.fast.answered == count
     assert all(c.transport.is_reading() for c in srv.fast.connections)  # again, once drained
     writer.close()
+
+
+async def test_a_failing_answer_is_a_500_and_the_connection_keeps_serving(
+    served: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv, events = served
+
+    def broken(_ask: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    srv.fast.svc.ipxe_answer = broken
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(get("/ipxe?mac=52-54-00-AA-00-01") + get("/boot.ipxe"))
+    (status, _, body), (after, _, _) = [await read_response(reader) for _ in range(2)]
+    assert (status, body, after) == (500, b"500 Internal Server Error\n", 200)
+    assert "answering GET /ipxe failed" in caplog.text
+    assert [(e.path, e.status) for e in events if isinstance(e, HttpEvent)] == [
+        ("/ipxe", 500),
+        ("/boot.ipxe", 200),
+    ]
+    writer.close()
