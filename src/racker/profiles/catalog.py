@@ -53,8 +53,6 @@ RENDERING = "_racker_rendering"
 # knowledge of the node; ``mac`` is not one of them: it is what a node's answer is cached by.
 # hostname is the inventory's for a known node, the request's otherwise: counted, to be safe.
 REQUEST_VARIABLES = frozenset({"uuid", "serial", "hostname", "platform", "buildarch", "query"})
-# Functions that render other templates with the same variables: what those read is unknown.
-RENDERING_FUNCTIONS = frozenset({"file_data_url", "render_file", "profile_ignition"})
 REQUEST_SELECTORS = frozenset({"uuid", "serial", "hostname"})
 
 
@@ -97,7 +95,11 @@ class Catalog:
         templates.profile_ignition = self._profile_ignition
         # None when no iPXE answer reads anything of the request but its MAC; else why.
         self.ipxe_reads_request = self._what_ipxe_reads_of_the_request()
-        self.ipxe_per_node = self.ipxe_reads_request is None
+
+    @property
+    def ipxe_per_node(self) -> bool:
+        """True when a node's iPXE script depends on nothing of the request but its MAC."""
+        return self.ipxe_reads_request is None
 
     def _what_ipxe_reads_of_the_request(self) -> str | None:
         """Why an iPXE answer may depend on the request beyond its MAC, or None if it cannot.
@@ -124,7 +126,8 @@ class Catalog:
                 names = self._templates.variables_read(template)
                 if names is None:
                     return f"{what} includes a template named by a variable"
-                read = sorted(names & (REQUEST_VARIABLES | RENDERING_FUNCTIONS))
+                # A helper renders another template by name: what that reads is unknown.
+                read = sorted(names & (REQUEST_VARIABLES | self._templates.helper_names))
                 if read:
                     return f"{what} ({profile.source}) uses {', '.join(read)}"
         return None

@@ -101,7 +101,7 @@ class Templates:
         self.profile_ignition: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
         helpers = self._helpers()
         self.env.globals.update(helpers)
-        self._helper_names = frozenset(helpers)
+        self.helper_names = frozenset(helpers)  # what templates call to render other templates
         # Inline templates' source, by template: the values of one YAML flow list share a line,
         # so a name (file:line) can stand for several templates.
         self._inline_text: dict[jinja2.Template, str] = {}
@@ -210,7 +210,7 @@ class Templates:
         names |= {
             node.name
             for node in ast.find_all(jinja2.nodes.Name)
-            if node.ctx == "load" and node.name in self._helper_names
+            if node.ctx == "load" and node.name in self.helper_names
         }
         for other in jinja2.meta.find_referenced_templates(ast):
             found = None if other is None else self._variables_read(other, seen)

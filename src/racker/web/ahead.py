@@ -32,7 +32,7 @@ def render_nodes(svc: BootService, macs: list[str]) -> int:
     """Render the iPXE scripts of these nodes into ``svc.ipxe_ahead``; return how many were
     (re)rendered. Entries still current are kept. Nodes that match no group are skipped:
     their request renders and gets the 404 with the reason."""
-    if not svc.catalog.ipxe_per_node or not svc.server_url:
+    if svc.catalog.ipxe_reads_request is not None or not svc.server_url:
         return 0
     base, expires, done = svc.server_url.rstrip("/"), svc.token_expiry(), 0
     for mac in macs:

@@ -46,13 +46,9 @@ class RenderCatalog(Protocol):
     """The part of ``racker.profiles.Catalog`` the server uses."""
 
     @property
-    def ipxe_per_node(self) -> bool:
-        """True: an iPXE answer reads nothing of the request but the MAC (Catalog says)."""
-        ...
-
-    @property
     def ipxe_reads_request(self) -> str | None:
-        """Why ``ipxe_per_node`` is False (for the log), None when it is True."""
+        """None when an iPXE answer reads nothing of the request but the MAC (scripts can be
+        cached per node and rendered ahead); else why not, for the log."""
         ...
 
     def render_ipxe(self, facts: NodeFacts, ctx: RenderContext) -> Rendered: ...
@@ -123,10 +119,11 @@ class BootService:
     # Rendered iPXE scripts: rendering, the two token HMACs and building the context were most
     # of an /ipxe request's cost (profiled), and a rack booting at once asks the same things.
     # Keyed by (MAC, base URL) when the catalog's iPXE answers read nothing of the request but
-    # the MAC (``ipxe_per_node``), else by (raw query, base URL). An entry is used only while
-    # its token expiry is current and ``context_for`` still gives an equal context, so a
-    # changed node state renders afresh. ``ipxe_ahead`` holds the inventory nodes' scripts
-    # rendered before they ask (``racker.web.ahead``); ``ipxe_cache`` what requests rendered.
+    # the MAC (its ``ipxe_reads_request`` is None), else by (raw query, base URL). An entry is
+    # used only while its token expiry is current and ``context_for`` still gives an equal
+    # context, so a changed node state renders afresh. ``ipxe_ahead`` holds the inventory
+    # nodes' scripts rendered before they ask (``racker.web.ahead``); ``ipxe_cache`` what
+    # requests rendered.
     ipxe_cache: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
     ipxe_ahead: dict[tuple[str, str], IpxeEntry] = field(default_factory=dict)
 
@@ -199,13 +196,14 @@ class BootService:
             self.metrics.render_seconds.labels(kind).observe(time.perf_counter() - start)
 
     def _ipxe_key(self, ask: Ask, mac: str | None) -> tuple[str, str]:
-        if self.catalog.ipxe_per_node:
+        if self.catalog.ipxe_reads_request is None:
             return (mac or "", ask.base)
         return (ask.raw_query, ask.base)
 
     def cached_ipxe(self, ask: Ask) -> str | None:
         """The script rendered for the same question, if nothing it depends on has changed."""
-        mac = parse_mac(ask.query.get("mac", "")) if self.catalog.ipxe_per_node else None
+        per_node = self.catalog.ipxe_reads_request is None
+        mac = parse_mac(ask.query.get("mac", "")) if per_node else None
         key = self._ipxe_key(ask, mac)
         entry = self.ipxe_ahead.get(key) or self.ipxe_cache.get(key)
         if (

@@ -45,8 +45,7 @@ chain http://10.99.0.1:8080/boot.ipxe
 class FlakyCatalog:
     """No group matches until ``known`` is set: what a machine missing from nodes.csv sees."""
 
-    ipxe_per_node = False  # it records every request's facts: render each request
-    ipxe_reads_request = "every fact, recorded"
+    ipxe_reads_request = "every fact, recorded"  # render each request
 
     def __init__(self) -> None:
         self.known = False

@@ -39,7 +39,7 @@ class StandinCatalog:
 
     def __init__(self, ipxe_per_node: bool = False) -> None:
         self.calls: list[tuple[str, NodeFacts, RenderContext]] = []
-        self.ipxe_per_node = ipxe_per_node  # True: its scripts read the request's MAC only
+        # None (ipxe_per_node): its scripts read nothing of the request but the MAC.
         self.ipxe_reads_request = None if ipxe_per_node else "the stand-in renders per request"
 
     def _check(self, kind: str, facts: NodeFacts, ctx: RenderContext) -> None:
