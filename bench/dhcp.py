@@ -1,6 +1,7 @@
 """Benchmark: racker's DHCP server vs dnsmasq under perfdhcp, same veth topology, same run.
 
     .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
+                                   [--rmem-default BYTES] [--core]
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so both
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
@@ -14,6 +15,7 @@ own namespaces; prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import re
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "src")]
 
 from tests.integration.dhcp.support import default_spec, start, stop  # noqa: E402
-from tests.support.netns import Link, link  # noqa: E402
+from tests.support.netns import Link, Namespace, link  # noqa: E402
 
 from racker.dhcp.codec import ntoa  # noqa: E402
 
@@ -55,6 +58,9 @@ DEFAULT_RATES = [
     20000,
     22000,
     24000,
+    26000,
+    28000,
+    30000,
 ]
 
 
@@ -68,6 +74,9 @@ class Run:
     client_cpu: float = 0.0  # perfdhcp's CPU seconds per second of the run (all its threads)
     server_cpu: float = 0.0  # the server process's CPU seconds per second of the run
     client_overflows: int = 0  # replies the kernel dropped at perfdhcp's full socket buffer
+    # Requests the kernel dropped at the server's full UDP socket buffer (dnsmasq's socket;
+    # racker reads from a packet socket, whose drops are not in these counters).
+    server_overflows: int = 0
 
     @property
     def clean(self) -> bool:
@@ -115,7 +124,7 @@ def pin(pid: int, cpu: int) -> None:
 
 def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
     # "ip netns exec" execs perfdhcp in place, so our waited-for children's CPU is perfdhcp's.
-    net.client.run("nstat", "-n")  # reset the namespace's counter history
+    rcvbuf0 = udp_rcvbuf_errors(net.client), udp_rcvbuf_errors(net.server)
     client0, server0, start = children_cpu(), cpu_seconds(server_pid), time.monotonic()
     taskset = ["taskset", "-c", str(CLIENT_CPU)] if Pinning.on else []
     result = net.client.run(
@@ -127,9 +136,8 @@ def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
     server_cpu = (cpu_seconds(server_pid) - server0) / wall
     # Replies that reached perfdhcp's namespace but found its socket buffer full: perfdhcp
     # counts them as drops, though the server answered (the generator did not read in time).
-    counters = net.client.run("nstat", "-z", "UdpRcvbufErrors").stdout
-    found = re.search(r"^UdpRcvbufErrors\s+(\d+)", counters, re.M)
-    overflows = int(found.group(1)) if found else 0
+    overflows = udp_rcvbuf_errors(net.client) - rcvbuf0[0]
+    server_overflows = udp_rcvbuf_errors(net.server) - rcvbuf0[1]
     text = result.stdout
     sections = re.split(r"\*\*\*Statistics for: ", text)
     stats: dict[str, dict[str, float]] = {}
@@ -158,7 +166,19 @@ def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
         client_cpu,
         server_cpu,
         overflows,
+        server_overflows,
     )
+
+
+def udp_rcvbuf_errors(ns: Namespace) -> int:
+    """UDP datagrams dropped at a full socket buffer in ``ns`` so far (/proc/net/snmp).
+
+    Read, not ``nstat``: nstat keeps one history file per user, which two namespaces would
+    share, and each would then report the difference to the other's counters.
+    """
+    lines = [line.split() for line in ns.run("cat", "/proc/net/snmp").stdout.splitlines()]
+    names, values = (line for line in lines if line[0] == "Udp:")
+    return int(values[names.index("RcvbufErrors")])
 
 
 def ramp(net: Link, rates: list[int], seconds: int, label: str, pid: int) -> list[Run]:
@@ -174,8 +194,9 @@ def ramp(net: Link, rates: list[int], seconds: int, label: str, pid: int) -> lis
         print(
             f"  {label:7} rate {rate:6}/s: {run.achieved:8.0f} ACKs/s, drops "
             f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %; CPU perfdhcp "
-            f"{run.client_cpu:.2f}, server {run.server_cpu:.2f}; perfdhcp socket overflows "
-            f"{run.client_overflows}; load {os.getloadavg()[0]:.1f}",
+            f"{run.client_cpu:.2f}, server {run.server_cpu:.2f}; socket overflows perfdhcp "
+            f"{run.client_overflows}, server {run.server_overflows}; "
+            f"load {os.getloadavg()[0]:.1f}",
             file=sys.stderr,
         )
         saturated = [r for r in runs[-2:] if max(r.drops_offer, r.drops_ack) > 5]
@@ -299,6 +320,27 @@ def dnsmasq_version() -> str:
     return out.stdout.split()[2]  # "Dnsmasq version 2.90  Copyright ..."
 
 
+RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
+
+
+@contextlib.contextmanager
+def rmem_default(size: int | None) -> Iterator[int]:
+    """Set net.core.rmem_default (host-wide) for the run, if asked; yield the value in force.
+
+    A namespace copies the value when it is created and cannot change its own copy here, so
+    it must be set before ``link()``; the old value is written back however the run ends.
+    """
+    before = int(RMEM_DEFAULT.read_text())
+    if size is None:
+        yield before
+        return
+    RMEM_DEFAULT.write_text(str(size))
+    try:
+        yield size
+    finally:
+        RMEM_DEFAULT.write_text(str(before))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -309,6 +351,13 @@ def main() -> int:
     parser.add_argument(
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
     )
+    parser.add_argument(
+        "--rmem-default",
+        type=int,
+        metavar="BYTES",
+        help="net.core.rmem_default for the run (new namespaces copy it; restored after):"
+        " the socket buffer of dnsmasq and perfdhcp, which do not size their own",
+    )
     args = parser.parse_args()
     if args.core:
         print(f"DhcpCore.handle: {core_cost():.1f} µs per message (best of 10 rounds)")
@@ -318,7 +367,11 @@ def main() -> int:
     Pinning.on = Pinning.on and not args.no_pin
     rates = [int(r) for r in args.rates.split(",")]
     load_before = f"{os.getloadavg()[0]:.1f}"
-    with tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp, link() as net:
+    with (
+        rmem_default(args.rmem_default) as rmem,
+        tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp,
+        link() as net,
+    ):
         topology(net)
         print("racker (leases persisted to SQLite):", file=sys.stderr)
         racker = with_racker(net, Path(tmp), rates, args.seconds, args.profile)
@@ -349,12 +402,17 @@ def main() -> int:
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
     print("pinned: server on CPU 0, perfdhcp on CPU 1" if Pinning.on else "not pinned (--no-pin)")
     print(
+        f"net.core.rmem_default {rmem} bytes: the receive buffer of dnsmasq's and perfdhcp's"
+        " sockets (racker asks for 4 MiB on its own)"
+    )
+    print(
         "\nAll rates: drops DISCOVER-OFFER / REQUEST-ACK; replies dropped at perfdhcp's full"
-        " socket buffer; CPU seconds per second of perfdhcp (all its threads) / the server\n"
+        " socket buffer (and, for dnsmasq, requests dropped at its own); CPU seconds per"
+        " second of perfdhcp (all its threads) / the server\n"
     )
     print(
         "| rate/s | racker drops | overflows | CPU perfdhcp / racker"
-        " | dnsmasq drops | overflows | CPU perfdhcp / dnsmasq |"
+        " | dnsmasq drops | overflows perfdhcp / dnsmasq | CPU perfdhcp / dnsmasq |"
     )
     print("|---|---|---:|---|---|---:|---|")
     mine, theirs = {x.rate: x for x in racker}, {x.rate: x for x in dnsmasq}
@@ -364,9 +422,12 @@ def main() -> int:
             if run is None:
                 cells += ["-", "-", "-"]
             else:
+                overflows = str(run.client_overflows)
+                if run is theirs.get(rate):
+                    overflows += f" / {run.server_overflows}"
                 cells += [
                     f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %",
-                    str(run.client_overflows),
+                    overflows,
                     f"{run.client_cpu:.2f} / {run.server_cpu:.2f}",
                 ]
         print(f"| {rate} | " + " | ".join(cells) + " |")
