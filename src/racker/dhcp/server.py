@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ipaddress
 import logging
@@ -49,9 +48,6 @@ from racker.store import Lease, Store
 log = logging.getLogger("racker.dhcp")
 
 SO_ATTACH_FILTER = 26
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
 _BATCH = 256  # datagrams drained per wake-up before yielding to the loop
 _RCVBUF = 4 << 20
 _RELAYED, _DIRECT = ReceiveInfo(relayed=True), ReceiveInfo(relayed=False)  # not one per packet
@@ -131,16 +127,19 @@ class DhcpServer:
         if raw is None:
             return
         core, publish, now = self.core, self._publish, self._clock()
+        # recv, not recvfrom: on a packet socket CPython builds recvfrom's address with an
+        # ioctl(SIOCGIFNAME) for the interface name, a second syscall per frame. Nothing in it
+        # is needed: the frame has the source MAC, and a socket bound to one protocol (not
+        # ETH_P_ALL) is never handed the frames this host sends.
+        recv = raw.recv
         for _ in range(_BATCH):
             try:
-                frame, address = raw.recvfrom(2048)
+                frame = recv(2048)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 log.warning("DHCP: receive on %s failed: %s", self.interface, exc)
                 break
-            if address[2] == PACKET_OUTGOING:
-                continue
             parsed = parse_frame(frame)
             if parsed is None:
                 continue
@@ -242,9 +241,6 @@ def _packet_socket(interface: str) -> socket.socket:
     try:
         # Filter before bind, so nothing unfiltered is queued in between.
         _attach_filter(sock, BPF_SERVER_PORT)
-        # Linux >= 4.20; on older kernels PACKET_OUTGOING frames are skipped when read.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _grow_rcvbuf(sock)
         sock.bind((interface, ETH_P_IP))
         sock.setblocking(False)

@@ -150,6 +150,25 @@ def test_relayed_request_is_served_from_the_relay_segment(net: Link, tmp_path: P
         assert result.returncode == 0, result.stdout + result.stderr + served.stderr()
 
 
+def test_the_server_does_not_read_its_own_replies(net: Link, tmp_path: Path) -> None:
+    """A reply to a relay is a UDP datagram to port 67, which the packet socket's filter would
+    let through on its way out; the server reads with recv (no packet type to check), which
+    is right only while its socket, bound to ETH_P_IP rather than ETH_P_ALL, never sees
+    outgoing frames. Otherwise it would count and drop its own replies as malformed."""
+    net.client.run("ip", "addr", "add", "10.98.0.2/20", "dev", net.cli_if)
+    net.client.run("ip", "route", "add", "10.99.0.0/24", "dev", net.cli_if)
+    net.server.run("ip", "route", "add", "10.98.0.0/20", "dev", net.srv_if)
+    relays = [{"subnet": "10.98.0.0/20", "pool": "10.98.1.0-10.98.1.99"}]
+    spec = default_spec(net, tmp_path, unknown_clients="pool", relays=relays)
+    served = start(net, tmp_path, spec)
+    try:
+        _offer, ack = relay_exchange(net, "10.98.0.2", bytes.fromhex("0a0000000002"))
+        assert decode(ack).options[53] == b"\x05"
+    finally:
+        closed = stop(served).strip().splitlines()[-1]
+    assert closed == "closed received=2 sent=2 dropped=0", served.stderr()
+
+
 def test_unknown_mac_is_ignored_and_reported_once(net: Link, tmp_path: Path) -> None:
     with running(net, tmp_path) as served:
         assert udhcpc(net.client, net.cli_if, tmp_path, tries=2) is None
