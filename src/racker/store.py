@@ -79,6 +79,11 @@ class Lease:
     hostname: str | None = None
 
 
+# A lease as the leases table stores it: (dotted address, mac, state, expires, client_id,
+# hostname).
+LeaseRow = tuple[str, str, str, float, bytes | None, str | None]
+
+
 @dataclass(frozen=True)
 class NodeState:
     mac: str
@@ -238,13 +243,18 @@ class Store:
         ]
 
     def save_leases(self, leases: Iterable[Lease], now: float | None = None) -> None:
-        """Upsert many leases in one transaction (the DHCP server batches its writes)."""
+        """Upsert many leases in one transaction."""
+        self.save_lease_rows(
+            [(str(x.address), x.mac, x.state, x.expires, x.client_id, x.hostname) for x in leases],
+            now,
+        )
+
+    def save_lease_rows(self, rows: Iterable[LeaseRow], now: float | None = None) -> None:
+        """``save_leases`` for the DHCP server's write-behind batches: rows of (dotted address,
+        mac, state, expires, client_id, hostname), no ``Lease`` objects to build per lease."""
         now = time.time() if now is None else now
-        rows = [
-            (str(x.address), x.mac, x.state, x.expires, x.client_id, x.hostname, now)
-            for x in leases
-        ]
-        if not rows:
+        stamped = [(*row, now) for row in rows]
+        if not stamped:
             return
         with self.transaction() as db:
             db.executemany(
@@ -253,7 +263,7 @@ class Store:
                 " ON CONFLICT (address) DO UPDATE SET mac=excluded.mac, state=excluded.state,"
                 " expires=excluded.expires, client_id=excluded.client_id,"
                 " hostname=excluded.hostname, updated=excluded.updated",
-                rows,
+                stamped,
             )
 
     def delete_leases(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:

@@ -43,7 +43,7 @@ from racker.dhcp.settings import build_core
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Publish
 from racker.model import BootPolicy, NetworkPlan, always_pxe
-from racker.store import Lease, Store
+from racker.store import LeaseRow, Store
 
 log = logging.getLogger("racker.dhcp")
 
@@ -116,7 +116,7 @@ class DhcpServer:
         if not changes or self._store is None:
             return
         try:
-            self._store.save_leases([_to_lease(c) for c in changes], now=self._clock())
+            self._store.save_lease_rows([_lease_row(c) for c in changes], now=self._clock())
         except Exception:
             log.exception("DHCP: saving %d lease changes failed; they stay in memory", len(changes))
 
@@ -286,15 +286,9 @@ def _attach_filter(
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def _to_lease(entry: LeaseEntry) -> Lease:
-    return Lease(
-        ipaddress.IPv4Address(entry.address),
-        entry.mac,
-        entry.state,
-        entry.expires,
-        entry.client_id,
-        entry.hostname,
-    )
+def _lease_row(entry: LeaseEntry) -> LeaseRow:
+    dotted = socket.inet_ntoa(entry.address.to_bytes(4, "big"))
+    return (dotted, entry.mac, entry.state, entry.expires, entry.client_id, entry.hostname)
 
 
 def create_server(
