@@ -165,6 +165,7 @@ class DhcpCore:
         self._pool_unknown = settings.unknown_clients == "pool"
         self._seen_unknown: set[str] = set()
         self._lease_times: dict[int, tuple[bytes, bytes, bytes]] = {}  # options 51, 58, 59
+        self._relay_segments: dict[bytes, tuple[Segment | None, str]] = {}  # by giaddr
 
     def handle(self, data: bytes, info: ReceiveInfo, now: float) -> Outcome:
         msg = decode(data)
@@ -312,13 +313,22 @@ class DhcpCore:
             if info.relayed:
                 return None, "relayed (source port 67) but giaddr is 0.0.0.0"
             return self.settings.local, ""
-        giaddr = _U32.unpack(msg.giaddr)[0]
+        # A rack has a handful of relay agents: look each one's segment up once.
+        found = self._relay_segments.get(msg.giaddr)
+        if found is None:
+            if len(self._relay_segments) >= 4096:
+                self._relay_segments.clear()  # bounded under a flood of made-up giaddrs
+            found = self._relay_segments[msg.giaddr] = self._relay_segment(msg.giaddr)
+        return found
+
+    def _relay_segment(self, raw: bytes) -> tuple[Segment | None, str]:
+        giaddr = _U32.unpack(raw)[0]
         for segment in self.settings.relays:
             if segment.contains(giaddr):
                 return segment, ""
         if self.settings.local.contains(giaddr):
             return self.settings.local, ""
-        return None, f"no dhcp.relays segment contains giaddr {ntoa(msg.giaddr)}"
+        return None, f"no dhcp.relays segment contains giaddr {ntoa(raw)}"
 
     def _assign(self, ex: _Exchange, hint: int | None) -> tuple[int | None, int, str]:
         """The address the client should have on its segment (None: no address, and why)."""
@@ -390,17 +400,23 @@ class DhcpCore:
             if boot.http_client:
                 offer[_VENDOR_CLASS] = b"HTTPClient"
         options = ordered_options(msg, mtype, offer)
+        # Positional, in field order (op, xid, chaddr, htype, hops, secs, flags, ciaddr,
+        # yiaddr, siaddr, giaddr, sname, file, options): keywords cost ~0.35 µs more.
         return Message(
-            op=BOOTREPLY,
-            xid=msg.xid,
-            chaddr=msg.chaddr,
-            flags=msg.flags,
-            ciaddr=msg.ciaddr if mtype == _ACK else ZERO4,
-            yiaddr=yiaddr,
-            siaddr=self._server_id if boot is not None else ZERO4,
-            giaddr=msg.giaddr,
-            file=bootfile if len(bootfile) < FILE_LEN else b"",
-            options=options,
+            BOOTREPLY,
+            msg.xid,
+            msg.chaddr,
+            1,
+            0,
+            0,
+            msg.flags,
+            msg.ciaddr if mtype == _ACK else ZERO4,
+            yiaddr,
+            self._server_id if boot is not None else ZERO4,
+            msg.giaddr,
+            b"",
+            bootfile if len(bootfile) < FILE_LEN else b"",
+            options,
         )
 
     def _nak(self, msg: Message, why: str) -> Message:
