@@ -6,7 +6,8 @@
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so both
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
 1000 distinct clients (-R 1000), full DORA exchanges; the rate ramps up and, for each server,
-the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) is reported.
+the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) and ACKs at 99 % of
+the rate (perfdhcp's own limit) is reported.
 racker runs with leases persisted to SQLite (write-behind); dnsmasq with --no-ping
 --quiet-dhcp --leasefile-ro (its fastest configuration). Needs root; creates and removes its
 own namespaces; prints a markdown table.
@@ -61,6 +62,9 @@ DEFAULT_RATES = [
     26000,
     28000,
     30000,
+    32000,
+    34000,
+    36000,
 ]
 
 
@@ -80,7 +84,13 @@ class Run:
 
     @property
     def clean(self) -> bool:
-        return self.sent > 0 and max(self.drops_offer, self.drops_ack) < GOAL_DROPS
+        """< 0.5 % drops at the asked rate. perfdhcp sends no faster than its one core allows
+        (from ~30000/s here), so a run is also clean only if the ACKs came at 99 % of it."""
+        return (
+            self.sent > 0
+            and max(self.drops_offer, self.drops_ack) < GOAL_DROPS
+            and self.achieved >= self.rate * (1 - 2 * GOAL_DROPS / 100)
+        )
 
 
 def topology(net: Link) -> None:
@@ -384,7 +394,7 @@ def main() -> int:
         " veth, 1 run\n"
     )
     print(
-        "| server | highest clean rate (< 0.5 % drops) | ACKs/s there | ratio"
+        "| server | highest clean rate (< 0.5 % drops, ACKs/s >= 99 % of it) | ACKs/s there | ratio"
         " | clean up to (all lower rates clean) | ratio |"
     )
     print("|---|---|---|---|---|---|")
