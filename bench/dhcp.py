@@ -231,6 +231,10 @@ def clean_up_to(runs: list[Run]) -> int:
     return rate
 
 
+def py_spy_path() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
 def with_racker(
     net: Link, workdir: Path, rates: list[int], seconds: int, profile: bool
 ) -> list[Run]:
@@ -244,9 +248,9 @@ def with_racker(
             # Collapsed stacks (text, one line per stack: greppable, flamegraph.pl reads it).
             out = workdir.parent / "racker-dhcp-profile.txt"
             print(f"  py-spy profile (collapsed stacks) -> {out}", file=sys.stderr)
-            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             profiler = subprocess.Popen(
-                [py_spy, "record", "--format", "raw", "-o", str(out), "-p", str(served.proc.pid)],
+                [py_spy_path(), "record", "--format", "raw", "-o", str(out),
+                 "-p", str(served.proc.pid)],
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
         pin(served.proc.pid, SERVER_CPU)
@@ -369,6 +373,9 @@ def main() -> int:
         " the socket buffer of dnsmasq and perfdhcp, which do not size their own",
     )
     args = parser.parse_args()
+    if args.profile and not Path(py_spy_path()).exists():
+        print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
     if args.core:
         print(f"DhcpCore.handle: {core_cost():.1f} µs per message (best of 10 rounds)")
         return 0
