@@ -85,7 +85,7 @@ class Run:
     @property
     def clean(self) -> bool:
         """< 0.5 % drops at the asked rate. perfdhcp sends no faster than its one core allows
-        (from ~30000/s here), so a run is also clean only if the ACKs came at 99 % of it."""
+        (~29000/s here), so a run is also clean only if the ACKs came at 99 % of it."""
         return (
             self.sent > 0
             and max(self.drops_offer, self.drops_ack) < GOAL_DROPS
