@@ -29,9 +29,15 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "src")]
 
 from tests.support.netns import link  # noqa: E402
-from tftp import RACKER, REPO, pinned, running  # noqa: E402
+from tftp import ADDRESSES as TFTP_ADDRESSES  # noqa: E402
+from tftp import REPO, pinned, running, server_commands  # noqa: E402
 
-ADDRESSES = {"racker": "10.99.0.1", "floor": "10.99.0.6", "dnsmasq": "10.99.0.3"}
+# racker and dnsmasq where bench/tftp.py runs them; the floor on an address of its own.
+ADDRESSES = {
+    "racker": TFTP_ADDRESSES["racker"],
+    "floor": "10.99.0.6",
+    "dnsmasq": TFTP_ADDRESSES["dnsmasq"],
+}
 CLIENT_IP = "10.99.0.2"
 
 FLOOR = r"""
@@ -78,17 +84,12 @@ def main() -> int:
         (root / "f.bin").write_bytes(original)
         for ip in (ADDRESSES["floor"], ADDRESSES["dnsmasq"]):
             net.server.run("ip", "addr", "add", f"{ip}/24", "dev", net.srv_if)
-        racker = RACKER.format(ip=ADDRESSES["racker"], root=str(root), run="asyncio.run(main())")
+        theirs = server_commands(root, work)  # bench/tftp.py's racker and dnsmasq
         commands = {
-            "racker": [sys.executable, "-c", racker],
+            "racker": theirs["racker"],
             "floor": [sys.executable, "-c", FLOOR, ADDRESSES["floor"], str(root)],
-            "dnsmasq": [
-                "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--enable-tftp",
-                f"--tftp-root={root}", f"--listen-address={ADDRESSES['dnsmasq']}",
-                "--bind-interfaces", "--user=root", f"--pid-file={work / 'dnsmasq.pid'}",
-                "--log-facility=-",
-            ],
-        }  # fmt: skip
+            "dnsmasq": theirs["dnsmasq"],
+        }
         seconds: dict[str, list[float]] = {name: [] for name in commands}
         out = work / "out.bin"
         with contextlib.ExitStack() as stack:
