@@ -109,6 +109,16 @@ class BmcEvent(Event):
 
 
 @dataclass(frozen=True)
+class EventLogOverflow(Event):
+    """The event log left out ``left_out`` events of clients outside the inventory in the last
+    ``seconds`` (more than ``limit`` a second: a flood); subscribers still saw them all."""
+
+    left_out: int = 0
+    seconds: float = 0.0
+    limit: int = 0
+
+
+@dataclass(frozen=True)
 class NodeStateEvent(Event):
     """The orchestrator moved a node from one provisioning state to another."""
 

@@ -23,7 +23,7 @@ from racker.allocation import Allocation
 from racker.app import Rack
 from racker.bootstrap.machine import DISK_PHASES
 from racker.dhcp.events import log_line as dhcp_log_line
-from racker.events import DhcpEvent, DiscoveryEvent, Event, Publish
+from racker.events import DhcpEvent, DiscoveryEvent, Event, EventLogOverflow, Publish
 from racker.model import AddressKind, BootAction, Node
 from racker.profiles import RenderContext
 from racker.render import render_context
@@ -38,29 +38,64 @@ INSTALLED_STATES = DISK_PHASES
 
 
 class EventHub:
-    """Fan-out for events: log, persist (write-behind, batched), and subscribers."""
+    """Fan-out for events: log, persist (write-behind, batched), and subscribers.
+
+    Subscribers see every event. The store's event log gets every event of the rack's own
+    machines (``known``: a MAC in nodes.csv) and of racker itself, but the boot servers' events
+    about anyone else (pool clients, strangers, unidentified HTTP peers) only up to
+    ``STRANGER_EVENTS_PER_SECOND``: a persisted event costs ~10-15 us of JSON and SQLite, a
+    DHCP exchange makes four, and a flood of unknown clients must not take the boot server's CPU
+    or the disk. What is left out is counted, stored as one ``EventLogOverflow`` per flush and
+    logged at most once a minute.
+    """
 
     # The event log keeps this many of the newest events (~100 MB of SQLite at most); pruned
     # once every PRUNE_EVERY flushes, so it costs nothing per packet.
     KEEP_EVENTS = 200_000
     PRUNE_EVERY = 300
+    STRANGER_EVENTS_PER_SECOND = 1000
+    BUDGETED_SOURCES = frozenset({"dhcp", "tftp", "http"})
+    OVERFLOW_WARNING_INTERVAL = 60.0
 
-    def __init__(self, store: Store | None, flush_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        store: Store | None,
+        flush_interval: float = 0.2,
+        known: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.subscribers: list[Publish] = []
+        self.known = known  # is this MAC one of the rack's machines? (None: nobody is)
         self._pending: list[Event] = []
         self._flush_interval = flush_interval
         self._flushes = 0
         self._task: asyncio.Task[None] | None = None
+        self._per_flush = max(1, int(self.STRANGER_EVENTS_PER_SECOND * flush_interval))
+        self._budget = self._per_flush
+        self._left_out = 0  # strangers' events not stored since the last flush
+        self._left_out_since_warning = 0
+        self._clock = clock
+        self._warned = clock() - self.OVERFLOW_WARNING_INTERVAL
+        self._window_start = time.time()
 
     def publish(self, event: Event) -> None:
         _log_event(event)
-        self._pending.append(event)
+        if event.source not in self.BUDGETED_SOURCES or self._is_known(event.mac):
+            self._pending.append(event)
+        elif self._budget > 0:
+            self._budget -= 1
+            self._pending.append(event)
+        else:
+            self._left_out += 1
         for subscriber in list(self.subscribers):
             try:
                 subscriber(event)
             except Exception:  # a broken subscriber must not break a server's hot path
                 log.exception("event subscriber failed on %s", event.kind)
+
+    def _is_known(self, mac: str | None) -> bool:
+        return mac is not None and self.known is not None and self.known(mac)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._flusher())
@@ -71,6 +106,33 @@ class EventHub:
             self.flush()
 
     def flush(self) -> None:
+        self._budget = self._per_flush
+        now = time.time()
+        if self._left_out:
+            self._pending.append(
+                EventLogOverflow(
+                    "event-log-overflow",
+                    None,
+                    now,
+                    left_out=self._left_out,
+                    seconds=round(now - self._window_start, 3),
+                    limit=self.STRANGER_EVENTS_PER_SECOND,
+                )
+            )
+            self._left_out_since_warning += self._left_out
+            self._left_out = 0
+        self._window_start = now
+        if self._left_out_since_warning and (
+            self._clock() - self._warned >= self.OVERFLOW_WARNING_INTERVAL
+        ):
+            log.warning(
+                "event log: %d events of clients outside nodes.csv not stored (more than %d/s);"
+                " the rack's own machines are always logged",
+                self._left_out_since_warning,
+                self.STRANGER_EVENTS_PER_SECOND,
+            )
+            self._warned = self._clock()
+            self._left_out_since_warning = 0
         if not self._pending or self.store is None:
             self._pending.clear()
             return
@@ -140,6 +202,10 @@ class NodeDirectory:
     def node(self, mac: str | None) -> Node | None:
         return self._by_mac.get(mac) if mac else None
 
+    def knows(self, mac: str) -> bool:
+        """Is ``mac`` one of the rack's machines (a node's NIC or BMC in nodes.csv)?"""
+        return mac in self._by_mac
+
     def boot_action(self, mac: str) -> BootAction:
         if mac in self.overrides:
             return self.overrides[mac]
@@ -199,6 +265,7 @@ class BootStack:
         self.store = store
         self.hub = hub or EventHub(store)
         self.directory = NodeDirectory(rack, store)
+        self.hub.known = self.directory.knows
         self.servers: list[Any] = []
         self.http_port = rack.config.http.port
         self.started_rack = rack  # issue 9: what the bound sockets were built from (reload)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from racker.events import DhcpEvent, Event
+import pytest
+
+from racker.events import DhcpEvent, Event, HttpEvent, NodeStateEvent
 from racker.serve import EventHub
 from racker.store import Store
 
@@ -27,3 +30,58 @@ def test_flush_writes_batches_and_prunes_periodically(tmp_path: Path) -> None:
         assert len(seen) == 12  # the broken subscriber did not stop the others
         # Flush 2 pruned to the newest 5 of 8; flush 3 added 4 more.
         assert [e["xid"] for e in store.events()] == [3, 4, 5, 6, 7, 8, 9, 10, 11]
+
+
+def test_strangers_events_are_stored_up_to_the_budget_and_the_rest_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = "52:54:00:00:00:01"
+    clock = [1000.0]
+    seen: list[Event] = []
+    with Store.open(tmp_path) as store:
+        hub = EventHub(store, known={node}.__contains__, clock=lambda: clock[0])
+        hub.subscribers.append(seen.append)
+        budget = int(hub.STRANGER_EVENTS_PER_SECOND * 0.2)  # per flush of the default interval
+        for i in range(budget + 300):
+            hub.publish(DhcpEvent("ack", f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", 0.0, xid=i))
+            if i % 100 == 0:  # the rack's own machines and racker's own events: always stored
+                hub.publish(DhcpEvent("ack", node, 0.0, xid=100_000 + i))
+                hub.publish(NodeStateEvent("state", node, 0.0, old="a", new="b"))
+        hub.publish(HttpEvent("request", None, 0.0, path="/boot.ipxe"))  # no MAC: a stranger
+        with caplog.at_level(logging.WARNING, logger="racker.serve"):
+            hub.flush()
+        assert len(seen) == budget + 301 + 2 * ((budget + 299) // 100 + 1)
+        stored = store.events(limit=10_000)
+        strangers = [e for e in stored if e["source"] in ("dhcp", "http") and e["mac"] != node]
+        assert len(strangers) == budget
+        assert [e["xid"] for e in strangers] == list(range(budget))  # the first ones, in order
+        nodes = [e for e in stored if e["mac"] == node]
+        assert len(nodes) == 2 * ((budget + 299) // 100 + 1)
+        (overflow,) = [e for e in stored if e["kind"] == "event-log-overflow"]
+        assert overflow["left_out"] == 301
+        assert overflow["limit"] == hub.STRANGER_EVENTS_PER_SECOND
+        assert "301 events of clients outside nodes.csv not stored" in caplog.text
+
+        # The budget is per flush; the warning at most once a minute, counting all left out.
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="racker.serve"):
+            for i in range(budget + 5):
+                hub.publish(DhcpEvent("offer", "02:00:00:00:00:01", 0.0, xid=i))
+            hub.flush()
+            assert caplog.text == ""
+            clock[0] += hub.OVERFLOW_WARNING_INTERVAL
+            hub.flush()  # nothing left out in this interval, but 5 since the last warning
+        assert "5 events of clients outside nodes.csv not stored" in caplog.text
+        overflows = [e for e in store.events(limit=10_000) if e["kind"] == "event-log-overflow"]
+        assert [e["left_out"] for e in overflows] == [301, 5]
+
+
+def test_without_a_directory_every_boot_server_event_counts_against_the_budget(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path) as store:
+        hub = EventHub(store, flush_interval=0.01)  # 10 strangers' events per flush
+        for i in range(15):
+            hub.publish(DhcpEvent("ack", "52:54:00:00:00:01", 0.0, xid=i))
+        hub.flush()
+        assert [e["kind"] for e in store.events()] == ["ack"] * 10 + ["event-log-overflow"]
