@@ -8,9 +8,12 @@ servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 1
 1000 distinct clients (-R 1000), full DORA exchanges; the rate ramps up and, for each server,
 the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) and ACKs at 99 % of
 the rate (perfdhcp's own limit) is reported.
-racker runs with leases persisted to SQLite (write-behind); dnsmasq with --no-ping
---quiet-dhcp --leasefile-ro (its fastest configuration). Needs root; creates and removes its
-own namespaces; prints a markdown table.
+racker runs as `racker serve` does: leases persisted to SQLite (write-behind), events through
+serve's EventHub into the store's event log (perfdhcp's clients are not in nodes.csv: their
+events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
+as this benchmark did before 2026-12-03. dnsmasq with --no-ping
+--quiet-dhcp --leasefile-ro (its fastest configuration).
+Needs root; creates and removes its own namespaces; prints a markdown table.
 """
 
 from __future__ import annotations
@@ -236,10 +239,18 @@ def py_spy_path() -> str:
 
 
 def with_racker(
-    net: Link, workdir: Path, rates: list[int], seconds: int, profile: bool
+    net: Link, workdir: Path, rates: list[int], seconds: int, profile: bool, event_log: bool
 ) -> list[Run]:
     relays = [{"subnet": RELAY_NET, "pool": f"{POOL[0]}-{POOL[1]}"}]
-    spec = default_spec(net, workdir, unknown_clients="pool", relays=relays, events=None)
+    spec = default_spec(
+        net,
+        workdir,
+        unknown_clients="pool",
+        relays=relays,
+        events=None,
+        event_log=event_log,
+        log_level="WARNING",  # `racker serve` without -v
+    )
     served = start(net, workdir, spec)
     profiler = None
     try:
@@ -363,6 +374,11 @@ def main() -> int:
     parser.add_argument("--perfdhcp-threads", choices=("single", "multi"), default="single")
     parser.add_argument("--no-pin", action="store_true", help="leave placement to the scheduler")
     parser.add_argument(
+        "--no-event-log",
+        action="store_true",
+        help="racker's events are built but dropped, not written to its event log in SQLite",
+    )
+    parser.add_argument(
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
     )
     parser.add_argument(
@@ -390,8 +406,11 @@ def main() -> int:
         link() as net,
     ):
         topology(net)
-        print("racker (leases persisted to SQLite):", file=sys.stderr)
-        racker = with_racker(net, Path(tmp), rates, args.seconds, args.profile)
+        persisted = "leases" if args.no_event_log else "leases and events"
+        print(f"racker ({persisted} persisted to SQLite):", file=sys.stderr)
+        racker = with_racker(
+            net, Path(tmp), rates, args.seconds, args.profile, not args.no_event_log
+        )
         time.sleep(1)
         print(f"dnsmasq {dnsmasq_version()}:", file=sys.stderr)
         dnsmasq = with_dnsmasq(net, rates, args.seconds)
@@ -408,16 +427,17 @@ def main() -> int:
     ratio = (r.rate / d.rate) if r and d else float("nan")
     strict_d, strict_r = clean_up_to(dnsmasq), clean_up_to(racker)
     strict = strict_r / strict_d if strict_d else float("nan")
-    rows = (
+    rows = [
         (f"dnsmasq {dnsmasq_version()}", d, 1.0, strict_d, 1.0),
         ("racker", r, ratio, strict_r, strict),
-    )
+    ]
     for name, run, rel, upto, rel2 in rows:
         rate = f"{run.rate}/s" if run else "none"
         achieved = f"{run.achieved:.0f}" if run else "-"
         print(f"| {name} | {rate} | {achieved} | {rel:.2f} | {upto}/s | {rel2:.2f} |")
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
     print("pinned: server on CPU 0, perfdhcp on CPU 1" if Pinning.on else "not pinned (--no-pin)")
+    print(f"racker: {persisted} persisted to SQLite")
     print(
         f"net.core.rmem_default {rmem} bytes: the receive buffer of dnsmasq's and perfdhcp's"
         " sockets (racker asks for 4 MiB on its own)"

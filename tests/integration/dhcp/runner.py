@@ -1,6 +1,7 @@
 """Run racker's DHCP server alone (tests and bench/dhcp.py only): ``python -m
 tests.integration.dhcp.runner SPEC.json`` inside a namespace. Prints "ready" once serving;
-SIGTERM closes it cleanly (flushing leases). Events go to ``events`` (JSON lines) if given."""
+SIGTERM closes it cleanly (flushing leases). Events go to ``events`` (JSON lines) if given,
+and, with ``event_log``, through ``racker serve``'s EventHub into the store's event log."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from racker.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegme
 from racker.dhcp.server import create_server
 from racker.events import Event
 from racker.model import AddressRange, NetworkPlan
+from racker.serve import EventHub
 from racker.store import Store
 
 IP = ipaddress.IPv4Address
@@ -58,14 +60,22 @@ async def serve(spec: dict[str, Any]) -> None:
     if spec.get("events"):  # closed at the end of serve()
         events_file = open(spec["events"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
+    hub = None
+    if store is not None and spec.get("event_log"):  # the rack's machines: the reserved MACs
+        hub = EventHub(store, known=reservations.__contains__)
+
     def publish(event: Event) -> None:
         if events_file is not None:
             events_file.write(json.dumps(event.to_dict()) + "\n")
+        if hub is not None:
+            hub.publish(event)
 
     server = create_server(
         config, plan, reservations, interface=spec["interface"], store=store, publish=publish
     )
     await server.start()
+    if hub is not None:
+        hub.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -73,6 +83,8 @@ async def serve(spec: dict[str, Any]) -> None:
     print("ready", flush=True)
     await stop.wait()
     await server.close()
+    if hub is not None:
+        await hub.close()
     if events_file is not None:
         events_file.close()
     if store is not None:
@@ -83,8 +95,9 @@ async def serve(spec: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     spec = json.loads(Path(sys.argv[1]).read_text())
+    # INFO (the tests read the DHCP log lines); bench/dhcp.py: WARNING, as `racker serve`.
+    logging.basicConfig(level=spec.get("log_level", "INFO"), stream=sys.stderr)
     asyncio.run(serve(spec))
 
 
