@@ -1,7 +1,7 @@
 """Benchmark: racker's DHCP server vs dnsmasq under perfdhcp, same veth topology, same run.
 
     .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
-                                   [--rmem-default BYTES] [--core]
+                                   [--rmem-default BYTES] [--no-ceiling] [--core]
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so both
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
@@ -12,7 +12,9 @@ racker runs as `racker serve` does: leases persisted to SQLite (write-behind), e
 serve's EventHub into the store's event log (perfdhcp's clients are not in nodes.csv: their
 events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
 as this benchmark did before 2026-12-03. dnsmasq with --no-ping
---quiet-dhcp --leasefile-ro (its fastest configuration).
+--quiet-dhcp --leasefile-ro (its fastest configuration). Last, the same ramp against
+bench/dhcp_null.py, a responder that does next to nothing: the rate perfdhcp reaches there is
+the generator's own ceiling, the most any server can be measured at on this machine.
 Needs root; creates and removes its own namespaces; prints a markdown table.
 """
 
@@ -68,6 +70,8 @@ DEFAULT_RATES = [
     32000,
     34000,
     36000,
+    38000,
+    40000,
 ]
 
 
@@ -296,6 +300,23 @@ def with_dnsmasq(net: Link, rates: list[int], seconds: int) -> list[Run]:
         proc.communicate(timeout=10)
 
 
+def with_null(net: Link, rates: list[int], seconds: int) -> list[Run]:
+    """perfdhcp against bench/dhcp_null.py: the highest rate this machine can measure at all."""
+    proc = net.server.popen(
+        [sys.executable, str(REPO / "bench" / "dhcp_null.py"), net.server_ip],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        time.sleep(1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"null responder exited: {proc.communicate()[1].decode()}")
+        pin(proc.pid, SERVER_CPU)
+        return ramp(net, rates, seconds, "null", proc.pid)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
 def core_cost(rounds: int = 10, clients: int = 1000) -> float:
     """µs per message of ``DhcpCore.handle`` in-process: perfdhcp-like relayed DORA exchanges
     (parameter list 1,28,2,3,15,6,12) of ``clients`` MACs, leases taken as the server does."""
@@ -379,6 +400,11 @@ def main() -> int:
         help="racker's events are built but dropped, not written to its event log in SQLite",
     )
     parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the ramp against bench/dhcp_null.py (perfdhcp's own ceiling)",
+    )
+    parser.add_argument(
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
     )
     parser.add_argument(
@@ -414,6 +440,11 @@ def main() -> int:
         time.sleep(1)
         print(f"dnsmasq {dnsmasq_version()}:", file=sys.stderr)
         dnsmasq = with_dnsmasq(net, rates, args.seconds)
+        ceiling: list[Run] = []
+        if not args.no_ceiling:
+            time.sleep(1)
+            print("null responder (bench/dhcp_null.py):", file=sys.stderr)
+            ceiling = with_null(net, rates, args.seconds)
     r, d = best(racker), best(dnsmasq)
     print(
         f"perfdhcp -4 -g {PERFDHCP_THREADS} -r RATE -p {args.seconds} -R 1000 (relayed, full DORA),"
@@ -431,6 +462,18 @@ def main() -> int:
         (f"dnsmasq {dnsmasq_version()}", d, 1.0, strict_d, 1.0),
         ("racker", r, ratio, strict_r, strict),
     ]
+    if ceiling:
+        # What the generator can show at all: a server measured here never exceeds this ratio.
+        n, strict_n = best(ceiling), clean_up_to(ceiling)
+        rows.append(
+            (
+                "null responder (perfdhcp's ceiling)",
+                n,
+                (n.rate / d.rate) if n and d else float("nan"),
+                strict_n,
+                strict_n / strict_d if strict_d else float("nan"),
+            )
+        )
     for name, run, rel, upto, rel2 in rows:
         rate = f"{run.rate}/s" if run else "none"
         achieved = f"{run.achieved:.0f}" if run else "-"
