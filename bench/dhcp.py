@@ -13,7 +13,7 @@ serve's EventHub into the store's event log (perfdhcp's clients are not in nodes
 events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
 as this benchmark did before 2026-12-03. dnsmasq with --no-ping
 --quiet-dhcp --leasefile-ro (its fastest configuration). Last, the same ramp against
-bench/dhcp_null.py, a responder that does next to nothing: the rate perfdhcp reaches there is
+bench/peers/dhcp_null.py, a responder that does next to nothing: the rate perfdhcp reaches there is
 the generator's own ceiling, the most any server can be measured at on this machine.
 Needs root; creates and removes its own namespaces; prints a markdown table.
 """
@@ -301,9 +301,9 @@ def with_dnsmasq(net: Link, rates: list[int], seconds: int) -> list[Run]:
 
 
 def with_null(net: Link, rates: list[int], seconds: int) -> list[Run]:
-    """perfdhcp against bench/dhcp_null.py: the highest rate this machine can measure at all."""
+    """perfdhcp against bench/peers/dhcp_null.py: the highest rate measurable on this machine."""
     proc = net.server.popen(
-        [sys.executable, str(REPO / "bench" / "dhcp_null.py"), net.server_ip],
+        [sys.executable, str(REPO / "bench" / "peers" / "dhcp_null.py"), net.server_ip],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -402,7 +402,7 @@ def main() -> int:
     parser.add_argument(
         "--no-ceiling",
         action="store_true",
-        help="skip the ramp against bench/dhcp_null.py (perfdhcp's own ceiling)",
+        help="skip the ramp against bench/peers/dhcp_null.py (perfdhcp's own ceiling)",
     )
     parser.add_argument(
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
@@ -443,7 +443,7 @@ def main() -> int:
         ceiling: list[Run] = []
         if not args.no_ceiling:
             time.sleep(1)
-            print("null responder (bench/dhcp_null.py):", file=sys.stderr)
+            print("null responder (bench/peers/dhcp_null.py):", file=sys.stderr)
             ceiling = with_null(net, rates, args.seconds)
     r, d = best(racker), best(dnsmasq)
     print(

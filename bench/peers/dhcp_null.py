@@ -1,6 +1,6 @@
 """A null DHCP responder: the least work that lets perfdhcp complete a relayed DORA exchange.
 
-    python bench/dhcp_null.py SERVER_IP
+    python bench/peers/dhcp_null.py SERVER_IP
 
 A measuring instrument for bench/dhcp.py, not a DHCP server: it keeps no leases, checks
 nothing, and answers each relayed DISCOVER with an OFFER and each REQUEST with an ACK (to the
