@@ -426,6 +426,9 @@ def main() -> int:
     Pinning.on = Pinning.on and not args.no_pin
     rates = [int(r) for r in args.rates.split(",")]
     load_before = f"{os.getloadavg()[0]:.1f}"
+    # The machine's speed of the moment, for comparing runs: this shared machine's CPU time
+    # for the same Python work varies by more than half over a day (8.1-14.2 us on 2026-12-03).
+    core_before = core_cost(rounds=5)
     with (
         rmem_default(args.rmem_default) as rmem,
         tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp,
@@ -479,6 +482,10 @@ def main() -> int:
         achieved = f"{run.achieved:.0f}" if run else "-"
         print(f"| {name} | {rate} | {achieved} | {rel:.2f} | {upto}/s | {rel2:.2f} |")
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
+    print(
+        f"DhcpCore.handle in-process (--core, the machine's speed) before/after:"
+        f" {core_before:.1f} / {core_cost(rounds=5):.1f} us per message"
+    )
     print("pinned: server on CPU 0, perfdhcp on CPU 1" if Pinning.on else "not pinned (--no-pin)")
     print(f"racker: {persisted} persisted to SQLite")
     print(
