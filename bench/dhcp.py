@@ -3,7 +3,7 @@
     .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
                                    [--rmem-default BYTES] [--no-ceiling] [--core]
 
-perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so both
+perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so the
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
 1000 distinct clients (-R 1000), full DORA exchanges; the rate ramps up and, for each server,
 the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) and ACKs at 99 % of
@@ -11,10 +11,13 @@ the rate (perfdhcp's own limit) is reported.
 racker runs as `racker serve` does: leases persisted to SQLite (write-behind), events through
 serve's EventHub into the store's event log (perfdhcp's clients are not in nodes.csv: their
 events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
-as this benchmark did before 2026-12-03. dnsmasq with --no-ping
---quiet-dhcp --leasefile-ro (its fastest configuration). Last, the same ramp against
-bench/peers/dhcp_null.py, a responder that does next to nothing: the rate perfdhcp reaches there is
-the generator's own ceiling, the most any server can be measured at on this machine.
+as this benchmark did before 2026-12-03. dnsmasq with --no-ping --quiet-dhcp --leasefile-ro
+(its fastest configuration). The third, bench/peers/dhcp_null.py, is a responder that does
+next to nothing: the rate perfdhcp reaches there is the generator's own ceiling, the most any
+server can be measured at on this machine (--no-ceiling leaves it out).
+Each server has its own pair of namespaces and all run at once; the ramps are interleaved
+(at each rate every server in turn, the order rotating), since this shared machine's speed
+changes by half within seconds and back-to-back ramps met different phases of it.
 Needs root; creates and removes its own namespaces; prints a markdown table.
 """
 
@@ -198,28 +201,42 @@ def udp_rcvbuf_errors(ns: Namespace) -> int:
     return int(values[names.index("RcvbufErrors")])
 
 
-def ramp(net: Link, rates: list[int], seconds: int, label: str, pid: int) -> list[Run]:
+def ramps(
+    servers: dict[str, tuple[Link, int]], rates: list[int], seconds: int
+) -> dict[str, list[Run]]:
+    """Every server's ramp, interleaved: at each rate perfdhcp asks each server in turn (the
+    order rotating), so all of them meet the same phases of this shared machine, whose speed
+    changes by half within seconds. A server leaves the ramp after two runs past 5 % drops."""
     # Warm-up, not reported: 5000 exchanges give nearly every one of the 1000 clients a lease.
     # A fresh pool costs dnsmasq NAKs (it does not record offers, so two clients can be
     # offered one address), which would otherwise be counted as drops in the first runs.
-    perfdhcp(net, 1000, 5, pid)
+    for net, pid in servers.values():
+        perfdhcp(net, 1000, 5, pid)
     time.sleep(1)
-    runs = []
-    for rate in rates:
-        run = perfdhcp(net, rate, seconds, pid)
-        runs.append(run)
-        print(
-            f"  {label:7} rate {rate:6}/s: {run.achieved:8.0f} ACKs/s, drops "
-            f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %; CPU perfdhcp "
-            f"{run.client_cpu:.2f}, server {run.server_cpu:.2f}; socket overflows perfdhcp "
-            f"{run.client_overflows}, server {run.server_overflows}; "
-            f"load {os.getloadavg()[0]:.1f}",
-            file=sys.stderr,
-        )
-        saturated = [r for r in runs[-2:] if max(r.drops_offer, r.drops_ack) > 5]
-        if len(saturated) == 2:
-            break  # twice well past saturation
-        time.sleep(1)
+    runs: dict[str, list[Run]] = {label: [] for label in servers}
+    active = list(servers)
+    for i, rate in enumerate(rates):
+        k = i % len(active)
+        for label in active[k:] + active[:k]:
+            net, pid = servers[label]
+            run = perfdhcp(net, rate, seconds, pid)
+            runs[label].append(run)
+            print(
+                f"  {label:7} rate {rate:6}/s: {run.achieved:8.0f} ACKs/s, drops "
+                f"{run.drops_offer:.2f} % / {run.drops_ack:.2f} %; CPU perfdhcp "
+                f"{run.client_cpu:.2f}, server {run.server_cpu:.2f}; socket overflows perfdhcp "
+                f"{run.client_overflows}, server {run.server_overflows}; "
+                f"load {os.getloadavg()[0]:.1f}",
+                file=sys.stderr,
+            )
+            time.sleep(1)
+        active = [
+            label
+            for label in active
+            if len([r for r in runs[label][-2:] if max(r.drops_offer, r.drops_ack) > 5]) < 2
+        ]  # twice well past saturation: done
+        if not active:
+            break
     return runs
 
 
@@ -242,9 +259,8 @@ def py_spy_path() -> str:
     return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
-def with_racker(
-    net: Link, workdir: Path, rates: list[int], seconds: int, profile: bool, event_log: bool
-) -> list[Run]:
+@contextlib.contextmanager
+def racker_server(net: Link, workdir: Path, profile: bool, event_log: bool) -> Iterator[int]:
     relays = [{"subnet": RELAY_NET, "pool": f"{POOL[0]}-{POOL[1]}"}]
     spec = default_spec(
         net,
@@ -269,7 +285,7 @@ def with_racker(
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
         pin(served.proc.pid, SERVER_CPU)
-        return ramp(net, rates, seconds, "racker", served.proc.pid)
+        yield served.proc.pid
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT only
@@ -277,44 +293,32 @@ def with_racker(
         print("  racker " + stop(served).strip().splitlines()[-1], file=sys.stderr)
 
 
-def with_dnsmasq(net: Link, rates: list[int], seconds: int) -> list[Run]:
-    proc = net.server.popen(
-        [
-            "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--no-ping",
-            "--quiet-dhcp", "--leasefile-ro", "--dhcp-authoritative", "--pid-file=",
-            f"--interface={net.srv_if}", "--bind-interfaces",
-            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.240.0,1h",
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+@contextlib.contextmanager
+def process_server(net: Link, name: str, command: list[str]) -> Iterator[int]:
+    proc = net.server.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(1)
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"dnsmasq exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"{name} exited: {proc.communicate()[1].decode()}")
         pin(proc.pid, SERVER_CPU)
-        return ramp(net, rates, seconds, "dnsmasq", proc.pid)
+        yield proc.pid
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
 
 
-def with_null(net: Link, rates: list[int], seconds: int) -> list[Run]:
-    """perfdhcp against bench/peers/dhcp_null.py: the highest rate measurable on this machine."""
-    proc = net.server.popen(
-        [sys.executable, str(REPO / "bench" / "peers" / "dhcp_null.py"), net.server_ip],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        time.sleep(1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"null responder exited: {proc.communicate()[1].decode()}")
-        pin(proc.pid, SERVER_CPU)
-        return ramp(net, rates, seconds, "null", proc.pid)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+def dnsmasq_command(net: Link) -> list[str]:
+    return [
+        "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--no-ping",
+        "--quiet-dhcp", "--leasefile-ro", "--dhcp-authoritative", "--pid-file=",
+        f"--interface={net.srv_if}", "--bind-interfaces",
+        f"--dhcp-range={POOL[0]},{POOL[1]},255.255.240.0,1h",
+    ]  # fmt: skip
+
+
+def null_command(net: Link) -> list[str]:
+    """bench/peers/dhcp_null.py: perfdhcp's ceiling, the highest rate measurable here."""
+    return [sys.executable, str(REPO / "bench" / "peers" / "dhcp_null.py"), net.server_ip]
 
 
 def core_cost(rounds: int = 10, clients: int = 1000) -> float:
@@ -426,28 +430,43 @@ def main() -> int:
     Pinning.on = Pinning.on and not args.no_pin
     rates = [int(r) for r in args.rates.split(",")]
     load_before = f"{os.getloadavg()[0]:.1f}"
-    # The machine's speed of the moment, for comparing runs: this shared machine's CPU time
-    # for the same Python work varies by more than half over a day (8.1-14.2 us on 2026-12-03).
-    core_before = core_cost(rounds=5)
     with (
         rmem_default(args.rmem_default) as rmem,
         tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp,
-        link() as net,
+        contextlib.ExitStack() as stack,
     ):
-        topology(net)
+        # Each server on its own pair of namespaces, all of them running, for interleaving.
+        def network() -> Link:
+            net = stack.enter_context(link())
+            topology(net)
+            return net
+
         persisted = "leases" if args.no_event_log else "leases and events"
-        print(f"racker ({persisted} persisted to SQLite):", file=sys.stderr)
-        racker = with_racker(
-            net, Path(tmp), rates, args.seconds, args.profile, not args.no_event_log
+        servers: dict[str, tuple[Link, int]] = {}
+        net = network()
+        servers["racker"] = (
+            net,
+            stack.enter_context(racker_server(net, Path(tmp), args.profile, not args.no_event_log)),
         )
-        time.sleep(1)
-        print(f"dnsmasq {dnsmasq_version()}:", file=sys.stderr)
-        dnsmasq = with_dnsmasq(net, rates, args.seconds)
-        ceiling: list[Run] = []
+        net = network()
+        servers["dnsmasq"] = (
+            net,
+            stack.enter_context(process_server(net, "dnsmasq", dnsmasq_command(net))),
+        )
         if not args.no_ceiling:
-            time.sleep(1)
-            print("null responder (bench/peers/dhcp_null.py):", file=sys.stderr)
-            ceiling = with_null(net, rates, args.seconds)
+            net = network()
+            servers["null"] = (
+                net,
+                stack.enter_context(process_server(net, "null responder", null_command(net))),
+            )
+        print(
+            f"racker ({persisted} persisted to SQLite), dnsmasq {dnsmasq_version()}"
+            + ("" if args.no_ceiling else ", null responder (bench/peers/dhcp_null.py)")
+            + ", interleaved:",
+            file=sys.stderr,
+        )
+        runs = ramps(servers, rates, args.seconds)
+    racker, dnsmasq, ceiling = runs["racker"], runs["dnsmasq"], runs.get("null", [])
     r, d = best(racker), best(dnsmasq)
     print(
         f"perfdhcp -4 -g {PERFDHCP_THREADS} -r RATE -p {args.seconds} -R 1000 (relayed, full DORA),"
@@ -482,10 +501,6 @@ def main() -> int:
         achieved = f"{run.achieved:.0f}" if run else "-"
         print(f"| {name} | {rate} | {achieved} | {rel:.2f} | {upto}/s | {rel2:.2f} |")
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
-    print(
-        f"DhcpCore.handle in-process (--core, the machine's speed) before/after:"
-        f" {core_before:.1f} / {core_cost(rounds=5):.1f} us per message"
-    )
     print("pinned: server on CPU 0, perfdhcp on CPU 1" if Pinning.on else "not pinned (--no-pin)")
     print(f"racker: {persisted} persisted to SQLite")
     print(
