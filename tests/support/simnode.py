@@ -27,6 +27,11 @@ printf 'ip=%s\\nsiaddr=%s\\nboot_file=%s\\nbootfile=%s\\n' "$ip" "$siaddr" "$boo
 """
 
 
+def busybox_tftp_get(server: str, name: str, out: Path, blksize: int) -> list[str]:
+    """The argv of busybox's TFTP client fetching ``name`` into ``out`` (also the TFTP tests')."""
+    return ["busybox", "tftp", "-g", "-r", name, "-l", str(out), "-b", str(blksize), server]
+
+
 class Node:
     def __init__(self, sim_dir: Path, mac: str) -> None:
         self.sim_dir = sim_dir
@@ -124,18 +129,7 @@ class Node:
     def tftp(self, server: str, name: str) -> None:
         for _ in range(20):
             result = subprocess.run(
-                [
-                    "busybox",
-                    "tftp",
-                    "-g",
-                    "-r",
-                    name,
-                    "-l",
-                    str(self.work / "loader"),
-                    "-b",
-                    "1468",
-                    server,
-                ],
+                busybox_tftp_get(server, name, self.work / "loader", 1468),
                 capture_output=True,
                 check=False,
                 timeout=30,

@@ -24,6 +24,7 @@ from racker.tftp.packets import (
 )
 from tests.integration.tftp.conftest import CLIENT_IP, CLIENT_MAC, REPO, SERVER_IP, Rig
 from tests.support.netns import entered
+from tests.support.simnode import busybox_tftp_get
 
 pytestmark = pytest.mark.root
 
@@ -48,18 +49,7 @@ def fetch_command(client: str, blksize: int, name: str, out: Path) -> list[str]:
             SERVER_IP,
         ],
         "curl": ["curl", "-sS", "--tftp-blksize", str(blksize), "-o", str(out), url],
-        "busybox": [
-            "busybox",
-            "tftp",
-            "-g",
-            "-r",
-            name,
-            "-l",
-            str(out),
-            "-b",
-            str(blksize),
-            SERVER_IP,
-        ],
+        "busybox": busybox_tftp_get(SERVER_IP, name, out, blksize),
     }[client]
 
 
