@@ -48,13 +48,13 @@ ADDRESSES = {
 }
 CLIENT_IP = "10.99.0.2"
 
-FLOOR = r"""
+# What both floors do with a read request: the file's bytes, and a socket on a fresh port
+# connected to the client (its TID); an OACK for blksize when asked.
+OPEN = r"""
 import os, socket, sys
 ip, root = sys.argv[1], sys.argv[2]
-listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-listener.bind((ip, 69))
-while True:
-    request, peer = listener.recvfrom(2048)
+
+def opened(request, peer):
     fields = request[2:].split(b"\0")
     options = dict(zip(fields[2::2], fields[3::2]))
     size = int(options.get(b"blksize", b"512"))
@@ -63,22 +63,38 @@ while True:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((ip, 0))
     sock.connect(peer)
-    if b"blksize" in options:
+    oack = b"blksize" in options
+    if oack:
         sock.send(b"\0\6blksize\0" + str(size).encode() + b"\0")
+    return sock, content, size, oack
+
+def data(content, size, n):
+    return b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + content[(n - 1) * size : n * size]
+"""
+
+FLOOR = (
+    OPEN
+    + r"""
+listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+listener.bind((ip, 69))
+while True:
+    sock, content, size, oack = opened(*listener.recvfrom(2048))
+    if oack:
         sock.recv(100)
-    last = len(content) // size + 1
-    for n in range(1, last + 1):
-        sock.send(b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + content[(n - 1) * size : n * size])
+    for n in range(1, len(content) // size + 2):
+        sock.send(data(content, size, n))
         sock.recv(100)
     sock.close()
 """
+)
 
 # The same least work per block under asyncio: a connected non-blocking socket per transfer,
 # loop.add_reader, one recv and one send per wake-up. Whatever separates it from FLOOR is the
 # event loop's own cost; whatever separates racker from it is racker's.
-ASYNCIO_FLOOR = r"""
-import asyncio, os, socket, sys
-ip, root = sys.argv[1], sys.argv[2]
+ASYNCIO_FLOOR = (
+    OPEN
+    + r"""
+import asyncio
 if sys.argv[3:] == ["uvloop"]:
     import uvloop
     loop = uvloop.new_event_loop()
@@ -88,15 +104,8 @@ listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 listener.bind((ip, 69))
 listener.setblocking(False)
 
-def serve(request, peer):
-    fields = request[2:].split(b"\0")
-    options = dict(zip(fields[2::2], fields[3::2]))
-    size = int(options.get(b"blksize", b"512"))
-    with open(os.path.join(root, fields[0].decode()), "rb") as f:
-        content = f.read()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((ip, 0))
-    sock.connect(peer)
+def accept():
+    sock, content, size, oack = opened(*listener.recvfrom(2048))
     sock.setblocking(False)
     last = len(content) // size + 1
     sent = [0]
@@ -109,22 +118,17 @@ def serve(request, peer):
             sock.close()
             return
         sent[0] = n
-        sock.send(b"\0\3" + (n & 0xFFFF).to_bytes(2, "big") + content[(n - 1) * size : n * size])
+        sock.send(data(content, size, n))
 
-    if b"blksize" in options:
-        sock.send(b"\0\6blksize\0" + str(size).encode() + b"\0")
-    else:
+    if not oack:
         sent[0] = 1
-        sock.send(b"\0\3\0\1" + content[:size])
+        sock.send(data(content, size, 1))
     loop.add_reader(sock.fileno(), readable)
-
-def accept():
-    request, peer = listener.recvfrom(2048)
-    serve(request, peer)
 
 loop.add_reader(listener.fileno(), accept)
 loop.run_forever()
 """
+)
 
 
 def curl(ip: str, out: Path) -> list[str]:
