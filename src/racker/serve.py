@@ -45,8 +45,9 @@ class EventHub:
     about anyone else (pool clients, strangers, unidentified HTTP peers) only up to
     ``STRANGER_EVENTS_PER_SECOND``: a persisted event costs ~10-15 us of JSON and SQLite, a
     DHCP exchange makes four, and a flood of unknown clients must not take the boot server's CPU
-    or the disk. What is left out is counted, stored as one ``EventLogOverflow`` per flush and
-    logged at most once a minute.
+    or the disk. The same budget bounds the DHCP log lines (``-v``) of those clients. What is
+    left out is counted, stored as one ``EventLogOverflow`` per flush and told in a warning at
+    most once a minute.
     """
 
     # The event log keeps this many of the newest events (~100 MB of SQLite at most); pruned
@@ -80,14 +81,17 @@ class EventHub:
         self._window_start = time.time()
 
     def publish(self, event: Event) -> None:
-        _log_event(event)
+        keep = True
         if event.source not in self.BUDGETED_SOURCES or self._is_known(event.mac):
-            self._pending.append(event)
+            pass
         elif self._budget > 0:
             self._budget -= 1
-            self._pending.append(event)
         else:
+            keep = False  # neither stored nor logged (`-v`): a log line costs like a row
             self._left_out += 1
+        if keep:
+            _log_event(event)
+            self._pending.append(event)
         for subscriber in list(self.subscribers):
             try:
                 subscriber(event)
@@ -126,8 +130,8 @@ class EventHub:
             self._clock() - self._warned >= self.OVERFLOW_WARNING_INTERVAL
         ):
             log.warning(
-                "event log: %d events of clients outside nodes.csv not stored (more than %d/s);"
-                " the rack's own machines are always logged",
+                "event log: %d events of clients outside nodes.csv not stored or logged (more"
+                " than %d/s); the rack's own machines' events always are",
                 self._left_out_since_warning,
                 self.STRANGER_EVENTS_PER_SECOND,
             )

@@ -60,7 +60,7 @@ def test_strangers_events_are_stored_up_to_the_budget_and_the_rest_counted(
         (overflow,) = [e for e in stored if e["kind"] == "event-log-overflow"]
         assert overflow["left_out"] == 301
         assert overflow["limit"] == hub.STRANGER_EVENTS_PER_SECOND
-        assert "301 events of clients outside nodes.csv not stored" in caplog.text
+        assert "301 events of clients outside nodes.csv not stored or logged" in caplog.text
 
         # The budget is per flush; the warning at most once a minute, counting all left out.
         caplog.clear()
@@ -71,7 +71,7 @@ def test_strangers_events_are_stored_up_to_the_budget_and_the_rest_counted(
             assert caplog.text == ""
             clock[0] += hub.OVERFLOW_WARNING_INTERVAL
             hub.flush()  # nothing left out in this interval, but 5 since the last warning
-        assert "5 events of clients outside nodes.csv not stored" in caplog.text
+        assert "5 events of clients outside nodes.csv not stored or logged" in caplog.text
         overflows = [e for e in store.events(limit=10_000) if e["kind"] == "event-log-overflow"]
         assert [e["left_out"] for e in overflows] == [301, 5]
 
@@ -85,3 +85,24 @@ def test_without_a_directory_every_boot_server_event_counts_against_the_budget(
             hub.publish(DhcpEvent("ack", "52:54:00:00:00:01", 0.0, xid=i))
         hub.flush()
         assert [e["kind"] for e in store.events()] == ["ack"] * 10 + ["event-log-overflow"]
+
+
+def test_the_budget_bounds_the_dhcp_log_lines_of_strangers_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    node = "52:54:00:00:00:01"
+    hub = EventHub(None, known={node}.__contains__, flush_interval=0.01)  # 10 per flush
+    seen: list[Event] = []
+    hub.subscribers.append(seen.append)
+    with caplog.at_level(logging.INFO, logger="racker.dhcp"):
+        for i in range(25):
+            for mac in (f"02:00:00:00:00:{i:02x}", node):
+                hub.publish(
+                    DhcpEvent(
+                        "ack", mac, 0.0, xid=i, message="ACK", direction="out", address="10.0.0.9"
+                    )
+                )
+    lines = [r.getMessage() for r in caplog.records if r.name == "racker.dhcp"]
+    assert len([line for line in lines if node in line]) == 25  # every one of the node's
+    assert len([line for line in lines if "02:00:00:00:00:" in line]) == 10  # the budget
+    assert len(seen) == 50  # subscribers see everything
