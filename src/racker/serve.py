@@ -81,15 +81,7 @@ class EventHub:
         self._window_start = time.time()
 
     def publish(self, event: Event) -> None:
-        keep = True
-        if event.source not in self.BUDGETED_SOURCES or self._is_known(event.mac):
-            pass
-        elif self._budget > 0:
-            self._budget -= 1
-        else:
-            keep = False  # neither stored nor logged (`-v`): a log line costs like a row
-            self._left_out += 1
-        if keep:
+        if self._within_budget(event):  # else neither stored nor logged: a line costs like a row
             _log_event(event)
             self._pending.append(event)
         for subscriber in list(self.subscribers):
@@ -98,8 +90,15 @@ class EventHub:
             except Exception:  # a broken subscriber must not break a server's hot path
                 log.exception("event subscriber failed on %s", event.kind)
 
-    def _is_known(self, mac: str | None) -> bool:
-        return mac is not None and self.known is not None and self.known(mac)
+    def _within_budget(self, event: Event) -> bool:
+        mac, known = event.mac, self.known
+        if event.source not in self.BUDGETED_SOURCES or (mac and known and known(mac)):
+            return True
+        if self._budget > 0:
+            self._budget -= 1
+            return True
+        self._left_out += 1
+        return False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._flusher())
