@@ -1,7 +1,8 @@
 """Benchmark: racker's DHCP server vs dnsmasq under perfdhcp, same veth topology, same run.
 
     .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
-                                   [--rmem-default BYTES] [--no-ceiling] [--core]
+                                   [--rmem-default BYTES] [--no-event-log] [--no-ceiling]
+                                   [--perfdhcp-threads single|multi] [--no-pin] [--core]
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so the
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
