@@ -17,7 +17,10 @@ and the events to publish (one for the message in, one for the reply out, and a
   client should have?": yes → ACK, no → NAK, client unknown to us → silence.
 - Replies: 53 first, then the options in the order of the client's parameter list (55), then
   the rest, then the echoes 61, 97 (RFC 6842, PXE) and 82 last (RFC 3046 §2.2); trimmed to the
-  client's maximum message size (57). Addressing per RFC 2131 §4.1 (see ``_destination``).
+  client's maximum message size (57). Addressing per RFC 2131 §4.1 (``reply.destination``).
+- Remembering: what a request's bytes say and the encoded replies to it are kept per distinct
+  request (xid and secs aside), since clients repeat their requests; only the lease decisions
+  and the node's boot policy run again. A test holds it to a core that remembers nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ _REQUEST = MessageType.REQUEST.value
 _U32 = struct.Struct("!I")
 _NAMES = {t.value: t.name for t in MessageType}
 _UNKNOWN_SEEN_LIMIT = 65536
+# Distinct requests remembered (``DhcpCore.handle``): a rack's machines and a load generator's
+# 1000 clients send a few shapes each; a request and its replies take ~2 KB.
+MEMO_SIZE = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +140,36 @@ class Outcome:
 
 
 @dataclass(slots=True)
-class _Exchange:
-    """One message being handled: what the per-type handlers share."""
+class _Request:
+    """What one request's bytes say, worked out once (see ``DhcpCore.handle``).
 
-    msg: Message
+    Everything here is a pure function of the bytes (xid and secs aside), the receive info and
+    the core's fixed settings; lease state and the node's boot policy are not in it.
+    """
+
+    msg: Message  # as first seen: its xid is not this message's (``DhcpCore.handle`` has that)
+    mtype: int
     mac: str
     client: ClientInfo
-    segment: Segment
-    now: float
-    events: list[Event]
+    kind: str  # for events: "bmc" or the client kind
+    arch: int | None
+    asked: str | None  # option 50, else ciaddr, as text (the "in" event's address)
+    segment: Segment | None
+    reason: str  # why there is no segment
+    boot: BootChoice | None  # before the node's policy
+    hostname: str | None
+    replies: dict[tuple[int, int, int | None, bool], _Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """An encoded reply to a ``_Request`` for one decision; only the xid is patched in."""
+
+    template: bytes
+    destination: Destination
+    mtype: int
+    address: str | None
+    boot_file: str | None
 
 
 class DhcpCore:
@@ -153,6 +180,8 @@ class DhcpCore:
         leases: Iterable[PersistedLease] = (),
         policy: BootPolicy = always_pxe,
         bmc_macs: Iterable[str] = (),
+        *,
+        memo_size: int = MEMO_SIZE,
     ) -> None:
         self.settings = settings
         self._reserved = {mac: int(addr) for mac, addr in reservations.items()}
@@ -166,92 +195,139 @@ class DhcpCore:
         self._seen_unknown: set[str] = set()
         self._lease_times: dict[int, tuple[bytes, bytes, bytes]] = {}  # options 51, 58, 59
         self._relay_segments: dict[bytes, tuple[Segment | None, str]] = {}  # by giaddr
+        self._memo_size = memo_size
+        # Requests already worked out, by their bytes without xid and secs; one table per
+        # ReceiveInfo (the same bytes from a relay's port and from a client's differ).
+        self._memo: dict[bool, dict[bytes, _Request]] = {True: {}, False: {}}
 
     def handle(self, data: bytes, info: ReceiveInfo, now: float) -> Outcome:
+        """Decide on one message.
+
+        A client repeats its requests byte for byte but for xid and secs (retransmissions,
+        renewals, each boot of a node, each exchange of a load generator), so what the bytes
+        say (the decoded message, client class, segment, boot file) is worked out once per
+        distinct request and remembered (``memo_size`` of them, forgotten all at once when
+        full), and so is each encoded reply: a repeated request costs the lease decisions and
+        an xid patch. The lease table and the node's boot policy are consulted every time.
+        """
+        memo = self._memo[info.relayed]
+        key = data[:4] + data[10:]  # without xid (4-7) and secs (8-9): neither changes a reply
+        req = memo.get(key)
+        if req is None:
+            req = self._parse(data, info)  # raises PacketError: nothing is remembered
+            if self._memo_size:
+                if len(memo) >= self._memo_size:
+                    memo.clear()  # bounded under a flood of made-up requests
+                memo[key] = req
+        xid_raw = data[4:8]
+        xid = _U32.unpack(xid_raw)[0]
+        mtype, mac = req.mtype, req.mac
+        found: list[Event] = []  # a discovery, if this is a new unknown MAC
+        answer: tuple[int, int, int | None] | None = None  # (message type, yiaddr, lease time)
+        reason, segment = req.reason, req.segment
+        if segment is not None:
+            if mtype == _DISCOVER:
+                answer, reason = self._discover(req, segment, now, found)
+            elif mtype == _REQUEST:
+                answer, reason = self._request(req, segment, now, found)
+            elif mtype == _DECLINE:
+                reason = self._decline(req.msg, mac, now)
+            elif mtype == _RELEASE:
+                reason = self._release(req.msg, mac, now)
+            elif mtype == _INFORM:
+                answer = (_ACK, 0, None)
+            else:
+                reason = f"{_NAMES[mtype]} is a server message"
+        events: list[Event] = [
+            dhcp_event(mtype, mac, now, xid, "in", req.arch, req.kind, req.asked, None, reason),
+            *found,
+        ]
+        if answer is None or segment is None:  # (there is an answer only with a segment)
+            if mtype == _DECLINE:  # RFC 2131 §4.3.3: the client saw another host answer for it
+                asked = req.msg.options.get(_REQUESTED_ADDRESS) or req.msg.ciaddr
+                what = ntoa(asked) if len(asked) == 4 else f"option 50 {asked.hex()}"
+                return Outcome(None, None, events, f"{mac} declined {what}: {reason}")
+            return Outcome(None, None, events)
+        out_type, yiaddr, lease_time = answer
+        if out_type == _NAK:
+            why = f"{ipaddress.IPv4Address(yiaddr)} is not this client's address"
+            nak = self._nak(req.msg, xid, why)
+            events.append(
+                dhcp_event(_NAK, mac, now, xid, "out", req.arch, req.kind, None, None, why)
+            )
+            return Outcome(encode(nak), destination(req.msg, nak), events)
+        pxe = req.boot is not None and self._policy(mac) is not BootAction.DISK
+        reply_key = (out_type, yiaddr, lease_time, pxe)
+        reply = req.replies.get(reply_key)
+        if reply is None:
+            if len(req.replies) >= 8:
+                req.replies.clear()  # a pool client moving through many addresses
+            reply = req.replies[reply_key] = self._build_reply(req, segment, answer, pxe)
+        events.append(
+            dhcp_event(
+                out_type,
+                mac,
+                now,
+                xid,
+                "out",
+                req.arch,
+                req.kind,
+                reply.address,
+                reply.boot_file,
+                "",
+            )
+        )
+        template = reply.template
+        return Outcome(template[:4] + xid_raw + template[8:], reply.destination, events)
+
+    def _parse(self, data: bytes, info: ReceiveInfo) -> _Request:
         msg = decode(data)
         if msg.op != BOOTREQUEST:
             raise PacketError(f"xid {msg.xid:#x}: op {msg.op} is not a BOOTREQUEST")
         if msg.htype != 1 or len(msg.chaddr) != 6:
             raise PacketError(f"xid {msg.xid:#x}: not Ethernet (htype {msg.htype})")
-        raw_type = msg.options.get(_MESSAGE_TYPE)
+        options = msg.options
+        raw_type = options.get(_MESSAGE_TYPE)
         if raw_type is None or len(raw_type) != 1 or raw_type[0] not in _NAMES:
             raise PacketError(
                 f"xid {msg.xid:#x}: no valid DHCP message type (option 53); BOOTP is not served"
             )
-        mtype = raw_type[0]
         mac = msg.chaddr.hex(":")
-        client = classify(msg.options)
-        kind = "bmc" if mac in self._bmc_macs else client.kind
-        events: list[Event] = []
-        reply: Message | None = None
+        client = classify(options)
+        asked = options.get(_REQUESTED_ADDRESS) or msg.ciaddr
+        hostname = options.get(_HOSTNAME)
         segment, reason = self._segment(msg, info)
-        if segment is not None:
-            ex = _Exchange(msg, mac, client, segment, now, events)
-            if mtype == _DISCOVER:
-                reply, reason = self._discover(ex)
-            elif mtype == _REQUEST:
-                reply, reason = self._request(ex)
-            elif mtype == _DECLINE:
-                reason = self._decline(msg, mac, now)
-            elif mtype == _RELEASE:
-                reason = self._release(msg, mac, now)
-            elif mtype == _INFORM:
-                reply = self._reply(ex, _ACK, ZERO4, None)
-            else:
-                reason = f"{_NAMES[mtype]} is a server message"
-        asked = msg.options.get(_REQUESTED_ADDRESS) or msg.ciaddr
-        arch = client.arches[0] if client.arches else None
-        events.insert(
-            0,
-            dhcp_event(
-                mtype,
-                mac,
-                now,
-                msg.xid,
-                "in",
-                arch,
-                kind,
-                ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
-                None,
-                reason,
-            ),
+        return _Request(
+            msg,
+            raw_type[0],
+            mac,
+            client,
+            "bmc" if mac in self._bmc_macs else client.kind,
+            client.arches[0] if client.arches else None,
+            ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
+            segment,
+            reason,
+            choose_boot(client, self.settings.boot),
+            hostname.decode("utf-8", "replace")[:63] if hostname else None,
+            {},
         )
-        if reply is None:
-            if mtype == _DECLINE:  # RFC 2131 §4.3.3: the client saw another host answer for it
-                what = ntoa(asked) if len(asked) == 4 else f"option 50 {asked.hex()}"
-                return Outcome(None, None, events, f"{mac} declined {what}: {reason}")
-            return Outcome(None, None, events)
-        options = reply.options
-        boot_file = options.get(_BOOTFILE)
-        message = options.get(_MESSAGE)
-        events.append(
-            dhcp_event(
-                options[_MESSAGE_TYPE][0],
-                mac,
-                now,
-                msg.xid,
-                "out",
-                arch,
-                kind,
-                ntoa(reply.yiaddr) if reply.yiaddr != ZERO4 else None,
-                boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
-                message.decode("ascii", "replace") if message else "",
-            )
-        )
-        return Outcome(encode(reply), destination(msg, reply), events)
 
     # -- per message type ----------------------------------------------------------------
 
-    def _discover(self, ex: _Exchange) -> tuple[Message | None, str]:
-        hint = _address(ex.msg.options.get(_REQUESTED_ADDRESS))
-        address, lease_time, reason = self._assign(ex, hint)
+    def _discover(
+        self, req: _Request, segment: Segment, now: float, found: list[Event]
+    ) -> tuple[tuple[int, int, int | None] | None, str]:
+        hint = _address(req.msg.options.get(_REQUESTED_ADDRESS))
+        address, lease_time, reason = self._assign(req, segment, now, hint, found)
         if address is None:
             return None, reason
-        self.leases.offer(ex.mac, address, ex.now, self.settings.offer_hold)
-        return self._reply(ex, _OFFER, _U32.pack(address), lease_time), ""
+        self.leases.offer(req.mac, address, now, self.settings.offer_hold)
+        return (_OFFER, address, lease_time), ""
 
-    def _request(self, ex: _Exchange) -> tuple[Message | None, str]:
-        msg, mac, now = ex.msg, ex.mac, ex.now
+    def _request(
+        self, req: _Request, segment: Segment, now: float, found: list[Event]
+    ) -> tuple[tuple[int, int, int | None] | None, str]:
+        msg, mac = req.msg, req.mac
         server_id = msg.options.get(_SERVER_ID)
         if server_id is not None and server_id != self._server_id:
             entry = self.leases.for_mac(mac)
@@ -264,21 +340,13 @@ class DhcpCore:
             target = _U32.unpack(msg.ciaddr)[0]  # RENEWING / REBINDING
         if target is None:
             return None, "REQUEST without a requested address (50) or ciaddr"
-        address, lease_time, reason = self._assign(ex, target)
+        address, lease_time, reason = self._assign(req, segment, now, target, found)
         if address is None:
             return None, reason  # RFC 2131 §4.3.2: no record of this client, stay silent
         if address != target:
-            wanted = ipaddress.IPv4Address(target)
-            return self._nak(msg, f"{wanted} is not this client's address"), ""
-        hostname = msg.options.get(_HOSTNAME)
-        self.leases.bind(
-            mac,
-            address,
-            now + lease_time,
-            msg.options.get(_CLIENT_ID),
-            hostname.decode("utf-8", "replace")[:63] if hostname else None,
-        )
-        return self._reply(ex, _ACK, _U32.pack(address), lease_time), ""
+            return (_NAK, target, None), ""
+        self.leases.bind(mac, address, now + lease_time, msg.options.get(_CLIENT_ID), req.hostname)
+        return (_ACK, address, lease_time), ""
 
     def _decline(self, msg: Message, mac: str, now: float) -> str:
         server_id = msg.options.get(_SERVER_ID)
@@ -330,19 +398,21 @@ class DhcpCore:
             return self.settings.local, ""
         return None, f"no dhcp.relays segment contains giaddr {ntoa(raw)}"
 
-    def _assign(self, ex: _Exchange, hint: int | None) -> tuple[int | None, int, str]:
+    def _assign(
+        self, req: _Request, segment: Segment, now: float, hint: int | None, found: list[Event]
+    ) -> tuple[int | None, int, str]:
         """The address the client should have on its segment (None: no address, and why)."""
-        mac, segment = ex.mac, ex.segment
+        mac = req.mac
         reserved = self._reserved.get(mac)
         if reserved is not None:
             if segment.contains(reserved):
                 held = self.leases.at(reserved)
-                if held is not None and held.state == DECLINED and held.expires > ex.now:
+                if held is not None and held.state == DECLINED and held.expires > now:
                     # RFC 2131 §4.3.3: a declined address is not offered again while another
                     # host answers for it; dnsmasq disables a declined static address likewise.
                     why = (
                         f"reserved address {ipaddress.IPv4Address(reserved)} was declined (in"
-                        f" use by another host): not offered for {held.expires - ex.now:.0f} s more"
+                        f" use by another host): not offered for {held.expires - now:.0f} s more"
                     )
                     return None, 0, why
                 return reserved, self.settings.lease_time, ""
@@ -350,8 +420,8 @@ class DhcpCore:
             if len(self._seen_unknown) >= _UNKNOWN_SEEN_LIMIT:
                 self._seen_unknown.clear()  # bounded memory under a flood of random MACs
             self._seen_unknown.add(mac)
-            vendor = ex.client.vendor_class.decode("ascii", "replace")
-            ex.events.append(DiscoveryEvent("discovery", mac, ex.now, vendor, ex.client.arch))
+            vendor = req.client.vendor_class.decode("ascii", "replace")
+            found.append(DiscoveryEvent("discovery", mac, now, vendor, req.client.arch))
         if not self._pool_unknown:
             if reserved is not None:
                 return None, 0, f"reserved address {ipaddress.IPv4Address(reserved)} is not here"
@@ -359,22 +429,21 @@ class DhcpCore:
         if segment.pool is None:
             return None, 0, "no dhcp.pool for this segment"
         first, last = segment.pool
-        address = self.leases.allocate(first, last, mac, ex.now, hint)
+        address = self.leases.allocate(first, last, mac, now, hint)
         if address is None:
             return None, 0, "pool exhausted"
         return address, self.settings.pool_lease_time, ""
 
-    def _boot(self, mac: str, client: ClientInfo) -> BootChoice | None:
-        choice = choose_boot(client, self.settings.boot)
-        if choice is None or self._policy(mac) is BootAction.DISK:
-            return None  # installed nodes boot from disk: an address, no boot file
-        return choice
-
     # -- replies -------------------------------------------------------------------------
 
-    def _reply(self, ex: _Exchange, mtype: int, yiaddr: bytes, lease_time: int | None) -> Message:
-        msg, segment = ex.msg, ex.segment
-        boot = self._boot(ex.mac, ex.client)
+    def _build_reply(
+        self, req: _Request, segment: Segment, answer: tuple[int, int, int | None], pxe: bool
+    ) -> _Reply:
+        """Encode the reply to ``req`` for ``answer`` (with the boot file if ``pxe``)."""
+        mtype, address, lease_time = answer
+        msg = req.msg
+        boot = req.boot if pxe else None
+        yiaddr = _U32.pack(address)
         offer: dict[int, bytes] = {_SERVER_ID: self._server_id}
         if lease_time is not None:  # RFC 2131 §4.3.5: never in an ACK to an INFORM
             times = self._lease_times.get(lease_time)
@@ -399,32 +468,33 @@ class DhcpCore:
             offer[_BOOTFILE] = bootfile + b"\0"  # NUL: old PXE ROMs, as dnsmasq does
             if boot.http_client:
                 offer[_VENDOR_CLASS] = b"HTTPClient"
-        options = ordered_options(msg, mtype, offer)
-        # Positional, in field order (op, xid, chaddr, htype, hops, secs, flags, ciaddr,
-        # yiaddr, siaddr, giaddr, sname, file, options): keywords cost ~0.35 µs more.
-        return Message(
-            BOOTREPLY,
-            msg.xid,
-            msg.chaddr,
-            1,
-            0,
-            0,
-            msg.flags,
-            msg.ciaddr if mtype == _ACK else ZERO4,
-            yiaddr,
-            self._server_id if boot is not None else ZERO4,
-            msg.giaddr,
-            b"",
-            bootfile if len(bootfile) < FILE_LEN else b"",
-            options,
+        reply = Message(
+            op=BOOTREPLY,
+            xid=msg.xid,
+            chaddr=msg.chaddr,
+            flags=msg.flags,
+            ciaddr=msg.ciaddr if mtype == _ACK else ZERO4,
+            yiaddr=yiaddr,
+            siaddr=self._server_id if boot is not None else ZERO4,
+            giaddr=msg.giaddr,
+            file=bootfile if len(bootfile) < FILE_LEN else b"",
+            options=ordered_options(msg, mtype, offer),
+        )
+        boot_file = reply.options.get(_BOOTFILE)  # trimmed away if option 57 leaves no room
+        return _Reply(
+            encode(reply),
+            destination(msg, reply),
+            mtype,
+            ntoa(yiaddr) if address else None,
+            boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
         )
 
-    def _nak(self, msg: Message, why: str) -> Message:
+    def _nak(self, msg: Message, xid: int, why: str) -> Message:
         offer = {_SERVER_ID: self._server_id, _MESSAGE: why.encode()}
         relayed = msg.giaddr != ZERO4
         return Message(
             op=BOOTREPLY,
-            xid=msg.xid,
+            xid=xid,
             chaddr=msg.chaddr,
             # RFC 2131 §4.3.2: a relay must broadcast the NAK on the client's segment.
             flags=msg.flags | FLAG_BROADCAST if relayed else msg.flags,

@@ -9,9 +9,9 @@ from scapy.layers.dhcp import BOOTP, DHCP
 
 from racker.config import BootConfig, Config, DhcpConfig, RelaySegment
 from racker.dhcp.codec import Message, decode
-from racker.dhcp.core import DhcpCore, Outcome, ReceiveInfo
-from racker.dhcp.settings import build_core
-from racker.model import AddressRange, BootAction, NetworkPlan
+from racker.dhcp.core import MEMO_SIZE, DhcpCore, Outcome, ReceiveInfo
+from racker.dhcp.settings import core_settings
+from racker.model import AddressRange, BootAction, BootPolicy, NetworkPlan
 
 IP = ipaddress.IPv4Address
 SERVER = "10.99.0.1"
@@ -52,15 +52,18 @@ def make_core(
     disk: bool = False,
     leases: Any = (),
     relay_pool: str = "10.98.1.0-10.98.1.9",
+    policy: BootPolicy | None = None,
+    memo_size: int = MEMO_SIZE,
 ) -> DhcpCore:
-    return build_core(
-        config(unknown, arm64, relay_pool),
-        PLAN,
+    if policy is None:
+        policy = (lambda _mac: BootAction.DISK) if disk else (lambda _mac: BootAction.PXE)
+    return DhcpCore(
+        core_settings(config(unknown, arm64, relay_pool), PLAN, http_port=8080),
         RESERVATIONS,
-        leases=leases,
-        http_port=8080,
-        policy=(lambda _mac: BootAction.DISK) if disk else (lambda _mac: BootAction.PXE),
-        bmc_macs=[BMC_MAC],
+        leases,
+        policy,
+        [BMC_MAC],
+        memo_size=memo_size,
     )
 
 
