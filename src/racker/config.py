@@ -62,9 +62,19 @@ class DhcpConfig:
     pool: AddressRange | None = None
     lease_time: int = 86400
     pool_lease_time: int = 600
+    # A client asking again while less than this fraction of its lease has passed is told the
+    # time left instead of getting a new lease: nothing to write (ISC dhcpd, Kea do the same).
+    cache_threshold: float = 0.25
     relays: list[RelaySegment] = field(default_factory=list)
     # Answer IPv6 router solicitations so iPXE does not wait ~13 s for one.
     router_advertisements: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cache_threshold <= 0.5:
+            # Above 0.5 a stored lease could run out before the client's renewal time (T1).
+            raise ValueError(
+                f"cache_threshold {self.cache_threshold} must be from 0 (off) to 0.5 of a lease"
+            )
 
 
 @dataclass(frozen=True)

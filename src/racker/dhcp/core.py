@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
 from racker.dhcp.codec import ZERO4, Message, decode, encode, ntoa
 from racker.dhcp.events import dhcp_event
-from racker.dhcp.leases import DECLINED, LeaseTable, PersistedLease
+from racker.dhcp.leases import BOUND, DECLINED, LeaseTable, PersistedLease
 from racker.dhcp.options import (
     BOOTREPLY,
     BOOTREQUEST,
@@ -124,6 +124,7 @@ class CoreSettings:
     unknown_clients: str = "ignore"  # or "pool"
     offer_hold: float = 60.0  # an offered address is kept for the client this long
     decline_quarantine: float = 600.0  # RFC 2131 §3.1 step 5: a declined address rests
+    cache_threshold: float = 0.0  # see DhcpCore._cached_lease (dhcp.cache_threshold: 0.25)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +346,45 @@ class DhcpCore:
             return None, reason  # RFC 2131 §4.3.2: no record of this client, stay silent
         if address != target:
             return (_NAK, target, None), ""
-        self.leases.bind(mac, address, now + lease_time, msg.options.get(_CLIENT_ID), req.hostname)
+        client_id = msg.options.get(_CLIENT_ID)
+        remaining = self._cached_lease(mac, address, lease_time, now, client_id, req.hostname)
+        if remaining:
+            return (_ACK, address, remaining), ""  # the lease as it stands (and as stored)
+        self.leases.bind(mac, address, now + lease_time, client_id, req.hostname)
         return (_ACK, address, lease_time), ""
+
+    def _cached_lease(
+        self,
+        mac: str,
+        address: int,
+        lease_time: int,
+        now: float,
+        client_id: bytes | None,
+        hostname: str | None,
+    ) -> int:
+        """Seconds left of the client's bound lease if it is young enough to be acknowledged
+        as it stands (``cache_threshold``), else 0: the lease is renewed and written again.
+
+        Lease caching, as ISC dhcpd's ``dhcp-cache-threshold`` and Kea's ``cache-threshold``:
+        a client that asks again soon after its lease was written (a node booting through
+        firmware, iPXE and its OS does a DORA in each; a load generator does nothing else) is
+        told the time left, not a new full lease, so nothing changes and nothing is written.
+        The stored expiry stays what the client was told.
+        """
+        threshold = self.settings.cache_threshold
+        if not threshold:
+            return 0
+        entry = self.leases.for_mac(mac)
+        if entry is None or entry.state != BOUND or entry.address != address:
+            return 0
+        if (client_id is not None and client_id != entry.client_id) or (
+            hostname is not None and hostname != entry.hostname
+        ):
+            return 0  # something to write
+        remaining = int(entry.expires - now)
+        if not 1 <= remaining <= lease_time:  # (more left: the setting was shortened since)
+            return 0
+        return remaining if lease_time - remaining < threshold * lease_time else 0
 
     def _decline(self, msg: Message, mac: str, now: float) -> str:
         server_id = msg.options.get(_SERVER_ID)
@@ -448,6 +486,8 @@ class DhcpCore:
         if lease_time is not None:  # RFC 2131 §4.3.5: never in an ACK to an INFORM
             times = self._lease_times.get(lease_time)
             if times is None:
+                if len(self._lease_times) >= 4096:
+                    self._lease_times.clear()  # cached leases' times left: one per second
                 times = self._lease_times[lease_time] = (
                     _U32.pack(lease_time),
                     _U32.pack(lease_time // 2),  # T1, RFC 2131 §4.4.5

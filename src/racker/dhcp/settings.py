@@ -30,6 +30,7 @@ def core_settings(config: Config, plan: NetworkPlan, http_port: int | None = Non
         lease_time=dhcp.lease_time,
         pool_lease_time=dhcp.pool_lease_time,
         unknown_clients=dhcp.unknown_clients,
+        cache_threshold=dhcp.cache_threshold,
     )
 
 
