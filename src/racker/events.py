@@ -32,6 +32,9 @@ class Event:
 
 
 Publish = Callable[[Event], None]
+# Would events about this MAC (how many) be stored or delivered? A hot path asks before building
+# them; False means they are counted as left out already (``EventHub.keeps``).
+Keeps = Callable[[str, int], bool]
 
 
 def discard(_event: Event) -> None:

@@ -90,6 +90,18 @@ class EventHub:
             except Exception:  # a broken subscriber must not break a server's hot path
                 log.exception("event subscriber failed on %s", event.kind)
 
+    def keeps(self, mac: str, count: int) -> bool:
+        """Would ``count`` boot-server events about ``mac`` be stored, logged or delivered?
+
+        If not (a client outside nodes.csv, the budget spent, no subscriber), they are counted
+        as left out here, so a hot path (DHCP: four events per exchange) need not build them.
+        """
+        known = self.known
+        if self.subscribers or self._budget > 0 or (known is not None and known(mac)):
+            return True
+        self._left_out += count
+        return False
+
     def _within_budget(self, event: Event) -> bool:
         mac, known = event.mac, self.known
         if event.source not in self.BUDGETED_SOURCES or (mac and known and known(mac)):
@@ -328,6 +340,7 @@ class BootStack:
             interface=self.rack.interface.name,
             store=self.store,
             publish=self.hub.publish,
+            keeps=self.hub.keeps,
             http_port=self.http_port,
             policy=self.directory.boot_action,
             bmc_macs={a.mac for a in allocations if a.kind is AddressKind.BMC},
@@ -529,6 +542,7 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
                 http_port=stack.http_port,
                 policy=directory.boot_action,
                 bmc_macs={a.mac for a in allocations.values() if a.kind is AddressKind.BMC},
+                keeps=stack.hub.keeps,
             )
             server.core = core
             directory.lease_lookup = _lease_holder(core.leases)

@@ -44,7 +44,7 @@ from racker.dhcp.options import (
 )
 from racker.dhcp.reply import Destination, destination, ordered_options
 from racker.errors import PacketError
-from racker.events import DiscoveryEvent, Event
+from racker.events import DiscoveryEvent, Event, Keeps
 from racker.model import AddressRange, BootAction, BootPolicy, always_pxe
 
 # Plain ints on the hot path (an IntEnum member lookup costs ~80 ns).
@@ -183,6 +183,7 @@ class DhcpCore:
         bmc_macs: Iterable[str] = (),
         *,
         memo_size: int = MEMO_SIZE,
+        keeps: Keeps | None = None,
     ) -> None:
         self.settings = settings
         self._reserved = {mac: int(addr) for mac, addr in reservations.items()}
@@ -197,6 +198,7 @@ class DhcpCore:
         self._lease_times: dict[int, tuple[bytes, bytes, bytes]] = {}  # options 51, 58, 59
         self._relay_segments: dict[bytes, tuple[Segment | None, str]] = {}  # by giaddr
         self._memo_size = memo_size
+        self._keeps = keeps  # EventHub.keeps: are this client's message events wanted?
         # Requests already worked out, by their bytes without xid and secs; one table per
         # ReceiveInfo (the same bytes from a relay's port and from a client's differ).
         self._memo: dict[bool, dict[bytes, _Request]] = {True: {}, False: {}}
@@ -239,10 +241,14 @@ class DhcpCore:
                 answer = (_ACK, 0, None)
             else:
                 reason = f"{_NAMES[mtype]} is a server message"
-        events: list[Event] = [
-            dhcp_event(mtype, mac, now, xid, "in", req.arch, req.kind, req.asked, None, reason),
-            *found,
-        ]
+        # Nobody wants a flood of strangers' events past the event log's budget: not built.
+        keep = self._keeps is None or self._keeps(mac, 1 if answer is None else 2)
+        events: list[Event] = found
+        if keep:
+            in_event = dhcp_event(
+                mtype, mac, now, xid, "in", req.arch, req.kind, req.asked, None, reason
+            )
+            events = [in_event, *found]
         if answer is None or segment is None:  # (there is an answer only with a segment)
             if mtype == _DECLINE:  # RFC 2131 §4.3.3: the client saw another host answer for it
                 asked = req.msg.options.get(_REQUESTED_ADDRESS) or req.msg.ciaddr
@@ -253,9 +259,10 @@ class DhcpCore:
         if out_type == _NAK:
             why = f"{ipaddress.IPv4Address(yiaddr)} is not this client's address"
             nak = self._nak(req.msg, xid, why)
-            events.append(
-                dhcp_event(_NAK, mac, now, xid, "out", req.arch, req.kind, None, None, why)
-            )
+            if keep:
+                events.append(
+                    dhcp_event(_NAK, mac, now, xid, "out", req.arch, req.kind, None, None, why)
+                )
             return Outcome(encode(nak), destination(req.msg, nak), events)
         pxe = req.boot is not None and self._policy(mac) is not BootAction.DISK
         reply_key = (out_type, yiaddr, lease_time, pxe)
@@ -264,20 +271,21 @@ class DhcpCore:
             if len(req.replies) >= 8:
                 req.replies.clear()  # a pool client moving through many addresses
             reply = req.replies[reply_key] = self._build_reply(req, segment, answer, pxe)
-        events.append(
-            dhcp_event(
-                out_type,
-                mac,
-                now,
-                xid,
-                "out",
-                req.arch,
-                req.kind,
-                reply.address,
-                reply.boot_file,
-                "",
+        if keep:
+            events.append(
+                dhcp_event(
+                    out_type,
+                    mac,
+                    now,
+                    xid,
+                    "out",
+                    req.arch,
+                    req.kind,
+                    reply.address,
+                    reply.boot_file,
+                    "",
+                )
             )
-        )
         template = reply.template
         return Outcome(template[:4] + xid_raw + template[8:], reply.destination, events)
 

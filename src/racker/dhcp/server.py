@@ -41,7 +41,7 @@ from racker.dhcp.options import SERVER_PORT
 from racker.dhcp.reply import Destination
 from racker.dhcp.settings import build_core
 from racker.errors import EnvironmentProblem, PacketError
-from racker.events import Publish
+from racker.events import Keeps, Publish
 from racker.model import BootPolicy, NetworkPlan, always_pxe
 from racker.store import LeaseRow, Store
 
@@ -303,6 +303,7 @@ def create_server(
     http_port: int | None = None,
     policy: BootPolicy = always_pxe,
     bmc_macs: Iterable[str] = (),
+    keeps: Keeps | None = None,
 ) -> DhcpServer:
     """The DHCP server for ``racker serve`` (call ``await server.start()`` / ``close()``).
 
@@ -318,5 +319,6 @@ def create_server(
         http_port=http_port,
         policy=policy,
         bmc_macs=bmc_macs,
+        keeps=keeps,
     )
     return DhcpServer(interface, core, store, publish)

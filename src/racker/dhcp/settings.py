@@ -9,6 +9,7 @@ from racker.config import Config
 from racker.dhcp.boot import BootSettings
 from racker.dhcp.core import CoreSettings, DhcpCore, Segment
 from racker.dhcp.leases import PersistedLease
+from racker.events import Keeps
 from racker.model import BootPolicy, NetworkPlan, always_pxe
 
 
@@ -43,10 +44,19 @@ def build_core(
     http_port: int | None = None,
     policy: BootPolicy = always_pxe,
     bmc_macs: Iterable[str] = (),
+    keeps: Keeps | None = None,
 ) -> DhcpCore:
     """The DHCP core for ``racker serve``.
 
     ``reservations``: MAC → address for every node primary MAC and BMC MAC (from
-    ``Store.sync_allocations``); ``leases``: ``Store.leases()``; ``bmc_macs`` only labels events.
+    ``Store.sync_allocations``); ``leases``: ``Store.leases()``; ``bmc_macs`` only labels events;
+    ``keeps``: ``EventHub.keeps`` (None: every event is built).
     """
-    return DhcpCore(core_settings(config, plan, http_port), reservations, leases, policy, bmc_macs)
+    return DhcpCore(
+        core_settings(config, plan, http_port),
+        reservations,
+        leases,
+        policy,
+        bmc_macs,
+        keeps=keeps,
+    )

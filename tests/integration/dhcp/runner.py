@@ -34,9 +34,13 @@ def build(spec: dict[str, Any]) -> tuple[Config, NetworkPlan, dict[str, ipaddres
         for r in spec.get("relays", [])
     ]
     pool = AddressRange.parse(spec["pool"]) if spec.get("pool") else None
+    caching = {"cache_threshold": spec["cache_threshold"]} if "cache_threshold" in spec else {}
     config = Config(
         dhcp=DhcpConfig(
-            unknown_clients=spec.get("unknown_clients", "ignore"), pool=pool, relays=relays
+            unknown_clients=spec.get("unknown_clients", "ignore"),
+            pool=pool,
+            relays=relays,
+            **caching,
         ),
         boot=BootConfig(arm64_loader=spec.get("arm64_loader")),
         http=HttpConfig(port=spec.get("http_port", 8080)),
@@ -71,7 +75,13 @@ async def serve(spec: dict[str, Any]) -> None:
             hub.publish(event)
 
     server = create_server(
-        config, plan, reservations, interface=spec["interface"], store=store, publish=publish
+        config,
+        plan,
+        reservations,
+        interface=spec["interface"],
+        store=store,
+        publish=publish,
+        keeps=hub.keeps if hub is not None and events_file is None else None,
     )
     await server.start()
     if hub is not None:

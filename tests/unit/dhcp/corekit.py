@@ -11,6 +11,7 @@ from racker.config import BootConfig, Config, DhcpConfig, RelaySegment
 from racker.dhcp.codec import Message, decode
 from racker.dhcp.core import MEMO_SIZE, DhcpCore, Outcome, ReceiveInfo
 from racker.dhcp.settings import core_settings
+from racker.events import Keeps
 from racker.model import AddressRange, BootAction, BootPolicy, NetworkPlan
 
 IP = ipaddress.IPv4Address
@@ -54,6 +55,7 @@ def make_core(
     relay_pool: str = "10.98.1.0-10.98.1.9",
     policy: BootPolicy | None = None,
     memo_size: int = MEMO_SIZE,
+    keeps: Keeps | None = None,
 ) -> DhcpCore:
     if policy is None:
         policy = (lambda _mac: BootAction.DISK) if disk else (lambda _mac: BootAction.PXE)
@@ -64,6 +66,7 @@ def make_core(
         policy,
         [BMC_MAC],
         memo_size=memo_size,
+        keeps=keeps,
     )
 
 

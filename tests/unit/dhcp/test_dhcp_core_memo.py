@@ -149,3 +149,20 @@ def test_the_memory_is_bounded() -> None:
         mac = f"52:54:00:dd:00:{i:02x}"
         assert feed(core, request("discover", mac)).reply is not None
         assert sum(len(m) for m in core._memo.values()) <= 4
+
+
+def test_events_nobody_keeps_are_not_built_and_the_reply_is_the_same() -> None:
+    asked: list[tuple[str, int]] = []
+
+    def keeps(mac: str, count: int) -> bool:
+        asked.append((mac, count))
+        return False
+
+    quiet = make_core("pool", memo_size=0, keeps=keeps)
+    loud = make_core("pool", memo_size=0)
+    for data in (request("discover", UNKNOWN_MAC), request("request", UNKNOWN_MAC)):
+        got, want = feed(quiet, data), feed(loud, data)
+        assert (got.reply, got.destination) == (want.reply, want.destination)
+        # The discovery of a new MAC is always told; the message events are not built.
+        assert got.events == [e for e in want.events if e.kind == "discovery"]
+    assert asked == [(UNKNOWN_MAC, 2), (UNKNOWN_MAC, 1)]  # an OFFER; a REQUEST without address

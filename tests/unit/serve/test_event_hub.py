@@ -106,3 +106,24 @@ def test_the_budget_bounds_the_dhcp_log_lines_of_strangers_too(
     assert len([line for line in lines if node in line]) == 25  # every one of the node's
     assert len([line for line in lines if "02:00:00:00:00:" in line]) == 10  # the budget
     assert len(seen) == 50  # subscribers see everything
+
+
+def test_keeps_says_whether_events_would_be_stored_and_counts_those_it_turns_away(
+    tmp_path: Path,
+) -> None:
+    node, stranger = "52:54:00:00:00:01", "02:00:00:00:00:09"
+    with Store.open(tmp_path) as store:
+        hub = EventHub(store, known={node}.__contains__)
+        budget = int(hub.STRANGER_EVENTS_PER_SECOND * 0.2)
+        for i in range(budget):
+            assert hub.keeps(stranger, 2)  # within the budget: build and publish them
+            hub.publish(DhcpEvent("ack", stranger, 0.0, xid=i))
+        assert not hub.keeps(stranger, 2)  # spent: not built, counted here
+        assert not hub.keeps(stranger, 1)
+        assert hub.keeps(node, 2)  # the rack's machines: always
+        hub.subscribers.append(lambda _event: None)
+        assert hub.keeps(stranger, 2)  # a subscriber sees every event
+        hub.flush()
+        (overflow,) = [e for e in store.events(limit=10_000) if e["kind"] == "event-log-overflow"]
+        assert overflow["left_out"] == 3
+        assert hub.keeps(stranger, 2)  # a new flush interval, a new budget
