@@ -3,6 +3,7 @@
     .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
                                    [--rmem-default BYTES] [--no-event-log] [--no-ceiling]
                                    [--perfdhcp-threads single|multi] [--no-pin] [--core]
+                                   [--cache-threshold FRACTION]
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so the
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,7 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 from tests.integration.dhcp.support import default_spec, start, stop  # noqa: E402
 from tests.support.netns import Link, Namespace, link  # noqa: E402
 
+from racker.config import DhcpConfig  # noqa: E402
 from racker.dhcp.codec import ntoa  # noqa: E402
 
 RELAY_NET = "10.98.0.0/20"
@@ -261,8 +263,11 @@ def py_spy_path() -> str:
 
 
 @contextlib.contextmanager
-def racker_server(net: Link, workdir: Path, profile: bool, event_log: bool) -> Iterator[int]:
+def racker_server(
+    net: Link, workdir: Path, profile: bool, event_log: bool, cache_threshold: float | None
+) -> Iterator[int]:
     relays = [{"subnet": RELAY_NET, "pool": f"{POOL[0]}-{POOL[1]}"}]
+    caching = {} if cache_threshold is None else {"cache_threshold": cache_threshold}
     spec = default_spec(
         net,
         workdir,
@@ -271,6 +276,7 @@ def racker_server(net: Link, workdir: Path, profile: bool, event_log: bool) -> I
         events=None,
         event_log=event_log,
         log_level="WARNING",  # `racker serve` without -v
+        **caching,
     )
     served = start(net, workdir, spec)
     profiler = None
@@ -322,15 +328,23 @@ def null_command(net: Link) -> list[str]:
     return [sys.executable, str(REPO / "bench" / "peers" / "dhcp_null.py"), net.server_ip]
 
 
-def core_cost(rounds: int = 10, clients: int = 1000) -> float:
-    """µs per message of ``DhcpCore.handle`` in-process: perfdhcp-like relayed DORA exchanges
-    (parameter list 1,28,2,3,15,6,12) of ``clients`` MACs, leases taken as the server does."""
+CORE_VARIANTS = {  # name: (memo_size, cache_threshold)
+    "every message decoded and encoded, every ACK rewrites its lease": (0, 0.0),
+    "repeated requests remembered, every ACK rewrites its lease": (None, 0.0),
+    "repeated requests remembered, lease caching (racker's defaults)": (None, None),
+}
+
+
+def core_cost(rounds: int = 10, clients: int = 1000) -> dict[str, float]:
+    """µs per message of ``DhcpCore.handle`` in-process, per variant of ``CORE_VARIANTS``
+    (rounds interleaved): perfdhcp-like relayed DORA exchanges (parameter list
+    1,28,2,3,15,6,12) of ``clients`` MACs, leases taken as the server does."""
     from scapy.layers.dhcp import BOOTP, DHCP
 
-    from racker.config import Config, DhcpConfig, RelaySegment
+    from racker.config import Config, RelaySegment
     from racker.dhcp.codec import decode
-    from racker.dhcp.core import ReceiveInfo
-    from racker.dhcp.settings import build_core
+    from racker.dhcp.core import MEMO_SIZE, DhcpCore, ReceiveInfo
+    from racker.dhcp.settings import core_settings
     from racker.model import AddressRange, NetworkPlan
 
     plan = NetworkPlan(
@@ -340,7 +354,13 @@ def core_cost(rounds: int = 10, clients: int = 1000) -> float:
         bmcs=AddressRange.parse("10.99.0.128-10.99.0.191"),
     )
     relay = RelaySegment(ipaddress.IPv4Network(RELAY_NET), AddressRange.parse("-".join(POOL)))
-    core = build_core(Config(dhcp=DhcpConfig(unknown_clients="pool", relays=[relay])), plan, {})
+
+    def core(memo_size: int | None, threshold: float | None) -> DhcpCore:
+        dhcp = DhcpConfig(unknown_clients="pool", relays=[relay])
+        if threshold is not None:
+            dhcp = replace(dhcp, cache_threshold=threshold)
+        settings = core_settings(Config(dhcp=dhcp), plan)
+        return DhcpCore(settings, {}, memo_size=MEMO_SIZE if memo_size is None else memo_size)
 
     def packet(mtype: str, i: int, extra: list[object]) -> bytes:
         chaddr = bytes([0x52, 0x54, 0, 0, i >> 8, i & 255]) + bytes(10)
@@ -349,21 +369,24 @@ def core_cost(rounds: int = 10, clients: int = 1000) -> float:
         return bytes(bootp / DHCP(options=[*options, *extra, "end"]))
 
     info, now = ReceiveInfo(relayed=True), 1000.0
+    cores = {name: core(*variant) for name, variant in CORE_VARIANTS.items()}
     discovers = [packet("discover", i, []) for i in range(clients)]
-    offers = [decode(core.handle(d, info, now).reply or b"") for d in discovers]
+    first = next(iter(cores.values()))
+    offers = [decode(first.handle(d, info, now).reply or b"") for d in discovers]
     requests = [
         packet("request", i, [("requested_addr", ntoa(o.yiaddr)), ("server_id", "10.99.0.1")])
         for i, o in enumerate(offers)
     ]
-    handle = core.handle
-    best = float("inf")
+    best = dict.fromkeys(cores, float("inf"))
     for r in range(rounds):
-        start = time.perf_counter()
-        for message in discovers + requests:
-            handle(message, info, now + r)
-        best = min(best, time.perf_counter() - start)
-        core.leases.take_changes()
-    return best / (2 * clients) * 1e6
+        for name, c in cores.items():
+            handle = c.handle
+            start = time.perf_counter()
+            for message in discovers + requests:
+                handle(message, info, now + r)
+            best[name] = min(best[name], time.perf_counter() - start)
+            c.leases.take_changes()
+    return {name: t / (2 * clients) * 1e6 for name, t in best.items()}
 
 
 def dnsmasq_version() -> str:
@@ -413,6 +436,13 @@ def main() -> int:
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
     )
     parser.add_argument(
+        "--cache-threshold",
+        type=float,
+        metavar="FRACTION",
+        help="racker's dhcp.cache_threshold (default: racker's own; 0: every REQUEST renews"
+        " and rewrites its lease, as before lease caching)",
+    )
+    parser.add_argument(
         "--rmem-default",
         type=int,
         metavar="BYTES",
@@ -424,7 +454,8 @@ def main() -> int:
         print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
         return 2
     if args.core:
-        print(f"DhcpCore.handle: {core_cost():.1f} µs per message (best of 10 rounds)")
+        for name, cost in core_cost().items():
+            print(f"DhcpCore.handle: {cost:.1f} µs per message (best of 10 rounds), {name}")
         return 0
     global PERFDHCP_THREADS  # noqa: PLW0603 - one setting for every perfdhcp run
     PERFDHCP_THREADS = args.perfdhcp_threads
@@ -447,7 +478,11 @@ def main() -> int:
         net = network()
         servers["racker"] = (
             net,
-            stack.enter_context(racker_server(net, Path(tmp), args.profile, not args.no_event_log)),
+            stack.enter_context(
+                racker_server(
+                    net, Path(tmp), args.profile, not args.no_event_log, args.cache_threshold
+                )
+            ),
         )
         net = network()
         servers["dnsmasq"] = (
@@ -503,7 +538,10 @@ def main() -> int:
         print(f"| {name} | {rate} | {achieved} | {rel:.2f} | {upto}/s | {rel2:.2f} |")
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
     print("pinned: server on CPU 0, perfdhcp on CPU 1" if Pinning.on else "not pinned (--no-pin)")
-    print(f"racker: {persisted} persisted to SQLite")
+    threshold = args.cache_threshold
+    if threshold is None:
+        threshold = f"{DhcpConfig().cache_threshold} (default)"
+    print(f"racker: {persisted} persisted to SQLite; dhcp.cache_threshold {threshold}")
     print(
         f"net.core.rmem_default {rmem} bytes: the receive buffer of dnsmasq's and perfdhcp's"
         " sockets (racker asks for 4 MiB on its own)"
