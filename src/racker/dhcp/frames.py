@@ -22,25 +22,35 @@ _PORTS = struct.Struct("!HH")
 _IP_TTL = 64
 _IPPROTO_UDP = 17
 
-# Classic BPF for "ip and udp dst port 67" on an Ethernet socket: exactly what
-# ``tcpdump -dd 'ip and udp dst port 67'`` prints (a unit test keeps it so). Fragments with a
-# non-zero offset are refused in the kernel; everything else reaches ``parse_frame``.
-BPF_SERVER_PORT: tuple[tuple[int, int, int, int], ...] = (
+# Classic BPF for "ip and udp dst port 67 and not udp src port 67" on an Ethernet socket: the
+# clients on the link (they send from port 68); relay agents send from port 67 and are read
+# from the UDP socket (``BPF_FROM_RELAYS``). Exactly what ``tcpdump -dd`` prints for that
+# expression (a unit test keeps it so). Fragments with a non-zero offset are refused in the
+# kernel; everything else reaches ``parse_frame``.
+BPF_LINK_CLIENTS: tuple[tuple[int, int, int, int], ...] = (
     (0x28, 0, 0, 0x0000000C),  # ldh [12]            ethertype
-    (0x15, 0, 8, 0x00000800),  # jeq #0x800          IPv4?
+    (0x15, 0, 10, 0x00000800),  # jeq #0x800          IPv4?
     (0x30, 0, 0, 0x00000017),  # ldb [23]            protocol
-    (0x15, 0, 6, 0x00000011),  # jeq #17             UDP?
+    (0x15, 0, 8, 0x00000011),  # jeq #17             UDP?
     (0x28, 0, 0, 0x00000014),  # ldh [20]            flags + fragment offset
-    (0x45, 4, 0, 0x00001FFF),  # jset #0x1fff        not the first fragment: drop
+    (0x45, 6, 0, 0x00001FFF),  # jset #0x1fff        not the first fragment: drop
     (0xB1, 0, 0, 0x0000000E),  # ldxb 4*([14]&0xf)   IP header length
     (0x48, 0, 0, 0x00000010),  # ldh [x + 16]        UDP destination port
+    (0x15, 0, 3, 0x00000043),  # jeq #67
+    (0x48, 0, 0, 0x0000000E),  # ldh [x + 14]        UDP source port
+    (0x15, 1, 0, 0x00000043),  # jeq #67             a relay agent: drop here
+    (0x06, 0, 0, 0x00040000),  # ret #262144         accept
+    (0x06, 0, 0, 0x00000000),  # ret #0              drop
+)
+# For the UDP socket bound to port 67: a socket filter there sees the datagram from its UDP
+# header on, so this keeps what comes from port 67 (relay agents, RFC 1542 §5.4) and drops the
+# clients' broadcasts, which the packet socket reads.
+BPF_FROM_RELAYS: tuple[tuple[int, int, int, int], ...] = (
+    (0x28, 0, 0, 0x00000000),  # ldh [0]             UDP source port
     (0x15, 0, 1, 0x00000043),  # jeq #67
     (0x06, 0, 0, 0x00040000),  # ret #262144         accept
     (0x06, 0, 0, 0x00000000),  # ret #0              drop
 )
-# A filter that drops everything: for the UDP socket that only sends (relay replies) but must
-# be bound to port 67 so the kernel does not answer clients with ICMP port unreachable.
-BPF_DROP_ALL: tuple[tuple[int, int, int, int], ...] = ((0x06, 0, 0, 0),)
 
 
 def bpf_program(instructions: tuple[tuple[int, int, int, int], ...]) -> bytes:

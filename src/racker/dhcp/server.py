@@ -1,13 +1,15 @@
 """The DHCP server's asyncio transport (layer 3): sockets in, ``DhcpCore`` decides, frames out.
 
-- Receiving: an AF_PACKET socket bound to the PXE interface, with a classic BPF filter so the
-  kernel hands over only IPv4/UDP to port 67, read with ``loop.add_reader`` (no threads).
-  Many datagrams are drained per wake-up.
+- Receiving: clients on the link through an AF_PACKET socket bound to the PXE interface, with
+  a classic BPF filter so the kernel hands over only IPv4/UDP to port 67 from other ports;
+  relay agents (which send from port 67, RFC 1542 §5.4) through a UDP socket bound to port 67
+  on the interface, whose filter keeps only what comes from port 67. Routed traffic thus
+  takes the kernel's ordinary UDP path, as with any DHCP server, instead of a packet-socket
+  copy and the UDP stack both. Both are read with ``loop.add_reader`` (no threads), many
+  datagrams per wake-up.
 - Sending: to a client on the link, a whole Ethernet frame built here (a client without an
   address cannot be reached through the IP stack: RFC 2131 §4.1); to a relay agent, a normal
-  UDP datagram from port 67 (the kernel routes and resolves it). That UDP socket is bound to
-  port 67 also so the kernel never answers clients with ICMP port unreachable; a drop-all
-  filter keeps it from queueing copies of what the packet socket already reads.
+  UDP datagram from port 67 (the kernel routes and resolves it).
 - Persisting: lease changes are taken from the core in batches and written to SQLite every
   ``flush_interval`` seconds (write-behind), and on ``close()``, so no ACKed lease is lost on a
   clean shutdown and the database never sits on the hot path.
@@ -29,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from racker.config import Config
 from racker.dhcp.core import DhcpCore, ReceiveInfo
 from racker.dhcp.frames import (
-    BPF_DROP_ALL,
-    BPF_SERVER_PORT,
+    BPF_FROM_RELAYS,
+    BPF_LINK_CLIENTS,
     ETH_P_IP,
     bpf_program,
     build_frame,
@@ -41,7 +43,7 @@ from racker.dhcp.options import SERVER_PORT
 from racker.dhcp.reply import Destination
 from racker.dhcp.settings import build_core
 from racker.errors import EnvironmentProblem, PacketError
-from racker.events import Keeps, Publish
+from racker.events import Event, Keeps, Publish
 from racker.model import BootPolicy, NetworkPlan, always_pxe
 from racker.store import LeaseRow, Store
 
@@ -95,12 +97,15 @@ class DhcpServer:
             ) from None
         self._mac = self._raw.getsockname()[4]
         self._loop.add_reader(self._raw.fileno(), self._on_readable)
+        self._loop.add_reader(self._udp.fileno(), self._on_relay_readable)
         log.info("DHCP serving on %s as %s", self.interface, self.core.settings.server)
 
     async def close(self) -> None:
         """Stop reading and persist every pending lease change (no ACKed lease is lost)."""
-        if self._loop is not None and self._raw is not None:
-            self._loop.remove_reader(self._raw.fileno())
+        if self._loop is not None:
+            for sock in (self._raw, self._udp):
+                if sock is not None:
+                    self._loop.remove_reader(sock.fileno())
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -126,7 +131,7 @@ class DhcpServer:
         raw = self._raw
         if raw is None:
             return
-        core, publish, now = self.core, self._publish, self._clock()
+        core, now = self.core, self._clock()
         # recv, not recvfrom: on a packet socket CPython builds recvfrom's address with an
         # ioctl(SIOCGIFNAME) for the interface name, a second syscall per frame. Nothing in it
         # is needed: the frame has the source MAC, and a socket bound to one protocol (not
@@ -148,22 +153,62 @@ class DhcpServer:
             try:
                 outcome = core.handle(payload, _RELAYED if sport == SERVER_PORT else _DIRECT, now)
             except PacketError as exc:
-                self._drop(src_mac, src_ip, exc)
+                self._drop(f"{src_mac.hex(':')} ({socket.inet_ntoa(src_ip)})", exc)
                 continue
             except Exception:
                 # A bug of ours must not take the PXE network down: drop, log, go on.
                 self.dropped += 1
                 log.exception("DHCP: internal error on a packet from %s", src_mac.hex(":"))
                 continue
-            if outcome.warning:  # rare (a DECLINE): an operator must hear of it
-                log.warning("DHCP: %s", outcome.warning)
-            for event in outcome.events:
-                try:
-                    publish(event)
-                except Exception:
-                    log.exception("DHCP: event subscriber failed")
-            if outcome.reply is not None and outcome.destination is not None:
-                self._send(outcome.destination, outcome.reply)
+            self._answer(outcome.reply, outcome.destination, outcome.events, outcome.warning)
+        self._flush_later()
+
+    def _on_relay_readable(self) -> None:
+        udp = self._udp
+        if udp is None:
+            return
+        core, now = self.core, self._clock()
+        recvfrom = udp.recvfrom
+        for _ in range(_BATCH):
+            try:
+                payload, (src_ip, _port) = recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("DHCP: receive on %s (relays) failed: %s", self.interface, exc)
+                break
+            self.received += 1
+            try:
+                outcome = core.handle(payload, _RELAYED, now)
+            except PacketError as exc:
+                self._drop(f"relay agent {src_ip}", exc)
+                continue
+            except Exception:
+                self.dropped += 1
+                log.exception("DHCP: internal error on a packet from relay agent %s", src_ip)
+                continue
+            self._answer(outcome.reply, outcome.destination, outcome.events, outcome.warning)
+        self._flush_later()
+
+    def _answer(
+        self,
+        reply: bytes | None,
+        destination: Destination | None,
+        events: list[Event],
+        warning: str,
+    ) -> None:
+        if warning:  # rare (a DECLINE): an operator must hear of it
+            log.warning("DHCP: %s", warning)
+        publish = self._publish
+        for event in events:
+            try:
+                publish(event)
+            except Exception:
+                log.exception("DHCP: event subscriber failed")
+        if reply is not None and destination is not None:
+            self._send(destination, reply)
+
+    def _flush_later(self) -> None:
         if self._flush_handle is None and self.core.leases.pending and self._loop is not None:
             self._flush_handle = self._loop.call_later(self._flush_interval, self.flush)
 
@@ -192,19 +237,13 @@ class DhcpServer:
             if self._log_budget.allow(self._clock()):
                 log.warning("DHCP: sending to %s:%d failed: %s", dest.ip, dest.port, exc)
 
-    def _drop(self, src_mac: bytes, src_ip: bytes, exc: PacketError) -> None:
+    def _drop(self, source: str, exc: PacketError) -> None:
         self.dropped += 1
         now = self._clock()
         if self._log_budget.allow(now):
             suppressed = self._log_budget.take_suppressed()
             more = f" ({suppressed} more not logged)" if suppressed else ""
-            log.warning(
-                "DHCP: dropped a malformed packet from %s (%s): %s%s",
-                src_mac.hex(":"),
-                socket.inet_ntoa(src_ip),
-                exc,
-                more,
-            )
+            log.warning("DHCP: dropped a malformed packet from %s: %s%s", source, exc, more)
 
     def _close_sockets(self) -> None:
         for sock in (self._raw, self._udp):
@@ -240,7 +279,7 @@ def _packet_socket(interface: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     try:
         # Filter before bind, so nothing unfiltered is queued in between.
-        _attach_filter(sock, BPF_SERVER_PORT)
+        _attach_filter(sock, BPF_LINK_CLIENTS)
         _grow_rcvbuf(sock)
         sock.bind((interface, ETH_P_IP))
         sock.setblocking(False)
@@ -256,7 +295,8 @@ def _relay_socket(interface: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        _attach_filter(sock, BPF_DROP_ALL)
+        _attach_filter(sock, BPF_FROM_RELAYS)
+        _grow_rcvbuf(sock)
         sock.bind(("0.0.0.0", SERVER_PORT))  # noqa: S104 (bound to the PXE interface above)
         sock.setblocking(False)
     except OSError:

@@ -151,10 +151,10 @@ def test_relayed_request_is_served_from_the_relay_segment(net: Link, tmp_path: P
 
 
 def test_the_server_does_not_read_its_own_replies(net: Link, tmp_path: Path) -> None:
-    """A reply to a relay is a UDP datagram to port 67, which the packet socket's filter would
-    let through on its way out; the server reads with recv (no packet type to check), which
-    is right only while its socket, bound to ETH_P_IP rather than ETH_P_ALL, never sees
-    outgoing frames. Otherwise it would count and drop its own replies as malformed."""
+    """Each relayed request is read once: from the UDP socket, which keeps what comes from port
+    67, and not from the packet socket too, whose filter leaves port 67 to it. Neither reads
+    the server's own replies (UDP datagrams from port 67; the packet socket, bound to ETH_P_IP
+    rather than ETH_P_ALL, never sees outgoing frames): it would count and drop them."""
     net.client.run("ip", "addr", "add", "10.98.0.2/20", "dev", net.cli_if)
     net.client.run("ip", "route", "add", "10.99.0.0/24", "dev", net.cli_if)
     net.server.run("ip", "route", "add", "10.98.0.0/20", "dev", net.srv_if)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from racker.dhcp.frames import BPF_SERVER_PORT, build_frame, checksum, parse_frame
+from racker.dhcp.frames import BPF_LINK_CLIENTS, build_frame, checksum, parse_frame
 
 SRC_MAC = bytes.fromhex("525400aa00fe")
 DST_MAC = bytes.fromhex("525400aa0001")
@@ -22,12 +22,15 @@ DST_MAC = bytes.fromhex("525400aa0001")
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
 def test_bpf_filter_is_what_tcpdump_compiles() -> None:
     out = subprocess.run(
-        ["tcpdump", "-dd", "ip and udp dst port 67"], capture_output=True, text=True, check=True
+        ["tcpdump", "-dd", "ip and udp dst port 67 and not udp src port 67"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     compiled = tuple(
         tuple(int(v, 0) for v in m) for m in re.findall(r"\{ (\S+), (\d+), (\d+), (\S+) \}", out)
     )
-    assert compiled == BPF_SERVER_PORT
+    assert compiled == BPF_LINK_CLIENTS
 
 
 @settings(max_examples=200, deadline=None)
