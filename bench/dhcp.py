@@ -11,8 +11,8 @@ servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 1
 the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) and ACKs at 99 % of
 the rate (perfdhcp's own limit) is reported, and the most ACKs/s served in any run with < 0.5 %
 drops, with the server's CPU there: perfdhcp on its one core sends slower than asked from
-~26000-38000/s (less against servers with longer replies, which it parses), and a server below
-full CPU there had room left.
+~26000-38000/s (less against racker than against the null responder, whose replies carry 4
+options to racker's 9), and a server below full CPU there had room left.
 racker runs as `racker serve` does: leases persisted to SQLite (write-behind), events through
 serve's EventHub into the store's event log (perfdhcp's clients are not in nodes.csv: their
 events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
