@@ -12,7 +12,7 @@ the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) and AC
 the rate (perfdhcp's own limit) is reported, and the most ACKs/s served in any run with < 0.5 %
 drops, with the server's CPU there: perfdhcp on its one core sends slower than asked from
 ~26000-38000/s (less against racker than against the null responder, whose replies carry 4
-options to racker's 9), and a server below full CPU there had room left.
+options to racker's 7), and a server below full CPU there had room left.
 racker runs as `racker serve` does: leases persisted to SQLite (write-behind), events through
 serve's EventHub into the store's event log (perfdhcp's clients are not in nodes.csv: their
 events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
