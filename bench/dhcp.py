@@ -3,7 +3,7 @@
     .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
                                    [--rmem-default BYTES] [--no-event-log] [--no-ceiling]
                                    [--perfdhcp-threads single|multi] [--no-pin] [--core]
-                                   [--cache-threshold FRACTION]
+                                   [--cache-threshold FRACTION] [--null-options minimal|racker]
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so the
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
@@ -335,9 +335,9 @@ def dnsmasq_command(net: Link) -> list[str]:
     ]  # fmt: skip
 
 
-def null_command(net: Link) -> list[str]:
+def null_command(net: Link, options: str) -> list[str]:
     """bench/peers/dhcp_null.py: perfdhcp's ceiling, the highest rate measurable here."""
-    return [sys.executable, str(REPO / "bench" / "peers" / "dhcp_null.py"), net.server_ip]
+    return [sys.executable, str(REPO / "bench" / "peers" / "dhcp_null.py"), net.server_ip, options]
 
 
 CORE_VARIANTS = {  # name: (memo_size, cache_threshold)
@@ -449,6 +449,12 @@ def main() -> int:
         "--core", action="store_true", help="only the in-process cost of DhcpCore.handle"
     )
     parser.add_argument(
+        "--null-options",
+        choices=("minimal", "racker"),
+        default="minimal",
+        help="the null responder's reply options: 53, 54, 51, 1, or the 7 racker sends",
+    )
+    parser.add_argument(
         "--cache-threshold",
         type=float,
         metavar="FRACTION",
@@ -506,7 +512,9 @@ def main() -> int:
             net = network()
             servers["null"] = (
                 net,
-                stack.enter_context(process_server(net, "null responder", null_command(net))),
+                stack.enter_context(
+                    process_server(net, "null responder", null_command(net, args.null_options))
+                ),
             )
         print(
             f"racker ({persisted} persisted to SQLite), dnsmasq {dnsmasq_version()}"

@@ -1,12 +1,14 @@
 """A null DHCP responder: the least work that lets perfdhcp complete a relayed DORA exchange.
 
-    python bench/peers/dhcp_null.py SERVER_IP
+    python bench/peers/dhcp_null.py SERVER_IP [minimal|racker]
 
 A measuring instrument for bench/dhcp.py, not a DHCP server: it keeps no leases, checks
 nothing, and answers each relayed DISCOVER with an OFFER and each REQUEST with an ACK (to the
 relay's port 67) built from a template, the address derived from the client's MAC. It costs
 a fraction of what racker or dnsmasq cost per exchange, so the rate perfdhcp reaches against
 it is the load generator's own ceiling on this machine: no server can be measured above it.
+Its replies carry options 53, 54, 51 and 1 ("minimal", the default) or the seven racker sends
+perfdhcp, in racker's order ("racker": 53, 1, 28, 54, 51, 58, 59): perfdhcp parses every reply.
 """
 
 from __future__ import annotations
@@ -40,9 +42,17 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind((sys.argv[1], 67))
-    # server id, lease time 3600 s, netmask /20, end; padded past 300 bytes in all.
-    tail = b"\x36\x04" + server + b"\x33\x04\x00\x00\x0e\x10\x01\x04\xff\xff\xf0\x00\xff"
-    options = {t: COOKIE + bytes((53, 1, r)) + tail + bytes(40) for t, r in REPLY_TYPE.items()}
+    if sys.argv[2:] == ["racker"]:
+        # netmask /20, broadcast, server id, lease 3600 s, T1, T2, end; padded to 300 bytes.
+        tail = (
+            b"\x01\x04\xff\xff\xf0\x00\x1c\x04\x0a\x62\x0f\xff\x36\x04" + server
+            + b"\x33\x04\x00\x00\x0e\x10\x3a\x04\x00\x00\x07\x08\x3b\x04\x00\x00\x0c\x4e\xff"
+        )  # fmt: skip
+    else:
+        # server id, lease time 3600 s, netmask /20, end; padded past 300 bytes in all.
+        tail = b"\x36\x04" + server + b"\x33\x04\x00\x00\x0e\x10\x01\x04\xff\xff\xf0\x00\xff"
+    options = {t: COOKIE + bytes((53, 1, r)) + tail for t, r in REPLY_TYPE.items()}
+    options = {t: o + bytes(max(0, 300 - 236 - len(o))) for t, o in options.items()}
     recv, send = sock.recvfrom, sock.sendto
     while True:
         data, relay = recv(2048)
