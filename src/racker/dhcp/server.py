@@ -27,6 +27,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from racker.config import Config
 from racker.dhcp.core import DhcpCore, ReceiveInfo
@@ -128,64 +129,58 @@ class DhcpServer:
     # -- the hot path --------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        raw = self._raw
-        if raw is None:
-            return
-        core, now = self.core, self._clock()
+        if self._raw is not None:
+            self._drain(self._from_link, self._raw.recv, "the link")
+
+    def _on_relay_readable(self) -> None:
+        if self._udp is not None:
+            self._drain(self._from_relay, self._udp.recvfrom, "relay agents")
+
+    @staticmethod
+    def _from_link(recv: Callable[[int], Any]) -> _Datagram | None:
         # recv, not recvfrom: on a packet socket CPython builds recvfrom's address with an
         # ioctl(SIOCGIFNAME) for the interface name, a second syscall per frame. Nothing in it
         # is needed: the frame has the source MAC, and a socket bound to one protocol (not
         # ETH_P_ALL) is never handed the frames this host sends.
-        recv = raw.recv
+        parsed = parse_frame(recv(2048))
+        if parsed is None:
+            return None
+        src_mac, src_ip, sport, payload = parsed
+        return payload, _RELAYED if sport == SERVER_PORT else _DIRECT, (src_mac, src_ip)
+
+    @staticmethod
+    def _from_relay(recvfrom: Callable[[int], Any]) -> _Datagram:
+        payload, (src_ip, _port) = recvfrom(2048)
+        return payload, _RELAYED, src_ip
+
+    def _drain(
+        self,
+        receive: Callable[[Callable[[int], Any]], _Datagram | None],
+        recv: Callable[[int], Any],
+        where: str,
+    ) -> None:
+        core, now = self.core, self._clock()
         for _ in range(_BATCH):
             try:
-                frame = recv(2048)
+                datagram = receive(recv)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                log.warning("DHCP: receive on %s failed: %s", self.interface, exc)
+                log.warning("DHCP: receive from %s on %s failed: %s", where, self.interface, exc)
                 break
-            parsed = parse_frame(frame)
-            if parsed is None:
+            if datagram is None:
                 continue
             self.received += 1
-            src_mac, src_ip, sport, payload = parsed
+            payload, info, source = datagram
             try:
-                outcome = core.handle(payload, _RELAYED if sport == SERVER_PORT else _DIRECT, now)
+                outcome = core.handle(payload, info, now)
             except PacketError as exc:
-                self._drop(f"{src_mac.hex(':')} ({socket.inet_ntoa(src_ip)})", exc)
+                self._drop(source, exc)
                 continue
             except Exception:
                 # A bug of ours must not take the PXE network down: drop, log, go on.
                 self.dropped += 1
-                log.exception("DHCP: internal error on a packet from %s", src_mac.hex(":"))
-                continue
-            self._answer(outcome.reply, outcome.destination, outcome.events, outcome.warning)
-        self._flush_later()
-
-    def _on_relay_readable(self) -> None:
-        udp = self._udp
-        if udp is None:
-            return
-        core, now = self.core, self._clock()
-        recvfrom = udp.recvfrom
-        for _ in range(_BATCH):
-            try:
-                payload, (src_ip, _port) = recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.warning("DHCP: receive on %s (relays) failed: %s", self.interface, exc)
-                break
-            self.received += 1
-            try:
-                outcome = core.handle(payload, _RELAYED, now)
-            except PacketError as exc:
-                self._drop(f"relay agent {src_ip}", exc)
-                continue
-            except Exception:
-                self.dropped += 1
-                log.exception("DHCP: internal error on a packet from relay agent %s", src_ip)
+                log.exception("DHCP: internal error on a packet from %s", _sender(source))
                 continue
             self._answer(outcome.reply, outcome.destination, outcome.events, outcome.warning)
         self._flush_later()
@@ -237,19 +232,33 @@ class DhcpServer:
             if self._log_budget.allow(self._clock()):
                 log.warning("DHCP: sending to %s:%d failed: %s", dest.ip, dest.port, exc)
 
-    def _drop(self, source: str, exc: PacketError) -> None:
+    def _drop(self, source: tuple[bytes, bytes] | str, exc: PacketError) -> None:
         self.dropped += 1
         now = self._clock()
         if self._log_budget.allow(now):
             suppressed = self._log_budget.take_suppressed()
             more = f" ({suppressed} more not logged)" if suppressed else ""
-            log.warning("DHCP: dropped a malformed packet from %s: %s%s", source, exc, more)
+            log.warning(
+                "DHCP: dropped a malformed packet from %s: %s%s", _sender(source), exc, more
+            )
 
     def _close_sockets(self) -> None:
         for sock in (self._raw, self._udp):
             if sock is not None:
                 sock.close()
         self._raw = self._udp = None
+
+
+# A datagram read: payload, how it came, who sent it ((MAC, IP) on the link; a relay's IP).
+_Datagram = tuple[bytes, ReceiveInfo, tuple[bytes, bytes] | str]
+
+
+def _sender(source: tuple[bytes, bytes] | str) -> str:
+    """For the log, formatted only when something is logged."""
+    if isinstance(source, str):
+        return f"relay agent {source}"
+    src_mac, src_ip = source
+    return f"{src_mac.hex(':')} ({socket.inet_ntoa(src_ip)})"
 
 
 class _RateLimit:

@@ -6,13 +6,17 @@ import contextlib
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.netns import Link, Namespace
+from scapy.layers.dhcp import BOOTP, DHCP
+
+from racker.dhcp.codec import decode
+from tests.support.netns import Link, Namespace, entered
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = str(REPO / ".venv" / "bin" / "python")
@@ -119,3 +123,34 @@ def udhcpc(
     if result.returncode != 0 or not out.exists():
         return None
     return dict(item.split("=", 1) for item in out.read_text().split())
+
+
+def relay_exchange(net: Link, giaddr: str, mac: bytes) -> list[bytes]:
+    """DISCOVER + REQUEST as a relay agent would send them (source port 67, giaddr, hops 1)."""
+    with entered(net.client.name):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((giaddr, 67))
+        sock.settimeout(3)
+        replies = []
+        discover = BOOTP(op=1, xid=0x51, hops=1, giaddr=giaddr, chaddr=mac + bytes(10)) / DHCP(
+            options=[("message-type", "discover"), "end"]
+        )
+        sock.sendto(bytes(discover), (net.server_ip, 67))
+        data, peer = sock.recvfrom(2048)
+        assert peer == (net.server_ip, 67)
+        replies.append(data)
+        offered = decode(data).yiaddr
+        request = BOOTP(op=1, xid=0x52, hops=1, giaddr=giaddr, chaddr=mac + bytes(10)) / DHCP(
+            options=[
+                ("message-type", "request"),
+                ("server_id", net.server_ip),
+                ("requested_addr", socket.inet_ntoa(offered)),
+                "end",
+            ]
+        )
+        sock.sendto(bytes(request), (net.server_ip, 67))
+        replies.append(sock.recvfrom(2048)[0])
+        return replies
+    finally:
+        sock.close()

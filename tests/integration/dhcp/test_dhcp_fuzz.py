@@ -13,8 +13,9 @@ import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.packet import fuzz
 
+from racker.dhcp.codec import decode
 from racker.dhcp.frames import ETH_P_IP, build_frame
-from tests.integration.dhcp.support import running, stop, udhcpc
+from tests.integration.dhcp.support import relay_exchange, running, stop, udhcpc
 from tests.support.netns import Link, entered, link
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -102,4 +103,33 @@ def test_fuzzed_packets_are_dropped_while_a_client_gets_its_lease(tmp_path: Path
         assert "not logged" in served.stderr()  # the log is rate-limited
         dropped = int(summary.rsplit("dropped=", 1)[1].split()[0])
         assert dropped > 1000, summary
+        assert "Traceback" not in served.stderr()
+
+
+def test_malformed_packets_from_a_relay_agent_are_dropped_and_its_clients_still_served(
+    tmp_path: Path,
+) -> None:
+    """Relay agents' datagrams (from port 67) come in on the UDP socket, not the packet socket:
+    the same bad input there is dropped and logged with the relay's address."""
+    relays = [{"subnet": "10.98.0.0/20", "pool": "10.98.1.0-10.98.1.99"}]
+    with link(client_mac=CLIENT_MAC) as net:
+        net.client.run("ip", "addr", "add", "10.98.0.2/20", "dev", net.cli_if)
+        net.client.run("ip", "route", "add", "10.99.0.0/24", "dev", net.cli_if)
+        net.server.run("ip", "route", "add", "10.98.0.0/20", "dev", net.srv_if)
+        with running(net, tmp_path, unknown_clients="pool", relays=relays) as served:
+            with entered(net.client.name):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind(("10.98.0.2", 67))
+                for payload in bad_payloads(2000, seed=7):
+                    sock.sendto(payload, (net.server_ip, 67))
+            finally:
+                sock.close()
+            _offer, ack = relay_exchange(net, "10.98.0.2", bytes.fromhex("0a0000000003"))
+            assert decode(ack).options[53] == b"\x05"  # ACK
+            assert served.alive()
+            summary = stop(served)
+        assert "dropped a malformed packet from relay agent 10.98.0.2" in served.stderr()
+        dropped = int(summary.rsplit("dropped=", 1)[1].split()[0])
+        assert dropped > 200, summary
         assert "Traceback" not in served.stderr()

@@ -9,11 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scapy.layers.dhcp import BOOTP, DHCP
 
 from racker.dhcp.codec import decode
-from tests.integration.dhcp.support import Served, default_spec, running, start, stop, udhcpc
-from tests.support.netns import Link, entered, link
+from tests.integration.dhcp.support import (
+    Served,
+    default_spec,
+    relay_exchange,
+    running,
+    start,
+    stop,
+    udhcpc,
+)
+from tests.support.netns import Link, link
 
 pytestmark = pytest.mark.root
 
@@ -97,37 +104,6 @@ def test_udhcpc_with_pxe_options_gets_the_right_boot_file(
     assert lease["ip"] == NODE_IP
     assert lease["boot_file"] == boot_file
     assert lease["siaddr"] == ("10.99.0.1" if boot_file else "")  # udhcpc omits 0.0.0.0
-
-
-def relay_exchange(net: Link, giaddr: str, mac: bytes) -> list[bytes]:
-    """DISCOVER + REQUEST as a relay agent would send them (source port 67, giaddr, hops 1)."""
-    with entered(net.client.name):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((giaddr, 67))
-        sock.settimeout(3)
-        replies = []
-        discover = BOOTP(op=1, xid=0x51, hops=1, giaddr=giaddr, chaddr=mac + bytes(10)) / DHCP(
-            options=[("message-type", "discover"), "end"]
-        )
-        sock.sendto(bytes(discover), (net.server_ip, 67))
-        data, peer = sock.recvfrom(2048)
-        assert peer == (net.server_ip, 67)
-        replies.append(data)
-        offered = decode(data).yiaddr
-        request = BOOTP(op=1, xid=0x52, hops=1, giaddr=giaddr, chaddr=mac + bytes(10)) / DHCP(
-            options=[
-                ("message-type", "request"),
-                ("server_id", net.server_ip),
-                ("requested_addr", socket.inet_ntoa(offered)),
-                "end",
-            ]
-        )
-        sock.sendto(bytes(request), (net.server_ip, 67))
-        replies.append(sock.recvfrom(2048)[0])
-        return replies
-    finally:
-        sock.close()
 
 
 def test_relayed_request_is_served_from_the_relay_segment(net: Link, tmp_path: Path) -> None:
