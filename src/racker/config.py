@@ -70,10 +70,10 @@ class DhcpConfig:
     router_advertisements: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 <= self.cache_threshold <= 0.5:
-            # Above 0.5 a stored lease could run out before the client's renewal time (T1).
+        if not 0 <= self.cache_threshold < 1:
+            # At 1 a client could be told a lease with nothing left of it (Kea: 0 < t < 1).
             raise ValueError(
-                f"cache_threshold {self.cache_threshold} must be from 0 (off) to 0.5 of a lease"
+                f"cache_threshold {self.cache_threshold} must be at least 0 (off) and below 1"
             )
 
 

@@ -85,7 +85,7 @@ def test_none_path_means_defaults() -> None:
         ("tftp: {root: [a]}", "tftp.root: expected a single value"),
         ("bmc: {timeout: fast}", "bmc.timeout: expected a number"),
         ("network: {nodes: 10.0.0.9-10.0.0.1}", "network.nodes: range end"),
-        ("dhcp: {cache_threshold: 0.7}", "dhcp: cache_threshold 0.7 must be from 0 (off) to 0.5"),
+        ("dhcp: {cache_threshold: 1}", "dhcp: cache_threshold 1.0 must be at least 0 (off)"),
     ],
 )
 def test_type_errors(yaml_text: str, fragment: str) -> None:
