@@ -145,8 +145,8 @@ class DhcpServer:
         parsed = parse_frame(recv(2048))
         if parsed is None:
             return None
-        src_mac, src_ip, sport, payload = parsed
-        return payload, _RELAYED if sport == SERVER_PORT else _DIRECT, (src_mac, src_ip)
+        src_mac, src_ip, _sport, payload = parsed  # never port 67: the filter leaves relays
+        return payload, _DIRECT, (src_mac, src_ip)  # to the UDP socket
 
     @staticmethod
     def _from_relay(recvfrom: Callable[[int], Any]) -> _Datagram:
