@@ -44,7 +44,7 @@ from racker.dhcp.options import SERVER_PORT
 from racker.dhcp.reply import Destination
 from racker.dhcp.settings import build_core
 from racker.errors import EnvironmentProblem, PacketError
-from racker.events import Event, Keeps, Publish
+from racker.events import Keeps, Publish
 from racker.model import BootPolicy, NetworkPlan, always_pxe
 from racker.store import LeaseRow, Store
 
@@ -159,7 +159,7 @@ class DhcpServer:
         recv: Callable[[int], Any],
         where: str,
     ) -> None:
-        core, now = self.core, self._clock()
+        core, publish, now = self.core, self._publish, self._clock()
         for _ in range(_BATCH):
             try:
                 datagram = receive(recv)
@@ -182,28 +182,15 @@ class DhcpServer:
                 self.dropped += 1
                 log.exception("DHCP: internal error on a packet from %s", _sender(source))
                 continue
-            self._answer(outcome.reply, outcome.destination, outcome.events, outcome.warning)
-        self._flush_later()
-
-    def _answer(
-        self,
-        reply: bytes | None,
-        destination: Destination | None,
-        events: list[Event],
-        warning: str,
-    ) -> None:
-        if warning:  # rare (a DECLINE): an operator must hear of it
-            log.warning("DHCP: %s", warning)
-        publish = self._publish
-        for event in events:
-            try:
-                publish(event)
-            except Exception:
-                log.exception("DHCP: event subscriber failed")
-        if reply is not None and destination is not None:
-            self._send(destination, reply)
-
-    def _flush_later(self) -> None:
+            if outcome.warning:  # rare (a DECLINE): an operator must hear of it
+                log.warning("DHCP: %s", outcome.warning)
+            for event in outcome.events:
+                try:
+                    publish(event)
+                except Exception:
+                    log.exception("DHCP: event subscriber failed")
+            if outcome.reply is not None and outcome.destination is not None:
+                self._send(outcome.destination, outcome.reply)
         if self._flush_handle is None and self.core.leases.pending and self._loop is not None:
             self._flush_handle = self._loop.call_later(self._flush_interval, self.flush)
 
