@@ -161,7 +161,7 @@ async def test_bmc_check_over_real_bmcs(sim: BmcSim) -> None:
         (True, False, "", ""),
         (False, None, "", ""),
         (None, None, "", ""),
-    ]
+    ], [r.error for r in rows]
     assert rows[0].firmware == "9.08 (IANA 4753)"
     assert "rejected the credentials" in rows[2].error
     assert "no answer" in rows[3].error
