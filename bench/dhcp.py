@@ -50,8 +50,8 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 from tests.integration.dhcp.support import default_spec, start, stop  # noqa: E402
 from tests.support.netns import Link, Namespace, link  # noqa: E402
 
-from racker.config import DhcpConfig  # noqa: E402
 from racker.dhcp.codec import ntoa  # noqa: E402
+from racker.rack.config import DhcpConfig  # noqa: E402
 
 RELAY_NET = "10.98.0.0/20"
 RELAY_IP = "10.98.0.2"
@@ -354,11 +354,11 @@ def core_cost(rounds: int = 10, clients: int = 1000) -> dict[str, float]:
     of the clients' time: each client asks every 50 ms, as under perfdhcp at 20000/s."""
     from scapy.layers.dhcp import BOOTP, DHCP
 
-    from racker.config import Config, RelaySegment
     from racker.dhcp.codec import decode
     from racker.dhcp.core import MEMO_SIZE, DhcpCore, ReceiveInfo
     from racker.dhcp.settings import core_settings
     from racker.model import AddressRange, NetworkPlan
+    from racker.rack.config import Config, RelaySegment
 
     plan = NetworkPlan(
         subnet=ipaddress.IPv4Network("10.99.0.0/24"),

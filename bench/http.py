@@ -11,7 +11,7 @@
 
 racker runs in its own processes (``--serve``), the load generator too (``--load``), so none
 shares an event loop with another. The main racker server runs as ``racker serve`` runs it:
-asyncio's own loop (``racker.serve.run_event_loop``), the fast path for /boot.ipxe and /ipxe,
+asyncio's own loop (``racker.app.run.run_event_loop``), the fast path for /boot.ipxe and /ipxe,
 and its inventory's scripts (the MACs of the "fresh" bursts) rendered ahead. A second one
 runs on uvloop (the opt-in ``RACKER_EVENT_LOOP=uvloop``; asset and ``ab`` runs), a third
 without the fast path and without rendering ahead (aiohttp answers everything, renders on
@@ -520,7 +520,7 @@ def main() -> None:
     parser.add_argument("--load", nargs=4, metavar=("URL", "BURST", "ROUNDS", "MACS"))
     args = parser.parse_args()
     if args.serve:
-        from racker.serve import run_event_loop
+        from racker.app.run import run_event_loop
 
         host, port, assets, loop, mode = args.serve
         nodes = inventory(args.rounds, args.burst)

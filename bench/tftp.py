@@ -63,7 +63,7 @@ def pinned(cpu: str, cmd: list[str]) -> list[str]:
 RACKER = """
 import asyncio, logging
 from pathlib import Path
-from racker.config import TftpConfig
+from racker.rack.config import TftpConfig
 from racker.events import discard
 from racker.tftp.server import TftpServer
 logging.basicConfig(level=logging.ERROR)

@@ -134,7 +134,7 @@ def rack_options(func: F) -> F:
 
 
 def options_of(ctx: click.Context, interface: str | None = None) -> Any:
-    from racker.app import Options
+    from racker.rack.loading import Options
 
     obj = ctx.find_root().obj or {}
     return Options(
@@ -192,7 +192,7 @@ def factory_check_cmd(
     ctx: click.Context, offline: bool, as_json: bool, interface: str | None
 ) -> None:
     """Validate nodes.csv, the BMC credentials and the PXE interface; exit 1 when invalid."""
-    from racker.factory import factory_check
+    from racker.rack.report import factory_check
 
     report = factory_check(options_of(ctx, interface), offline=offline)
     if as_json:
@@ -235,10 +235,10 @@ def factory_init_cmd(
     force: bool,
 ) -> None:
     """Write the BMC credential files (mode 0600), and a nodes.csv template if none exists."""
-    from racker.app import oem_dir, read_config
     from racker.errors import ConfigError, Problem
     from racker.model import parse_mac
-    from racker.oem import (
+    from racker.rack.loading import oem_dir, read_config
+    from racker.rack.oem import (
         IPMI_PASSWORD,
         IPMI_USER,
         NODES_CSV,
@@ -299,8 +299,9 @@ def factory_init_cmd(
 @click.pass_context
 def serve(ctx: click.Context, interface: str | None) -> None:
     """Run the boot stack (DHCP, TFTP, HTTP) on the PXE interface until SIGINT/SIGTERM."""
-    from racker.app import load_rack, open_store
-    from racker.serve import BootStack, run_event_loop, serve_until_signal
+    from racker.app.run import run_event_loop, serve_until_signal
+    from racker.app.stack import BootStack
+    from racker.rack.loading import load_rack, open_store
 
     rack = load_rack(options_of(ctx, interface))
     with open_store(rack) as store:
@@ -332,8 +333,8 @@ def render_cmd(
     ctx: click.Context, mac: str, installed: bool | None, role: str | None, platform: str
 ) -> None:
     """Show which group MAC matches and why, then its iPXE script and Ignition (no server)."""
+    from racker.app.preview import explain_render
     from racker.model import parse_mac
-    from racker.render import explain_render
 
     normalised = parse_mac(mac)
     if normalised is None:
@@ -348,7 +349,7 @@ def assets() -> None:
 
 
 def _assets_dir(ctx: click.Context) -> tuple[Path, Any]:
-    from racker.app import read_config, state_dir
+    from racker.rack.loading import read_config, state_dir
 
     options = options_of(ctx)
     config = read_config(options)
@@ -372,7 +373,7 @@ def assets_fetch_cmd(
     key: Path | None,
 ) -> None:
     """Download a Flatcar release, verify digests and signatures, publish it in the mirror."""
-    from racker.assets import RichProgress, fetch_flatcar
+    from racker.mirror.flatcar import RichProgress, fetch_flatcar
 
     directory, config = _assets_dir(ctx)
     with RichProgress() as progress:
@@ -394,7 +395,7 @@ def assets_fetch_cmd(
 @click.pass_context
 def assets_list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the Flatcar releases in the mirror and which channel each is current for."""
-    from racker.assets import list_releases
+    from racker.mirror.flatcar import list_releases
 
     directory, _config = _assets_dir(ctx)
     releases = list_releases(directory)
@@ -507,14 +508,14 @@ def bootstrap_cmd(
     Exit 0 only when every selected node is ready. Safe to run again after an interruption:
     each node continues from where it was, ready nodes are skipped.
     """
-    from racker.app import load_rack, open_store
+    from racker.app.provision import apply_lokomotive, run_bootstrap
+    from racker.app.run import run_event_loop
     from racker.bootstrap.machine import Deadlines
     from racker.bootstrap.orchestrator import RunOptions
     from racker.bootstrap.plan import PlanRequest, Provision, make_plan
     from racker.bootstrap.sharing import RunLock
     from racker.power.targets import select_nodes
-    from racker.provision import apply_lokomotive, run_bootstrap
-    from racker.serve import run_event_loop
+    from racker.rack.loading import load_rack, open_store
 
     rack = load_rack(options_of(ctx, interface))
     inventory = rack.oem.inventory
@@ -591,9 +592,9 @@ def status_cmd(
 
     from rich.console import Console
 
-    from racker.app import load_rack, open_store
+    from racker.app.provision import rack_status
     from racker.bootstrap.status import status_table
-    from racker.provision import rack_status
+    from racker.rack.loading import load_rack, open_store
 
     rack = load_rack(options_of(ctx, interface))
     with open_store(rack) as store:
@@ -624,13 +625,13 @@ def _bmc_targets(
     ctx: click.Context, refs: tuple[str, ...], all_nodes: bool, include_management: bool = False
 ) -> tuple[Any, Path, list[Any]]:
     """Config, state directory and (node, target-or-reason) pairs for NODE arguments/--all."""
-    from racker.provision import bmc_entries
+    from racker.app.provision import bmc_entries
 
     return bmc_entries(options_of(ctx), refs, all_nodes, include_management)
 
 
 def _power_driver(config: Any, state: Path, name: str | None) -> Any:
-    from racker.provision import power_driver
+    from racker.app.provision import power_driver
 
     return power_driver(config, state, name)
 
@@ -924,7 +925,7 @@ def _layout_options(func: F) -> F:
 
 
 def _installer(ctx: click.Context, root: Path, prefix: Path, bin_dir: Path | None) -> Any:
-    from racker.app import read_config, state_dir
+    from racker.rack.loading import read_config, state_dir
     from racker.release.layout import Layout, default_bin_dir
     from racker.release.systemd import Systemctl
     from racker.release.update import Installer

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from racker.allocation import Allocation, allocate, wanted_macs
 from racker.errors import StateError
 from racker.events import Event
 from racker.model import AddressKind, Inventory, NetworkPlan
+from racker.rack.allocation import Allocation, allocate, wanted_macs
 
 DB_NAME = "racker.db"
 _OPEN_BUSY_SECONDS = 10.0  # like the connection's busy timeout

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from racker.oem import Secret, write_credentials
+from racker.rack.oem import Secret, write_credentials
 from tests.support.netns import Link, link
 
 EXAMPLE = Path(__file__).parents[2] / "fixtures" / "oem" / "example"

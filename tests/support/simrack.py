@@ -391,7 +391,7 @@ def racker_main(sim_dir: Path, args: list[str]) -> None:
 
 def _wire_dhcp_if_missing() -> None:
     """Until ``BootStack`` builds the DHCP server itself, build it here the documented way."""
-    from racker.serve import BootStack
+    from racker.app.stack import BootStack
 
     original = BootStack._build_dhcp
 

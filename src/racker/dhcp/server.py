@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from racker.config import Config
 from racker.dhcp.core import DhcpCore, ReceiveInfo
 from racker.dhcp.frames import (
     BPF_FROM_RELAYS,
@@ -46,6 +45,7 @@ from racker.dhcp.settings import build_core
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Keeps, Publish
 from racker.model import BootPolicy, NetworkPlan, always_pxe
+from racker.rack.config import Config
 from racker.store import LeaseRow, Store
 
 log = logging.getLogger("racker.dhcp")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from racker.config import Config
 from racker.dhcp.boot import BootSettings
 from racker.dhcp.core import CoreSettings, DhcpCore, Segment
 from racker.dhcp.leases import PersistedLease
 from racker.events import Keeps
 from racker.model import BootPolicy, NetworkPlan, always_pxe
+from racker.rack.config import Config
 
 
 def core_settings(config: Config, plan: NetworkPlan, http_port: int | None = None) -> CoreSettings:

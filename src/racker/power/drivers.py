@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from racker.config import BmcConfig
 from racker.errors import ConfigError, Problem
 from racker.events import Publish, discard
 from racker.power.base import PowerDriver
+from racker.rack.config import BmcConfig
 
 # Fake BMC state kept in the state directory, so trials span several racker commands.
 FAKE_STATE_FILE = "fake-bmcs.json"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
-from racker.allocation import Allocation
 from racker.errors import BmcNotConfigured, ConfigError, NodeNotFound, Problem
 from racker.model import AddressKind, Inventory, Node, parse_mac
 from racker.power.base import IPMI_PORT, BmcCredentials, BmcTarget
+from racker.rack.allocation import Allocation
 
 NODE_HELP = "NODE is a primary MAC, BMC MAC, hostname or row number of nodes.csv"
 

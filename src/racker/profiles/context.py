@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from racker.config import Config
 from racker.model import NetworkPlan, Node, parse_mac
+from racker.rack.config import Config
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -83,7 +83,7 @@ def settings_from_config(
     """Build the render settings from racker.yaml and the derived address plan.
 
     ``flatcar_version`` is the concrete version when ``install.version`` is "current" (the
-    composition root reads it from the asset mirror: ``racker.assets.current_version``).
+    composition root reads it from the asset mirror: ``racker.mirror.flatcar.current_version``).
     """
     net = config.network
     subnet = plan.subnet if plan is not None else net.subnet

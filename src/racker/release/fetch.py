@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from racker import __version__, openpgp
+from racker import __version__
+from racker.mirror import openpgp
 from racker.release.index import ReleaseError
 
 TIMEOUT = 30.0

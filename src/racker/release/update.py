@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from racker.config import ToolConfig
+from racker.rack.config import ToolConfig
 from racker.release import layout as lay
 from racker.release.bundle import TOP, BundleInfo, machine_arch, read_manifest, unpack_bundle
 from racker.release.fetch import download, fetch_text, verify_signature

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from racker.assets import PXE_INITRD, PXE_KERNEL
 from racker.errors import EnvironmentProblem, RackerError
-from racker.oem import Secret, write_credentials, write_pxe_interface
+from racker.mirror.flatcar import PXE_INITRD, PXE_KERNEL
+from racker.rack.oem import Secret, write_credentials, write_pxe_interface
 from racker.sim.guest import IPMI_SIM, IPXE_DIR, OVMF_VARS, GuestFiles, check_host, guest_files
 from racker.sim.spec import (
     BMC_PORT,
@@ -154,7 +154,7 @@ def _racker_files(spec: SimSpec, guest: GuestFiles, password: Secret) -> None:
     loaders.mkdir()
     for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi"):
         shutil.copyfile(IPXE_DIR / name, loaders / name)  # follows Debian's symlinks
-    # The asset mirror (racker.assets layout) with the sim guest as "Flatcar".
+    # The asset mirror (racker.mirror.flatcar layout) with the sim guest as "Flatcar".
     flatcar = spec.state_dir / "assets" / "flatcar"
     release = flatcar / SIM_VERSION
     release.mkdir(parents=True)

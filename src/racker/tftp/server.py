@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from racker.config import TftpConfig
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Publish, TftpEvent
+from racker.rack.config import TftpConfig
 from racker.tftp.files import FileRefused, FileRoots
 from racker.tftp.packets import ErrorCode, Opcode, Request, decode, encode_error
 from racker.tftp.session import Address, Session

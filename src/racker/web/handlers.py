@@ -24,10 +24,10 @@ from racker.errors import RackerError
 from racker.events import PhoneHomeEvent, Publish, discard
 from racker.model import parse_mac
 from racker.profiles import NodeFacts, NoMatch, RenderContext
-from racker.tokens import check_token, make_token
 from racker.web.assets import resolve_asset
 from racker.web.boot_script import boot_script
 from racker.web.metrics import HttpMetrics
+from racker.web.tokens import check_token, make_token
 
 log = logging.getLogger("racker.http")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from racker.assets import (
+from racker.mirror.flatcar import (
     DISK_IMAGE,
     FILES,
     PXE_INITRD,

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from racker.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegment
+from racker.app.hub import EventHub
 from racker.dhcp.server import create_server
 from racker.events import Event
 from racker.model import AddressRange, NetworkPlan
-from racker.serve import EventHub
+from racker.rack.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegment
 from racker.store import Store
 
 IP = ipaddress.IPv4Address

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from racker.oem import Secret, write_credentials
+from racker.rack.oem import Secret, write_credentials
 from tests.support.netns import link
 
 EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"

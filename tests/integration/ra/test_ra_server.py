@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from racker.ra import IPV6_RECVHOPLIMIT, RouterAdvertiser
+from racker.ra.server import IPV6_RECVHOPLIMIT, RouterAdvertiser
 from tests.support.netns import Link, Namespace, can_use_netns, entered, link
 
 pytestmark = [

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from racker import __version__
-from racker.oem import Secret, write_credentials
+from racker.rack.oem import Secret, write_credentials
 from racker.release.bundle import archive_name, machine_arch, sha256_file, unpack_bundle
 
 REPO = Path(__file__).parents[3]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from racker.config import TftpConfig
 from racker.events import Event
+from racker.rack.config import TftpConfig
 from racker.tftp.server import TftpServer
 from tests.support.netns import Link, entered, link
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from racker.config import TftpConfig
 from racker.errors import EnvironmentProblem
 from racker.events import Event, TftpEvent
+from racker.rack.config import TftpConfig
 from racker.tftp.packets import Data, Error, decode, encode_ack, encode_error, encode_request
 from racker.tftp.server import TftpServer
 from tests.integration.tftp.client import fetch

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from racker.tokens import make_token
 from racker.web import BootHttpServer
+from racker.web.tokens import make_token
 from tests.support.netns import Link, entered, link
 from tests.unit.web.helpers import KEY, NOW
 from tests.unit.web.standin import KNOWN_MAC, StandinCatalog, context_for

@@ -17,7 +17,7 @@ from racker.profiles import (
     check_ignition,
     load_catalog,
 )
-from racker.tokens import check_token
+from racker.web.tokens import check_token
 from tests.unit.web.helpers import KEY, NOW, web_client
 
 MAC = "52:54:00:aa:00:01"

@@ -31,11 +31,12 @@ LAYERS: list[tuple[int, list[str]]] = [
     (
         1,
         [
-            "racker.config",
-            "racker.inventory",
-            "racker.allocation",
-            "racker.netplan",
-            "racker.tokens",
+            "racker.rack",
+            "racker.rack.config",
+            "racker.rack.inventory",
+            "racker.rack.allocation",
+            "racker.rack.addressing",
+            "racker.web.tokens",
             # In dhcp/ and tftp/ everything but the server module is the pure protocol core.
             "racker.dhcp.*",
             "racker.tftp.*",
@@ -51,10 +52,12 @@ LAYERS: list[tuple[int, list[str]]] = [
         2,
         [
             "racker.store",
-            "racker.netif",
-            "racker.oem",
-            "racker.assets",
-            "racker.openpgp",
+            "racker.rack.interfaces",
+            "racker.rack.oem",
+            "racker.rack.loading",
+            "racker.rack.report",
+            "racker.mirror",
+            "racker.mirror.*",
             "racker.tftp.files",
             "racker.power",
             "racker.power.*",
@@ -67,6 +70,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         [
             "racker.dhcp.server",
             "racker.ra",
+            "racker.ra.*",
             "racker.tftp.server",
             "racker.tftp.session",  # one transfer's socket and timer, used by tftp.server
             "racker.web",
@@ -74,19 +78,8 @@ LAYERS: list[tuple[int, list[str]]] = [
         ],
     ),
     (4, ["racker.bootstrap", "racker.bootstrap.*"]),
-    (
-        5,
-        [
-            "racker.app",
-            "racker.factory",
-            "racker.serve",
-            "racker.render",
-            "racker.provision",
-            "racker.sim",
-            "racker.sim.*",
-        ],
-    ),
-    (6, ["racker.cli"]),
+    (5, ["racker.app", "racker.app.*", "racker.sim", "racker.sim.*"]),
+    (6, ["racker.cli", "racker.cli.*"]),
 ]
 
 # Third-party or I/O modules a pure core (layers 0 and 1) must not touch.

@@ -7,12 +7,12 @@ from typing import Any
 
 from scapy.layers.dhcp import BOOTP, DHCP
 
-from racker.config import BootConfig, Config, DhcpConfig, RelaySegment
 from racker.dhcp.codec import Message, decode
 from racker.dhcp.core import MEMO_SIZE, DhcpCore, Outcome, ReceiveInfo
 from racker.dhcp.settings import core_settings
 from racker.events import Keeps
 from racker.model import AddressRange, BootAction, BootPolicy, NetworkPlan
+from racker.rack.config import BootConfig, Config, DhcpConfig, RelaySegment
 
 IP = ipaddress.IPv4Address
 SERVER = "10.99.0.1"

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
+from racker.app.hub import EventHub
 from racker.dhcp.events import dhcp_event, log_line
 from racker.dhcp.options import MessageType
 from racker.events import DhcpEvent, DiscoveryEvent
-from racker.serve import EventHub
 
 MAC = "52:54:00:aa:00:01"
 

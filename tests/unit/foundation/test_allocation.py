@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from racker.allocation import RangeExhausted, allocate, wanted_macs
 from racker.model import AddressKind, AddressRange, Inventory, NetworkPlan, Node
+from racker.rack.allocation import RangeExhausted, allocate, wanted_macs
 from racker.store import Store
 
 PLAN = NetworkPlan(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from racker.config import Config, load_config, parse_config
 from racker.errors import ConfigError
 from racker.model import AddressRange
+from racker.rack.config import Config, load_config, parse_config
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "config"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))

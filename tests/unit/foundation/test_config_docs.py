@@ -1,4 +1,4 @@
-"""docs/config.md documents every key of the schema (the dataclasses in racker.config)."""
+"""docs/config.md documents every key of the schema (the dataclasses in racker.rack.config)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from racker.config import Config
 from racker.model import AddressRange
+from racker.rack.config import Config
 
 DOC = Path(__file__).parents[3] / "docs" / "config.md"
 

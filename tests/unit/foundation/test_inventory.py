@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from racker.inventory import parse_nodes_csv
 from racker.model import looks_like_mac, parse_mac
+from racker.rack.inventory import parse_nodes_csv
 
 FIXTURES = Path(__file__).parents[3] / "fixtures"
 BAD = sorted((FIXTURES / "inventory" / "bad").glob("*.csv"))

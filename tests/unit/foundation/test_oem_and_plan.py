@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from racker.config import Config, DhcpConfig, NetworkConfig
 from racker.errors import ConfigError
 from racker.model import AddressRange
-from racker.netplan import make_plan
-from racker.oem import Secret, read_oem, write_credentials
+from racker.rack.addressing import plan_addresses
+from racker.rack.config import Config, DhcpConfig, NetworkConfig
+from racker.rack.oem import Secret, read_oem, write_credentials
 
 EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
 
@@ -75,7 +75,7 @@ def test_bad_oem_files(oem: Path, setup: object, message: str) -> None:
 
 
 def test_plan_defaults_come_from_the_interface() -> None:
-    plan = make_plan(Config(), ipaddress.IPv4Interface("10.99.0.1/24"))
+    plan = plan_addresses(Config(), ipaddress.IPv4Interface("10.99.0.1/24"))
     assert plan.server == ipaddress.IPv4Address("10.99.0.1")
     assert str(plan.nodes) == "10.99.0.64-10.99.0.127"
     assert str(plan.bmcs) == "10.99.0.128-10.99.0.191"
@@ -89,7 +89,7 @@ def test_plan_from_config_without_interface_address() -> None:
             server=ipaddress.IPv4Address("172.16.0.1"),
         )
     )
-    plan = make_plan(config, None)
+    plan = plan_addresses(config, None)
     assert str(plan.nodes) == "172.16.64.0-172.16.127.255"
 
 
@@ -115,5 +115,5 @@ def test_plan_from_config_without_interface_address() -> None:
 def test_bad_plans(config: Config, fragment: str) -> None:
     address = None if config == Config() else ipaddress.IPv4Interface("10.99.0.1/24")
     with pytest.raises(ConfigError) as info:
-        make_plan(config, address)
+        plan_addresses(config, address)
     assert any(fragment in str(p) for p in info.value.problems), info.value.problems

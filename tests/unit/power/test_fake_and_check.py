@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from racker.config import BmcConfig
 from racker.errors import (
     BmcAuthFailed,
     BmcNotConfigured,
@@ -28,6 +27,7 @@ from racker.power.base import (
 from racker.power.check import check_bmcs
 from racker.power.drivers import DRIVERS, make_power_driver
 from racker.power.fake import FakeCall, FakeDriver
+from racker.rack.config import BmcConfig
 
 from .conftest import PASSWORD
 

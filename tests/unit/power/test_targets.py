@@ -6,7 +6,6 @@ import ipaddress
 
 import pytest
 
-from racker.allocation import Allocation
 from racker.errors import BmcNotConfigured, ConfigError, NodeNotFound
 from racker.model import AddressKind, Inventory
 from racker.power.base import BmcCredentials
@@ -18,6 +17,7 @@ from racker.power.targets import (
     select_nodes,
     static_addresses,
 )
+from racker.rack.allocation import Allocation
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from racker.ra import ALL_NODES, is_router_solicitation, reply_address, router_advertisement
+from racker.ra.server import ALL_NODES, is_router_solicitation, reply_address, router_advertisement
 
 RS = bytes([133, 0, 0, 0, 0, 0, 0, 0])
 

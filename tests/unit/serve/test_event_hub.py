@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from racker.app.hub import EventHub
 from racker.events import DhcpEvent, Event, HttpEvent, NodeStateEvent
-from racker.serve import EventHub
 from racker.store import Store
 
 

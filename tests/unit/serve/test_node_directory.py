@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from racker.app import Rack
-from racker.config import Config
+from racker.app.directory import NodeDirectory
 from racker.model import BootAction
-from racker.netif import LocalInterface
-from racker.netplan import make_plan
-from racker.oem import Secret, read_oem, write_credentials
-from racker.serve import NodeDirectory
+from racker.rack.addressing import plan_addresses
+from racker.rack.config import Config
+from racker.rack.interfaces import LocalInterface
+from racker.rack.loading import Rack
+from racker.rack.oem import Secret, read_oem, write_credentials
 from racker.store import NodeState, Store
 
 EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
@@ -37,7 +37,9 @@ def rack(tmp_path: Path) -> Rack:
     address = ipaddress.IPv4Interface("10.99.0.1/24")
     interface = LocalInterface("pxe0", "52:54:00:99:02:01", 1500, (address,))
     config = Config()
-    return Rack(config, read_oem(oem), interface, make_plan(config, address), tmp_path / "state")
+    return Rack(
+        config, read_oem(oem), interface, plan_addresses(config, address), tmp_path / "state"
+    )
 
 
 def test_addresses_and_lookups(rack: Rack) -> None:

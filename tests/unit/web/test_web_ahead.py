@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from racker.profiles import NodeFacts, RenderContext
-from racker.tokens import make_token
 from racker.web import make_app
 from racker.web.ahead import render_nodes
 from racker.web.server import SERVICE, BootHttpServer
+from racker.web.tokens import make_token
 from tests.unit.web.helpers import KEY, NOW
 from tests.unit.web.standin import (
     KNOWN_MAC,

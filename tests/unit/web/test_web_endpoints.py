@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from racker.events import Event, HttpEvent, PhoneHomeEvent
 from racker.profiles import NodeFacts, RenderContext
-from racker.tokens import check_token, make_token
 from racker.web import make_app
 from racker.web.server import http_event
+from racker.web.tokens import check_token, make_token
 from tests.unit.web.helpers import KEY, NOW, web_client
 from tests.unit.web.standin import (
     KNOWN_MAC,

@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from racker.tokens import make_token
 from racker.web import BootHttpServer
 from racker.web.redact import redact
+from racker.web.tokens import make_token
 from tests.unit.web.helpers import KEY, NOW
 from tests.unit.web.standin import KNOWN_MAC, StandinCatalog, context_for
 

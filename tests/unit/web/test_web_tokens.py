@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from racker.tokens import check_token, make_token
+from racker.web.tokens import check_token, make_token
 
 KEY = bytes(range(32))
 MAC = "52:54:00:aa:00:01"

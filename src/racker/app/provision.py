@@ -12,14 +12,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from racker import app
-from racker.app import Options, Rack
-from racker.config import Config
+from racker.app.stack import BootStack
 from racker.errors import RackerError
 from racker.events import Event, Publish, discard
 from racker.model import Node
-from racker.oem import Credentials
-from racker.serve import BootStack
+from racker.rack import loading as app
+from racker.rack.config import Config
+from racker.rack.loading import Options, Rack
+from racker.rack.oem import Credentials
 from racker.store import Store
 
 log = logging.getLogger("racker.bootstrap")

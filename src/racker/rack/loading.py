@@ -10,12 +10,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from racker.config import DEFAULT_OEM_DIR, DEFAULT_STATE_DIR, Config, load_config
 from racker.errors import EnvironmentProblem, InventoryError, Problem
 from racker.model import NetworkPlan
-from racker.netif import LocalInterface, local_interfaces
-from racker.netplan import make_plan
-from racker.oem import OemData, read_oem
+from racker.rack.addressing import plan_addresses
+from racker.rack.config import DEFAULT_OEM_DIR, DEFAULT_STATE_DIR, Config, load_config
+from racker.rack.interfaces import LocalInterface, local_interfaces
+from racker.rack.oem import OemData, read_oem
 from racker.store import Store
 
 DEFAULT_CONFIG = Path("/etc/racker/racker.yaml")
@@ -124,7 +124,7 @@ def load_rack(options: Options) -> Rack:
         assert problem is not None
         raise EnvironmentProblem(str(problem), problem.hint)
     address = interface.ipv4[0] if interface.ipv4 else None
-    plan = make_plan(config, address, str(config_path(options) or "racker.yaml"))
+    plan = plan_addresses(config, address, str(config_path(options) or "racker.yaml"))
     return Rack(config, oem, interface, plan, state_dir(options, config))
 
 

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from racker.app import Options, read_config, read_rack_metadata, state_dir
 from racker.bootstrap.machine import DISK_PHASES
 from racker.errors import ConfigError, InventoryError
 from racker.model import NetworkPlan, Node
-from racker.netplan import make_plan
 from racker.profiles import RenderContext, RenderSettings
+from racker.rack.addressing import plan_addresses
+from racker.rack.loading import Options, read_config, read_rack_metadata, state_dir
 from racker.store import DB_NAME, NodeState, Store
 
 
@@ -52,7 +52,7 @@ def explain_render(
 ) -> str:
     """`racker render`: which group a MAC matches and why, its iPXE script and Ignition —
     from the files and the store alone, no server and no PXE interface needed."""
-    from racker.assets import current_version
+    from racker.mirror.flatcar import current_version
     from racker.profiles import NodeFacts, explain, load_catalog, settings_from_config
 
     config = read_config(options)
@@ -62,7 +62,7 @@ def explain_render(
     if node is None and csv_problems:
         raise InventoryError(csv_problems)
     try:
-        plan: NetworkPlan | None = make_plan(config, None)  # offline: no interface needed
+        plan: NetworkPlan | None = plan_addresses(config, None)  # offline: no interface needed
     except ConfigError:
         plan = None
     state_directory = state_dir(options, config)

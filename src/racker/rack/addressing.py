@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from racker.config import Config
 from racker.errors import ConfigError, Problem
 from racker.model import AddressRange, NetworkPlan
+from racker.rack.config import Config
 
 
 def _quarter(subnet: ipaddress.IPv4Network, index: int) -> AddressRange:
@@ -22,7 +22,7 @@ def _quarter(subnet: ipaddress.IPv4Network, index: int) -> AddressRange:
     return AddressRange(ipaddress.IPv4Address(start), ipaddress.IPv4Address(end))
 
 
-def make_plan(
+def plan_addresses(
     config: Config, interface_address: ipaddress.IPv4Interface | None, source: str = "racker.yaml"
 ) -> NetworkPlan:
     """Combine racker.yaml with the PXE interface's own address into a checked plan."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from racker.app import Options, find_pxe_interface, read_config, read_rack_metadata
 from racker.errors import ConfigError, Problem
 from racker.model import Inventory, NetworkPlan
-from racker.netif import LocalInterface, local_interfaces
-from racker.netplan import make_plan
-from racker.oem import NODES_CSV, OemData
+from racker.rack.addressing import plan_addresses
+from racker.rack.interfaces import LocalInterface, local_interfaces
+from racker.rack.loading import Options, find_pxe_interface, read_config, read_rack_metadata
+from racker.rack.oem import NODES_CSV, OemData
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def factory_check(options: Options, offline: bool = False) -> FactoryReport:
         Check(True, f"PXE interface {interface.name} ({interface.mac}, {addresses})")
     )
     try:
-        plan = make_plan(config, interface.ipv4[0] if interface.ipv4 else None)
+        plan = plan_addresses(config, interface.ipv4[0] if interface.ipv4 else None)
     except ConfigError as exc:
         report.checks.append(Check(False, "address plan", tuple(exc.problems)))
         return report

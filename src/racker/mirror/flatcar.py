@@ -33,8 +33,8 @@ from pathlib import Path
 
 from rich import progress as rp
 
-from racker import openpgp
 from racker.errors import RackerError
+from racker.mirror import openpgp
 
 PXE_KERNEL = "flatcar_production_pxe.vmlinuz"
 PXE_INITRD = "flatcar_production_pxe_image.cpio.gz"

@@ -1,6 +1,6 @@
 """The OEM directory the rack vendor writes (layer 2: reads files, checks their modes).
 
-``nodes.csv`` (see racker.inventory), ``ipmi_user`` and ``ipmi_password`` (one line each),
+``nodes.csv`` (see racker.rack.inventory), ``ipmi_user`` and ``ipmi_password`` (one line each),
 and optionally ``pxe_interface`` (the MAC of the management node's PXE NIC).
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from racker.errors import Problem
-from racker.inventory import parse_nodes_csv
 from racker.model import Inventory, Node, parse_mac
+from racker.rack.inventory import parse_nodes_csv
 
 NODES_CSV = "nodes.csv"
 IPMI_USER = "ipmi_user"

@@ -1,0 +1,161 @@
+"""EventHub: every server's events fan out from here — logged, stored in batches, delivered.
+
+Servers only ever see the hub's ``publish`` (and ``keeps``, the DHCP hot path's question).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from racker.dhcp.events import log_line as dhcp_log_line
+from racker.events import DhcpEvent, DiscoveryEvent, Event, EventLogOverflow, Publish
+from racker.store import Store
+
+log = logging.getLogger("racker.serve")
+_dhcp_log = logging.getLogger("racker.dhcp")
+
+
+class EventHub:
+    """Fan-out for events: log, persist (write-behind, batched), and subscribers.
+
+    Subscribers see every event. The store's event log gets every event of the rack's own
+    machines (``known``: a MAC in nodes.csv) and of racker itself, but the boot servers' events
+    about anyone else (pool clients, strangers, unidentified HTTP peers) only up to
+    ``STRANGER_EVENTS_PER_SECOND``: a persisted event costs ~10-15 us of JSON and SQLite, a
+    DHCP exchange makes four, and a flood of unknown clients must not take the boot server's CPU
+    or the disk. The same budget bounds the DHCP log lines (``-v``) of those clients. What is
+    left out is counted, stored as one ``EventLogOverflow`` per flush and told in a warning at
+    most once a minute.
+    """
+
+    # The event log keeps this many of the newest events (~100 MB of SQLite at most); pruned
+    # once every PRUNE_EVERY flushes, so it costs nothing per packet.
+    KEEP_EVENTS = 200_000
+    PRUNE_EVERY = 300
+    STRANGER_EVENTS_PER_SECOND = 1000
+    BUDGETED_SOURCES = frozenset({"dhcp", "tftp", "http"})
+    OVERFLOW_WARNING_INTERVAL = 60.0
+
+    def __init__(
+        self,
+        store: Store | None,
+        flush_interval: float = 0.2,
+        known: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.subscribers: list[Publish] = []
+        self.known = known  # is this MAC one of the rack's machines? (None: nobody is)
+        self._pending: list[Event] = []
+        self._flush_interval = flush_interval
+        self._flushes = 0
+        self._task: asyncio.Task[None] | None = None
+        self._per_flush = max(1, int(self.STRANGER_EVENTS_PER_SECOND * flush_interval))
+        self._budget = self._per_flush
+        self._left_out = 0  # strangers' events not stored since the last flush
+        self._left_out_since_warning = 0
+        self._clock = clock
+        self._warned = clock() - self.OVERFLOW_WARNING_INTERVAL
+        self._window_start = time.time()
+
+    def publish(self, event: Event) -> None:
+        if self._within_budget(event):  # else neither stored nor logged: a line costs like a row
+            _log_event(event)
+            self._pending.append(event)
+        for subscriber in list(self.subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # a broken subscriber must not break a server's hot path
+                log.exception("event subscriber failed on %s", event.kind)
+
+    def keeps(self, mac: str, count: int) -> bool:
+        """Would ``count`` boot-server events about ``mac`` be stored, logged or delivered?
+
+        If not (a client outside nodes.csv, the budget spent, no subscriber), they are counted
+        as left out here, so a hot path (DHCP: four events per exchange) need not build them.
+        """
+        known = self.known
+        if self.subscribers or self._budget > 0 or (known is not None and known(mac)):
+            return True
+        self._left_out += count
+        return False
+
+    def _within_budget(self, event: Event) -> bool:
+        mac, known = event.mac, self.known
+        if event.source not in self.BUDGETED_SOURCES or (mac and known and known(mac)):
+            return True
+        if self._budget > 0:
+            self._budget -= 1
+            return True
+        self._left_out += 1
+        return False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._flusher())
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            self.flush()
+
+    def flush(self) -> None:
+        self._budget = self._per_flush
+        now = time.time()
+        if self._left_out:
+            self._pending.append(
+                EventLogOverflow(
+                    "event-log-overflow",
+                    None,
+                    now,
+                    left_out=self._left_out,
+                    seconds=round(now - self._window_start, 3),
+                    limit=self.STRANGER_EVENTS_PER_SECOND,
+                )
+            )
+            self._left_out_since_warning += self._left_out
+            self._left_out = 0
+        self._window_start = now
+        if self._left_out_since_warning and (
+            self._clock() - self._warned >= self.OVERFLOW_WARNING_INTERVAL
+        ):
+            log.warning(
+                "event log: %d events of clients outside nodes.csv not stored or logged (more"
+                " than %d/s); the rack's own machines' events always are",
+                self._left_out_since_warning,
+                self.STRANGER_EVENTS_PER_SECOND,
+            )
+            self._warned = self._clock()
+            self._left_out_since_warning = 0
+        if not self._pending or self.store is None:
+            self._pending.clear()
+            return
+        batch, self._pending = self._pending, []
+        try:
+            self.store.append_events(batch)
+            self._flushes += 1
+            if self._flushes % self.PRUNE_EVERY == 0:
+                self.store.prune_events(self.KEEP_EVENTS)
+        except Exception as exc:
+            log.warning("could not write %d events to the store: %s", len(batch), exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.flush()
+
+
+def _log_event(event: Event) -> None:
+    # TFTP and HTTP log their transfers and requests themselves; DHCP, whose hot path does
+    # not log, is told here from its events (at INFO: `racker -v serve`). DEBUG: every event.
+    if isinstance(event, DhcpEvent | DiscoveryEvent) and _dhcp_log.isEnabledFor(logging.INFO):
+        line = dhcp_log_line(event)
+        if line is not None:
+            _dhcp_log.info("%s", line)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("event %s", event.to_dict())

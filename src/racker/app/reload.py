@@ -1,0 +1,103 @@
+"""SIGHUP: re-read the files and apply them to the running boot stack."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from racker.app.stack import BootStack
+from racker.model import AddressKind
+from racker.rack.loading import Rack
+
+log = logging.getLogger("racker.serve")
+
+
+# --- reload on SIGHUP (issue 9) -------------------------------------------------------------
+# What a reload applies in place: nodes.csv and the OEM files (inventory, reservations, BMC
+# MACs), the DHCP settings racker.yaml gives (lease times, pool, relays, unknown clients) and
+# the profiles/templates with their render settings. Leases are flushed to the store and read
+# back into the new DHCP core; TFTP transfers and HTTP requests in flight are untouched.
+# What needs a restart (sockets are bound from it): see RESTART_ONLY.
+
+RESTART_ONLY = (
+    ("the PXE interface", lambda r: r.interface.name),
+    ("racker's address (network.server/subnet)", lambda r: (r.plan.server, r.plan.subnet)),
+    ("state_dir", lambda r: r.state_dir),
+    ("tftp.*", lambda r: r.config.tftp),
+    ("http.port, http.assets_dir, http.bind_to_lease",
+     lambda r: (r.config.http.port, r.config.http.assets_dir, r.config.http.bind_to_lease)),
+    ("dhcp.router_advertisements", lambda r: r.config.dhcp.router_advertisements),
+)  # fmt: skip
+
+
+def reload_from_files(stack: BootStack, load: Callable[[], Rack]) -> bool:
+    """SIGHUP: re-read everything; invalid files keep the running configuration (logged)."""
+    from racker.errors import ProblemsError, RackerError
+
+    try:
+        rack = load()
+        pending = reload_stack(stack, rack)
+    except RackerError as err:
+        problems = err.problems if isinstance(err, ProblemsError) else []
+        log.error("reload failed, keeping the running configuration: %s", err.message)
+        for problem in problems:
+            log.error("  %s", problem)
+        return False
+    for what in pending:
+        log.warning("reload: %s changed; it takes effect after a restart", what)
+    log.info("reloaded: %d nodes", len(rack.oem.inventory.provisionable))
+    return True
+
+
+def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
+    """Apply ``rack`` to the running stack; return what changed but needs a restart.
+    Everything that can fail (profiles, allocations) is built before anything is swapped."""
+    from racker.dhcp.server import DhcpServer
+    from racker.dhcp.settings import build_core
+    from racker.profiles import load_catalog, settings_from_config
+    from racker.web.server import SERVICE, BootHttpServer
+
+    pending = [n for n, key in RESTART_ONLY if key(rack) != key(stack.started_rack)]
+    plan = stack.started_rack.plan  # the bound address stays until a restart
+    settings = settings_from_config(rack.config, plan, stack._flatcar_version())
+    catalog = load_catalog(rack.config.http.profiles_dir, settings)
+    allocations = stack.store.sync_allocations(rack.oem.inventory, plan)
+    directory = stack.directory
+    for server in stack.servers:
+        if isinstance(server, DhcpServer):
+            server.flush()  # the new core reads every lease back from the store
+            core = build_core(
+                rack.config,
+                plan,
+                {a.mac: a.address for a in allocations.values()},
+                leases=stack.store.leases(),
+                http_port=stack.http_port,
+                policy=directory.boot_action,
+                bmc_macs={a.mac for a in allocations.values() if a.kind is AddressKind.BMC},
+                keeps=stack.hub.keeps,
+            )
+            server.core = core
+            directory.lease_lookup = _lease_holder(core.leases)
+        elif isinstance(server, BootHttpServer):
+            service = server.app[SERVICE]
+            service.catalog = catalog
+            service.ipxe_cache.clear()
+            service.ipxe_ahead.clear()
+            server.render_again()  # once the directory below has the new inventory
+            stack.render_settings = settings
+    stack.rack = rack
+    directory.rebind(rack, allocations)
+    return pending
+
+
+def _lease_holder(leases: Any) -> Callable[[str], str | None]:
+    def holder(ip: str) -> str | None:
+        entry = leases.at(int(ipaddress.IPv4Address(ip)))
+        return entry.mac if entry is not None else None
+
+    return holder
+
+
+# --- end of reload on SIGHUP (issue 9) ---

@@ -1,0 +1,174 @@
+"""The boot stack: DHCP, TFTP and HTTP on the PXE interface, in one asyncio process.
+
+``BootStack`` is built from a loaded ``Rack`` and the store; it is what ``racker serve`` runs
+until a signal, and what ``racker bootstrap`` runs in-process. Every event of every server goes
+through one ``EventHub``: logged, appended to the store's event log in batches, and handed to
+subscribers (the orchestrator). Servers only ever see the hub's ``publish``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+from racker.app.directory import NodeDirectory
+from racker.app.hub import EventHub
+from racker.app.preview import render_context
+from racker.model import AddressKind, BootAction
+from racker.profiles import RenderContext
+from racker.rack.loading import Rack
+from racker.store import Store
+
+log = logging.getLogger("racker.serve")
+
+
+class BootStack:
+    """DHCP + TFTP + HTTP for one rack, started and stopped together."""
+
+    def __init__(self, rack: Rack, store: Store, hub: EventHub | None = None) -> None:
+        self.rack = rack
+        self.store = store
+        self.hub = hub or EventHub(store)
+        self.directory = NodeDirectory(rack, store)
+        self.hub.known = self.directory.knows
+        self.servers: list[Any] = []
+        self.http_port = rack.config.http.port
+        self.started_rack = rack  # issue 9: what the bound sockets were built from (reload)
+
+    @property
+    def server_ip(self) -> str:
+        return str(self.rack.plan.server)
+
+    async def start(self) -> None:
+        self.hub.start()
+        try:
+            builds = (self._build_dhcp, self._build_ra, self._build_tftp, self._build_http)
+            for build in builds:
+                server = build()
+                if server is None:
+                    continue
+                await server.start()
+                self.servers.append(server)
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "boot stack up on %s (%s): %d nodes, %s",
+            self.rack.interface.name,
+            self.server_ip,
+            len(self.rack.oem.inventory.provisionable),
+            ", ".join(type(s).__name__ for s in self.servers),
+        )
+
+    async def close(self) -> None:
+        for server in reversed(self.servers):
+            try:
+                await server.close()
+            except Exception:
+                log.exception("closing %s failed", type(server).__name__)
+        self.servers.clear()
+        await self.hub.close()
+
+    # -- the servers ----------------------------------------------------------------------
+
+    def _build_ra(self) -> Any:
+        # issue 8: answer IPv6 router solicitations so iPXE does not stall ~13 s (racker.ra)
+        if not self.rack.config.dhcp.router_advertisements:
+            return None
+        from racker.ra.server import RouterAdvertiser
+
+        return RouterAdvertiser(self.rack.interface.name, self.rack.interface.mac)
+
+    def _build_dhcp(self) -> Any:
+        from racker.dhcp.server import create_server
+
+        allocations = self.directory.allocations.values()
+        server = create_server(
+            self.rack.config,
+            self.rack.plan,
+            {a.mac: a.address for a in allocations},
+            interface=self.rack.interface.name,
+            store=self.store,
+            publish=self.hub.publish,
+            keeps=self.hub.keeps,
+            http_port=self.http_port,
+            policy=self.directory.boot_action,
+            bmc_macs={a.mac for a in allocations if a.kind is AddressKind.BMC},
+        )
+        leases = server.core.leases
+
+        def lease_holder(ip: str) -> str | None:
+            entry = leases.at(int(ipaddress.IPv4Address(ip)))
+            return entry.mac if entry is not None else None
+
+        self.directory.lease_lookup = lease_holder
+        return server
+
+    def _build_tftp(self) -> Any:
+        from racker.tftp.server import TftpServer
+
+        config = self.rack.config
+        # The operator's root first, so it can override a packaged loader.
+        roots = [config.tftp.ipxe_dir]
+        if config.tftp.root is not None:
+            roots.insert(0, config.tftp.root)
+        mtu = config.network.mtu or self.rack.interface.mtu
+        return TftpServer(
+            self.server_ip,
+            roots,
+            config.tftp,
+            mtu,
+            self.hub.publish,
+            policy=self.directory.may_fetch_boot_files,
+            mac_for=self.directory.mac_for_ip,
+            packaged=[config.tftp.ipxe_dir],
+        )
+
+    def _build_http(self) -> Any:
+        from racker.profiles import NodeFacts, load_catalog, settings_from_config
+        from racker.web.keyfile import load_or_create_key
+        from racker.web.server import BootHttpServer
+
+        config = self.rack.config
+        settings = settings_from_config(config, self.rack.plan, self._flatcar_version())
+        catalog = load_catalog(config.http.profiles_dir, settings)
+        server_url = f"http://{self.server_ip}:{self.http_port}"
+        directory = self.directory
+        self.render_settings = settings  # issue 9: replaced by reload_stack on SIGHUP
+
+        def context_for(facts: NodeFacts) -> RenderContext:
+            node = directory.node(facts.mac)
+            mac = node.primary_mac if node else facts.mac
+            return render_context(
+                node=node,
+                management=node is not None and node is self.rack.oem.inventory.management,
+                state=directory.state(mac) if mac else None,
+                installed=mac is not None and directory.boot_action(mac) is BootAction.DISK,
+                address=directory.address_of(mac) if mac else None,
+                server_url=server_url,
+                settings=self.render_settings,
+            )
+
+        return BootHttpServer(
+            self.server_ip,
+            self.http_port,
+            catalog,
+            context_for,
+            key=load_or_create_key(self.rack.state_dir / "http.key"),
+            assets_dir=self._assets_dir(),
+            publish=self.hub.publish,
+            node_states=directory.nodes_json,
+            address_of=directory.address_of,
+            bind_to_lease=config.http.bind_to_lease,
+            inventory=lambda: [node.primary_mac for node in directory.rack.oem.inventory.nodes],
+        )
+
+    def _assets_dir(self) -> Path:
+        return self.rack.config.http.assets_dir or self.rack.state_dir / "assets"
+
+    def _flatcar_version(self) -> str | None:
+        from racker.mirror.flatcar import current_version
+
+        return current_version(self._assets_dir(), self.rack.config.install.channel)

@@ -1,0 +1,1 @@
+"""The local mirror of the operating system racker installs (Flatcar), OpenPGP-verified."""
