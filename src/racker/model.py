@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$")
 _BARE_MAC_RE = re.compile(r"^[0-9a-fA-F]{12}$")
@@ -170,3 +171,15 @@ BootPolicy = Callable[[str], BootAction]
 
 def always_pxe(_mac: str) -> BootAction:
     return BootAction.PXE
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """A node's provisioning state as stored: the phase, since when, which attempt, why."""
+
+    mac: str
+    state: str
+    since: float
+    attempt: int = 0
+    reason: str = ""
+    data: dict[str, Any] | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from racker.errors import StateError
 from racker.events import Event
-from racker.model import AddressKind, Inventory, NetworkPlan
+from racker.model import AddressKind, Inventory, NetworkPlan, NodeState
 from racker.rack.allocation import Allocation, allocate, wanted_macs
 
 DB_NAME = "racker.db"
@@ -82,16 +82,6 @@ class Lease:
 # A lease as the leases table stores it: (dotted address, mac, state, expires, client_id,
 # hostname).
 LeaseRow = tuple[str, str, str, float, bytes | None, str | None]
-
-
-@dataclass(frozen=True)
-class NodeState:
-    mac: str
-    state: str
-    since: float
-    attempt: int = 0
-    reason: str = ""
-    data: dict[str, Any] | None = None
 
 
 class Store:

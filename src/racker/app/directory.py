@@ -10,7 +10,8 @@ from racker.bootstrap.machine import DISK_PHASES
 from racker.model import BootAction, Node
 from racker.rack.allocation import Allocation
 from racker.rack.loading import Rack
-from racker.store import NodeState, Store
+from racker.model import NodeState
+from racker.store import Store
 
 # Provisioning states after which a node boots from its disk.
 INSTALLED_STATES = DISK_PHASES

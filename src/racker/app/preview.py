@@ -12,7 +12,8 @@ from racker.model import NetworkPlan, Node
 from racker.profiles import RenderContext, RenderSettings
 from racker.rack.addressing import plan_addresses
 from racker.rack.loading import Options, read_config, read_rack_metadata, state_dir
-from racker.store import DB_NAME, NodeState, Store
+from racker.model import NodeState
+from racker.store import DB_NAME, Store
 
 
 def render_context(

@@ -6,8 +6,9 @@ and feeds the result back; observations arrive through ``feed`` (the boot stack'
 and are queued per node. Every transition is written to the store before anything else
 happens, so a run killed at any point (even SIGKILL) resumes from the stored phase.
 
-This module sees only ``racker.power.base``, events, the store and the model: the composition
-root hands it a concrete driver and connects ``feed`` and ``boot_policy`` to the boot stack.
+This module sees only ``racker.power.base``, events, the store's Protocol
+(``racker.bootstrap.storage``) and the model: the composition root hands it a concrete driver
+and the SQLite store, and connects ``feed`` and ``boot_policy`` to the boot stack.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Literal
 from racker.bootstrap import machine as m
 from racker.bootstrap.machine import Action, Deadlines, NodeRecord, Phase, Signal
 from racker.bootstrap.plan import PlannedNode
+from racker.bootstrap.storage import NodeStateStore
 from racker.errors import BmcError
 from racker.events import (
     Event,
@@ -33,7 +35,7 @@ from racker.events import (
     Publish,
     discard,
 )
-from racker.model import BootAction
+from racker.model import BootAction, NodeState
 from racker.power.base import (
     BmcTarget,
     BootDevice,
@@ -42,7 +44,6 @@ from racker.power.base import (
     PowerDriver,
     PowerState,
 )
-from racker.store import NodeState, Store
 
 log = logging.getLogger("racker.bootstrap")
 
@@ -99,7 +100,7 @@ class Bootstrap:
         self,
         targets: Sequence[NodeTarget],
         driver: PowerDriver,
-        store: Store,
+        store: NodeStateStore,
         options: RunOptions | None = None,
         *,
         publish: Publish = discard,

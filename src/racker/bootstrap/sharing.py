@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from racker.bootstrap.storage import EventLog
 from racker.errors import StateError
 from racker.events import DhcpEvent, Event, HttpEvent, PhoneHomeEvent, Publish, TftpEvent
-from racker.store import Store
 
 LOCK_NAME = "bootstrap.lock"
 
@@ -86,7 +86,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event | None:
 
 
 async def follow_store(
-    store: Store, feed: Publish, stop: asyncio.Event, interval: float = 0.25
+    store: EventLog, feed: Publish, stop: asyncio.Event, interval: float = 0.25
 ) -> None:
     """Feed the events another process (a running ``racker serve``) writes to the store."""
     last = store.last_event_id()

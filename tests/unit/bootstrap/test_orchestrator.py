@@ -244,7 +244,7 @@ async def test_resume_continues_from_the_stored_phase(tmp_path: Path) -> None:
     targets = make_targets(1, driver)
     mac = targets[0].mac
     with Store.open(tmp_path / "state") as store:
-        from racker.store import NodeState
+        from racker.model import NodeState
 
         # as if racker was killed while the node was installing (data written by a past run)
         store.set_node_state(NodeState(mac, "installing", 1.0, 2, "", {"persistent_pxe": True}))

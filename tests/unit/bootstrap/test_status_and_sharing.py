@@ -12,7 +12,8 @@ from racker.events import DhcpEvent, DiscoveryEvent, Event, HttpEvent, NodeState
 from racker.model import Node
 from racker.power.base import BmcCredentials, BmcTarget, BootDevice, BootSetting, PowerState
 from racker.power.fake import FakeDriver
-from racker.store import NodeState, Store
+from racker.model import NodeState
+from racker.store import Store
 
 NODES = [
     Node(2, 1, "52:54:00:00:00:01", "52:54:00:00:01:01", None, "big"),

@@ -15,7 +15,8 @@ import pytest
 
 from racker.errors import StateError
 from racker.events import DhcpEvent
-from racker.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Lease, NodeState, Store
+from racker.model import NodeState
+from racker.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Lease, Store
 
 
 def test_new_store_is_at_current_schema_in_wal_mode_and_private(tmp_path: Path) -> None:

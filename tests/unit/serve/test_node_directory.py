@@ -15,7 +15,8 @@ from racker.rack.config import Config
 from racker.rack.interfaces import LocalInterface
 from racker.rack.loading import Rack
 from racker.rack.oem import Secret, read_oem, write_credentials
-from racker.store import NodeState, Store
+from racker.model import NodeState
+from racker.store import Store
 
 EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
 MGMT, NODE1, NODE2 = "52:54:00:99:00:01", "52:54:00:99:00:10", "52:54:00:99:00:20"
