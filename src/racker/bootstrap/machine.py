@@ -266,7 +266,7 @@ def after_failure(
         raise IllegalTransition(f"{rec.mac}: retry of a node in phase {rec.phase}")
     if rec.attempt > retries and not force:
         return None
-    # Firmware that ignored a one-time PXE override gets a persistent one (issue 7).
+    # Firmware that ignored a one-time PXE override gets a persistent one.
     persistent = rec.persistent_pxe or rec.failed_in == P.POWER_CYCLED
     nxt = advance(rec, S.RETRY, now, deadlines)
     assert nxt is not None

@@ -154,7 +154,7 @@ class InstallConfig:
 
 @dataclass(frozen=True)
 class UpdatesConfig:
-    """Where `racker update`/`upgrade` find racker's releases (issue 9, docs/install.md)."""
+    """Where `racker update`/`upgrade` find racker's releases (docs/install.md)."""
 
     # URL of the release index (JSON listing versions, bundle URLs and SHA-256s).
     url: str | None = None
@@ -186,7 +186,7 @@ class Config:
     boot: BootConfig = field(default_factory=BootConfig)
     bmc: BmcConfig = field(default_factory=BmcConfig)
     install: InstallConfig = field(default_factory=InstallConfig)
-    # issue 9: racker's own releases, and pinned external tools (name: version, url, sha256).
+    # racker's own releases, and pinned external tools (name: version, url, sha256).
     updates: UpdatesConfig = field(default_factory=UpdatesConfig)
     tools: dict[str, ToolConfig] = field(default_factory=dict)
     # SSH public keys for the installed nodes' "core" user.

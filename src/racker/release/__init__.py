@@ -1,4 +1,4 @@
-"""racker's own releases (issue 9): the self-contained bundle, its installation under a prefix,
+"""racker's own releases: the self-contained bundle, its installation under a prefix,
 and updates from a release index.
 
 ``index`` is the pure part (layer 1: which release is an update, which an upgrade); the rest are
