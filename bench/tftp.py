@@ -63,12 +63,14 @@ def pinned(cpu: str, cmd: list[str]) -> list[str]:
 RACKER = """
 import asyncio, logging
 from pathlib import Path
-from racker.rack.config import TftpConfig
 from racker.events import discard
 from racker.tftp.server import TftpServer
+from racker.tftp.settings import TftpSettings
+from racker.tftp.transfer import TransferLimits, max_blksize_for_mtu
 logging.basicConfig(level=logging.ERROR)
 async def main():
-    server = TftpServer({ip!r}, [Path({root!r})], TftpConfig(), 1500, discard)
+    limits = TransferLimits(max_blksize=max_blksize_for_mtu(1500))
+    server = TftpServer({ip!r}, TftpSettings((Path({root!r}),), limits=limits), discard)
     await server.start()
     await asyncio.Event().wait()
 {run}

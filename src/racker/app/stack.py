@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from racker.app.directory import NodeDirectory
 from racker.app.hub import EventHub
@@ -20,6 +20,10 @@ from racker.model import AddressKind, BootAction
 from racker.profiles import RenderContext
 from racker.rack.loading import Rack
 from racker.store import Store
+
+if TYPE_CHECKING:  # imported where they are built, so importing this module loads no aiohttp
+    from racker.tftp.server import TftpServer
+    from racker.web.server import BootHttpServer
 
 log = logging.getLogger("racker.serve")
 
@@ -106,27 +110,21 @@ class BootStack:
         self.directory.lease_lookup = lease_holder
         return server
 
-    def _build_tftp(self) -> Any:
+    def _build_tftp(self) -> TftpServer:
         from racker.tftp.server import TftpServer
+        from racker.tftp.settings import tftp_settings
 
         config = self.rack.config
-        # The operator's root first, so it can override a packaged loader.
-        roots = [config.tftp.ipxe_dir]
-        if config.tftp.root is not None:
-            roots.insert(0, config.tftp.root)
         mtu = config.network.mtu or self.rack.interface.mtu
         return TftpServer(
             self.server_ip,
-            roots,
-            config.tftp,
-            mtu,
+            tftp_settings(config.tftp, mtu),
             self.hub.publish,
             policy=self.directory.may_fetch_boot_files,
             mac_for=self.directory.mac_for_ip,
-            packaged=[config.tftp.ipxe_dir],
         )
 
-    def _build_http(self) -> Any:
+    def _build_http(self) -> BootHttpServer:
         from racker.profiles import NodeFacts, load_catalog, settings_from_config
         from racker.web.keyfile import load_or_create_key
         from racker.web.server import BootHttpServer

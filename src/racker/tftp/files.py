@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from racker.errors import PacketError
+from racker.tftp.admission import FileRefused
 from racker.tftp.packets import MAX_FILENAME, ErrorCode
 from racker.tftp.transfer import BlockSource, BytesSource, netascii_encode
 
@@ -31,14 +31,6 @@ log = logging.getLogger("racker.tftp")
 # netascii needs the converted size up front (tsize, the last block), so the file is converted
 # in memory; boot files are binary and sent as octet, so a large netascii request is refused.
 NETASCII_LIMIT = 16 * 1024 * 1024
-
-
-class FileRefused(PacketError):
-    """A read request the server will not serve; ``code`` is the TFTP error to answer with."""
-
-    def __init__(self, code: ErrorCode, message: str, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.code = code
 
 
 def split_filename(filename: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The TFTP server: a thin asyncio shell around ``Transfer`` (layer 3).
+"""The TFTP server: a thin asyncio shell around ``admit`` and ``Transfer`` (layer 3).
 
 One non-blocking socket listens on port 69 of the PXE address. Each accepted read request gets
 its own ephemeral port, the transfer ID of RFC 1350 section 4 (``session.Session``: a socket
@@ -7,9 +7,10 @@ threads, and no asyncio transport in between, because a lock-step transfer is bo
 fast one ACK turns into the next DATA.
 
 Nothing a client sends can stop the server: a malformed request is logged and dropped, a refused
-one (write request, unknown mode, boot policy says no, a name that leaves the root) is answered
-with a TFTP error from a fresh port and logged, and a datagram from a stranger on a transfer's
-port gets error 5 without disturbing that transfer (RFC 1350 section 4).
+one (write request, unknown mode, boot policy says no, a name that leaves the root: the decision
+is ``admission.admit``'s) is answered with a TFTP error from a fresh port and logged, and a
+datagram from a stranger on a transfer's port gets error 5 without disturbing that transfer
+(RFC 1350 section 4).
 """
 
 from __future__ import annotations
@@ -19,26 +20,17 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Publish, TftpEvent
-from racker.rack.config import TftpConfig
-from racker.tftp.files import FileRefused, FileRoots
-from racker.tftp.packets import ErrorCode, Opcode, Request, decode, encode_error
+from racker.tftp.admission import Accept, Refuse, admit
+from racker.tftp.files import FileRoots
+from racker.tftp.packets import Request, decode, encode_error
 from racker.tftp.session import Address, Session
-from racker.tftp.transfer import MODES, TransferLimits, max_blksize_for_mtu
+from racker.tftp.settings import TftpSettings
 
 log = logging.getLogger("racker.tftp")
-
-
-# What a refused client is told: the log gets the detail (real paths), the wire does not.
-_CLIENT_TEXT = {
-    ErrorCode.FILE_NOT_FOUND: "File not found",
-    ErrorCode.ACCESS_VIOLATION: "Access violation",
-    ErrorCode.ILLEGAL_OPERATION: "Illegal TFTP operation",
-}
 
 
 def _allow_all(_ip: str) -> bool:
@@ -50,30 +42,26 @@ def _no_mac(_ip: str) -> str | None:
 
 
 class TftpServer:
-    """Serves files read-only from ``roots`` (searched in order) on ``host:port``."""
+    """Serves files read-only from ``settings.roots`` (searched in order) on ``host:port``.
+
+    ``settings``: ``tftp_settings(config.tftp, mtu)``; ``policy(ip)``: may this client fetch
+    boot files; ``mac_for(ip)``: the MAC the events name.
+    """
 
     def __init__(
         self,
         host: str,
-        roots: Sequence[Path],
-        settings: TftpConfig,
-        mtu: int,
+        settings: TftpSettings,
         publish: Publish,
         *,
         policy: Callable[[str], bool] = _allow_all,
         mac_for: Callable[[str], str | None] = _no_mac,
         port: int = 69,
-        packaged: Sequence[Path] = (),
     ) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port=0)
-        self.files = FileRoots(roots, settings.case_insensitive, packaged)
-        self.limits = TransferLimits(
-            max_blksize=max_blksize_for_mtu(mtu),
-            max_windowsize=settings.max_windowsize,
-            timeout=settings.timeout,
-            retries=settings.retries,
-        )
+        self.files = FileRoots(settings.roots, settings.case_insensitive, settings.packaged)
+        self.limits = settings.limits
         self.publish = publish
         self.policy = policy
         self.mac_for = mac_for
@@ -142,62 +130,40 @@ class TftpServer:
             return
         if addr in self.transfers:
             return  # the client retransmitted its request; the transfer already answers it
-        ip = addr[0]
-        if packet.opcode == Opcode.WRQ:
-            self._refuse(
-                addr,
-                packet,
-                ErrorCode.ACCESS_VIOLATION,
-                "write requests are refused (read-only server)",
-            )
-            return
-        if packet.mode not in MODES:
-            self._refuse(
-                addr,
-                packet,
-                ErrorCode.ILLEGAL_OPERATION,
-                f"transfer mode {packet.mode!r} not supported",
-            )
-            return
+        decision = admit(packet, addr[0], self.limits, self._may_fetch, self.files.open)
+        if isinstance(decision, Refuse):
+            self._refuse(addr, packet, decision)
+        else:
+            self._begin(addr, packet, decision)
+
+    def _may_fetch(self, ip: str) -> bool:
         try:
-            allowed = self.policy(ip)
+            return self.policy(ip)
         except Exception:
             log.exception("TFTP: boot policy failed for %s; refusing", ip)
-            allowed = False
-        if not allowed:
-            self._refuse(
-                addr,
-                packet,
-                ErrorCode.ACCESS_VIOLATION,
-                "boot policy: no boot files for this client",
-            )
-            return
-        try:
-            opened = self.files.open(packet.filename, packet.mode)
-        except FileRefused as exc:
-            self._refuse(addr, packet, exc.code, exc.message)
-            return
+            return False
+
+    def _begin(self, addr: Address, request: Request, accepted: Accept) -> None:
         if self._loop is None:
-            opened.close()
+            accepted.opened.close()
             return
         try:
-            session = Session(self, self._loop, addr, packet, opened)
+            session = Session(self, self._loop, addr, request, accepted)
         except OSError as exc:
-            opened.close()
+            accepted.opened.close()
             log.error("TFTP: cannot open a transfer socket for %s:%d: %s", *addr, exc)
             return
         self.transfers[addr] = session
         session.begin()
 
-    def _refuse(self, addr: Address, request: Request, code: ErrorCode, reason: str) -> None:
-        log.warning("TFTP: refused %r to %s:%d: %s", request.filename, *addr, reason)
-        text = _CLIENT_TEXT.get(code, reason)
+    def _refuse(self, addr: Address, request: Request, refused: Refuse) -> None:
+        log.warning("TFTP: refused %r to %s:%d: %s", request.filename, *addr, refused.reason)
         # From a fresh port, as the transfer would have come (RFC 1350 section 4).
         with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             sock.bind((self.host, 0))
-            sock.sendto(encode_error(code, text), addr)
-        self.event("transfer-failed", addr, request.filename, error=reason)
+            sock.sendto(encode_error(refused.code, refused.message), addr)
+        self.event("transfer-failed", addr, request.filename, error=refused.reason)
 
     def event(
         self,

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Protocol
 
-from racker.tftp.files import OpenedFile
+from racker.tftp.admission import Accept
 from racker.tftp.packets import ErrorCode, Request, encode_error
 from racker.tftp.transfer import Status, Transfer, TransferLimits
 
@@ -92,15 +92,17 @@ class Session:
         loop: asyncio.AbstractEventLoop,
         peer: Address,
         request: Request,
-        opened: OpenedFile,
+        accepted: Accept,
     ) -> None:
         self.server = server
         self.loop = loop
         self.clock = loop.time  # the clock call_at() uses, bound once for the hot path
         self.peer = peer
         self.request = request
-        self.opened = opened
-        self.transfer = Transfer(opened.source, request.options, server.limits)
+        self.opened = accepted.opened
+        self.transfer = Transfer(
+            accepted.opened.source, request.options, server.limits, accepted.negotiated
+        )
         self.guard, self.sock = _transfer_sockets(server.host, peer)
         self.send = self.sock.send  # bound once for the hot path
         self.recv = self.sock.recv
@@ -152,9 +154,9 @@ class Session:
 
     def _on_readable(self) -> None:
         # One datagram per wake-up: in lock-step the next ACK cannot be queued yet (the client
-        # has not got the DATA), so a second recv() would only fail with EAGAIN, which costs a
-        # syscall and an exception (1.5 us, a tenth of the server's CPU per block). The
-        # selector is level-triggered: anything still queued wakes us again.
+        # has not got the DATA), so a second recv() would only fail with EAGAIN, a syscall and
+        # an exception on every block (docs/benchmarks.md, "TFTP"). The selector is
+        # level-triggered: anything still queued wakes us again.
         try:
             data = self.recv(65536)
         except (BlockingIOError, InterruptedError):

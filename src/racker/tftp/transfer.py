@@ -142,9 +142,19 @@ class Status(enum.Enum):
 class Transfer:
     """The server side of one read request (see the module docstring)."""
 
-    def __init__(self, source: BlockSource, options: Options, limits: TransferLimits) -> None:
+    def __init__(
+        self,
+        source: BlockSource,
+        options: Options,
+        limits: TransferLimits,
+        negotiated: Negotiated | None = None,
+    ) -> None:
+        """``negotiated``: what ``negotiate(options, source.size, limits)`` gives, when the
+        caller already has it (``admission.admit`` negotiates to accept a request)."""
         self.source = source
-        self.negotiated = negotiate(options, source.size, limits)
+        if negotiated is None:
+            negotiated = negotiate(options, source.size, limits)
+        self.negotiated = negotiated
         self.blksize = self.negotiated.blksize
         self.windowsize = self.negotiated.windowsize
         self.timeout = self.negotiated.timeout
@@ -200,7 +210,8 @@ class Transfer:
         block's DATA. Anything else (an OACK's ACK, a duplicate, the last block, a window, an
         error, a finished transfer) returns None and changes nothing: pass ``data`` to
         ``on_datagram``. A lock-step transfer spends most of its life here, so this is a few
-        attribute reads and no lists (it saves ~1 us of the ~10 us of CPU a block costs).
+        attribute reads and no lists: the general path's list and dispatch are a measurable
+        share of a block's CPU (docs/benchmarks.md, "TFTP").
         """
         if data != self._expect:
             return None

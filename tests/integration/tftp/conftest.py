@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from racker.events import Event
-from racker.rack.config import TftpConfig
 from racker.tftp.server import TftpServer
+from racker.tftp.settings import TftpSettings
+from racker.tftp.transfer import TransferLimits, max_blksize_for_mtu
 from tests.support.netns import Link, entered, link
 
 SERVER_IP, CLIENT_IP, CLIENT_MAC = "10.99.0.1", "10.99.0.2", "52:54:00:aa:00:01"
@@ -114,15 +115,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     make_files(root, outside)
     events: list[Event] = []
     allowed = {CLIENT_IP}
-    settings = TftpConfig(timeout=0.2, retries=10)
+    limits = TransferLimits(max_blksize=max_blksize_for_mtu(1500), timeout=0.2, retries=10)
+    settings = TftpSettings(roots=(root,), limits=limits)
     with link(SERVER_IP, 24, CLIENT_IP, CLIENT_MAC) as net:
 
         def make() -> TftpServer:
             return TftpServer(
                 SERVER_IP,
-                [root],
                 settings,
-                1500,
                 events.append,
                 policy=lambda ip: ip in allowed,
                 mac_for=lambda ip: CLIENT_MAC if ip == CLIENT_IP else None,

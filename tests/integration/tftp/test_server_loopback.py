@@ -12,14 +12,16 @@ import pytest
 
 from racker.errors import EnvironmentProblem
 from racker.events import Event, TftpEvent
-from racker.rack.config import TftpConfig
 from racker.tftp.packets import Data, Error, decode, encode_ack, encode_error, encode_request
 from racker.tftp.server import TftpServer
+from racker.tftp.settings import TftpSettings
+from racker.tftp.transfer import TransferLimits, max_blksize_for_mtu
 from tests.integration.tftp.client import fetch
 
 
 def make(root: Path, events: list[Event], port: int = 0) -> TftpServer:
-    return TftpServer("127.0.0.1", [root], TftpConfig(), 65536, events.append, port=port)
+    limits = TransferLimits(max_blksize=max_blksize_for_mtu(65536))
+    return TftpServer("127.0.0.1", TftpSettings((root,), limits=limits), events.append, port=port)
 
 
 async def test_a_taken_port_is_an_environment_problem(tmp_path: Path) -> None:

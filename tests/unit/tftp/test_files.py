@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from racker.tftp.files import FileRefused, FileRoots, split_filename
+from racker.tftp.admission import FileRefused
+from racker.tftp.files import FileRoots, split_filename
 from racker.tftp.packets import ErrorCode
 
 
