@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from racker.app.stack import BootStack
 from racker.errors import RackerError
@@ -21,6 +21,11 @@ from racker.rack.config import Config
 from racker.rack.loading import Options, Rack
 from racker.rack.oem import Credentials
 from racker.store import Store
+
+if TYPE_CHECKING:
+    from racker.bootstrap.orchestrator import Ask, RunOptions, RunResult
+    from racker.bootstrap.plan import Plan
+    from racker.power.base import PowerDriver
 
 log = logging.getLogger("racker.bootstrap")
 
@@ -107,19 +112,19 @@ def boot_stack_running(rack: Rack) -> bool:
 async def run_bootstrap(
     rack: Rack,
     store: Store,
-    plan: Any,  # racker.bootstrap.plan.Plan
-    options: Any,  # racker.bootstrap.orchestrator.RunOptions
+    plan: Plan,
+    options: RunOptions,
     *,
-    progress_mode: str,
-    out: Any,
-    driver: Any = None,
+    publish: Publish = discard,
+    driver: PowerDriver | None = None,
     driver_name: str | None = None,
-    ask: Any = None,
-) -> Any:
-    """One bootstrap run; returns its ``RunResult``. The caller holds the ``RunLock``."""
+    ask: Ask | None = None,
+) -> RunResult:
+    """One bootstrap run; returns its ``RunResult``. The caller holds the ``RunLock``.
+
+    ``publish`` is told every event of the run (the CLI's progress view)."""
     from racker.bootstrap.machine import Phase, boot_action
     from racker.bootstrap.orchestrator import Bootstrap, NodeTarget
-    from racker.bootstrap.progress import Progress
     from racker.bootstrap.sharing import follow_store
     from racker.events import NodeStateEvent
 
@@ -130,10 +135,9 @@ async def run_bootstrap(
     if driver is None:
         publish_bmc = stack.hub.publish if stack is not None else discard
         driver = power_driver(rack.config, rack.state_dir, driver_name, publish_bmc)
-    progress = Progress({t.mac: t for t in targets}, progress_mode, out)  # type: ignore[arg-type]
 
-    def publish(event: Event) -> None:
-        progress(event)
+    def publish_run(event: Event) -> None:
+        publish(event)
         if stack is not None and isinstance(event, NodeStateEvent) and event.mac:
             stack.directory.overrides[event.mac] = boot_action(Phase(event.new))
 
@@ -142,7 +146,7 @@ async def run_bootstrap(
         driver,
         store,
         options,
-        publish=publish,
+        publish=publish_run,
         log_dir=rack.state_dir / "bootstrap",
         macs_by_address={str(a.address): mac for mac, a in store.allocations().items()},
         ask=ask,
@@ -153,7 +157,6 @@ async def run_bootstrap(
         loop.add_signal_handler(sig, boot.cancel)
     stop = asyncio.Event()
     follower = None
-    result = None
     try:
         if stack is not None:
             stack.hub.subscribers.append(boot.feed)
@@ -161,7 +164,7 @@ async def run_bootstrap(
         else:
             log.info("a boot stack already runs on %s: following it", rack.plan.server)
             follower = asyncio.create_task(follow_store(store, boot.feed, stop))
-        result = await boot.run()
+        return await boot.run()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -172,9 +175,6 @@ async def run_bootstrap(
             await stack.close()
         if own_driver:
             await driver.close()
-        progress.close()
-    progress.summary(result, {t.mac: t for t in targets})
-    return result
 
 
 def apply_lokomotive(

@@ -2,23 +2,24 @@
 
 Inventory, addresses and provisioning state come from the store; power and boot device from
 each node's BMC, all at once, each bounded by a timeout, so one dead BMC costs one timeout in
-total, not one per node.
+total, not one per node. The CLI prints the rows (``racker.cli.tables``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from rich.table import Table
-
+from racker.bootstrap.storage import EventLog, NodeStateStore
 from racker.errors import BmcError
 from racker.model import Node
 from racker.power.base import BmcTarget, PowerDriver
-from racker.store import Store
+
+
+class StatusStore(NodeStateStore, EventLog, Protocol):
+    """What ``collect_status`` reads: the stored phases and each node's last event."""
 
 
 @dataclass
@@ -81,7 +82,7 @@ async def collect_status(
     nodes: Sequence[Node],
     targets: Mapping[str, BmcTarget | BmcError],
     driver: PowerDriver,
-    store: Store,
+    store: StatusStore,
     addresses: Mapping[str, str],
     full: bool = False,
     timeout: float = 10.0,
@@ -118,48 +119,3 @@ async def collect_status(
             )
         )
     return rows
-
-
-def _ago(ts: float | None, now: float) -> str:
-    if ts is None:
-        return ""
-    seconds = int(max(now - ts, 0))
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return f"{seconds // 3600}h ago"
-
-
-def status_table(rows: Sequence[StatusRow], full: bool = False, now: float | None = None) -> Table:
-    now = time.time() if now is None else now
-    table = Table(box=None, pad_edge=False)
-    columns = ["node", "type", "role", "address", "bmc", "power", "state", "since", "last event"]
-    if full:
-        columns[4:4] = ["primary MAC", "BMC MAC", "secondary MAC", "BMC address"]
-        columns[-2:-2] = ["boot device", "attempt", "reason"]
-    for column in columns:
-        table.add_column(column)
-    for r in rows:
-        bmc = {True: "[green]ok[/]", False: "[red]unreachable[/]", None: "[yellow]n/a[/]"}[
-            r.bmc_reachable
-        ]
-        state = {"ready": f"[green]{r.state}[/]", "failed": f"[red]{r.state}[/]"}.get(
-            r.state, r.state
-        )
-        cells = [
-            r.node,
-            r.node_type,
-            r.role,
-            r.address,
-            bmc,
-            r.power,
-            state,
-            _ago(r.since, now),
-            r.last_event,
-        ]
-        if full:
-            cells[4:4] = [r.primary_mac, r.bmc_mac, r.secondary_mac, r.bmc_address]
-            cells[-2:-2] = [r.boot_device, str(r.attempt), r.reason]
-        table.add_row(*cells)
-    return table

@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich import progress as rp
-
 from racker.errors import RackerError
 from racker.mirror import openpgp
 
@@ -97,7 +95,7 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 class Progress:
-    """Progress reporting for downloads; the default reports nothing."""
+    """Progress reporting for downloads; the default reports nothing (the CLI's shows bars)."""
 
     def start(self, name: str, total: int | None, done: int) -> None:
         """A download of ``name`` begins (``done`` bytes already there from a resume)."""
@@ -322,35 +320,3 @@ def _sha512_from_digests(text: str, name: str) -> str | None:
         if section and section.startswith("SHA512") and len(parts) == 2 and parts[1] == name:
             return parts[0].lower()
     return None
-
-
-class RichProgress(Progress):
-    """A rich progress bar per file, for ``racker assets fetch`` on a terminal."""
-
-    def __init__(self, console: object | None = None) -> None:
-        self._bar = rp.Progress(
-            rp.TextColumn("{task.description}"),
-            rp.BarColumn(),
-            rp.DownloadColumn(),
-            rp.TransferSpeedColumn(),
-            rp.TimeRemainingColumn(),
-            console=console,  # type: ignore[arg-type]
-        )
-        self._task: rp.TaskID | None = None
-
-    def __enter__(self) -> RichProgress:
-        self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
-
-    def start(self, name: str, total: int | None, done: int) -> None:
-        self._task = self._bar.add_task(name, total=total, completed=done)
-
-    def advance(self, count: int) -> None:
-        if self._task is not None:
-            self._bar.advance(self._task, count)
-
-    def note(self, message: str) -> None:
-        self._bar.console.print(message)

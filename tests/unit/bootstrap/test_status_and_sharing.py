@@ -6,13 +6,13 @@ import asyncio
 from pathlib import Path
 
 from racker.bootstrap.sharing import event_from_dict, follow_store
-from racker.bootstrap.status import collect_status, status_table
+from racker.bootstrap.status import collect_status
+from racker.cli.tables import status_table
 from racker.errors import BmcNotConfigured
 from racker.events import DhcpEvent, DiscoveryEvent, Event, HttpEvent, NodeStateEvent
-from racker.model import Node
+from racker.model import Node, NodeState
 from racker.power.base import BmcCredentials, BmcTarget, BootDevice, BootSetting, PowerState
 from racker.power.fake import FakeDriver
-from racker.model import NodeState
 from racker.store import Store
 
 NODES = [

@@ -1,24 +1,29 @@
-"""What a bootstrap run shows (layer 4): a live view on a TTY, plain lines otherwise, or JSON.
+"""How long operations show on the terminal: a bootstrap run (a live table on a TTY, plain
+lines otherwise, or JSON lines) and a Flatcar download (a progress bar per file).
 
-The orchestrator publishes ``NodeStateEvent``s (and the boot-stack events it routed to a node);
-a ``Progress`` is that ``Publish``. It never decides anything: it only formats.
+Both only format what they are told: ``BootstrapProgress`` is the run's ``Publish`` (the
+orchestrator's ``NodeStateEvent``s and the boot-stack events routed to a node),
+``DownloadProgress`` the mirror's ``Progress`` hooks.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
+from rich import progress as rp
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from racker.bootstrap.machine import NodeRecord, Phase
-from racker.bootstrap.orchestrator import NodeTarget, RunResult
+from racker.bootstrap.orchestrator import RunResult
+from racker.bootstrap.plan import PlannedNode
 from racker.events import Event, NodeStateEvent
+from racker.mirror.flatcar import Progress
 
 Mode = Literal["live", "plain", "json"]
 
@@ -41,12 +46,12 @@ class _Row:
     reason: str = ""
 
 
-class Progress:
-    """A ``Publish`` that shows a run; ``close`` ends the live view."""
+class BootstrapProgress:
+    """A ``Publish`` that shows a run; ``close`` ends the live view, ``summary`` ends the run."""
 
     def __init__(
         self,
-        targets: Mapping[str, NodeTarget],
+        nodes: Iterable[PlannedNode],
         mode: Mode,
         out: IO[str],
         clock: Callable[[], float] = time.time,
@@ -54,10 +59,10 @@ class Progress:
         self.mode = mode
         self.out = out
         self.clock = clock
+        self.nodes = {p.node.primary_mac: p for p in nodes}
         now = clock()
         self.rows = {
-            mac: _Row(t.name, str(t.planned.role), started=now, since=now)
-            for mac, t in targets.items()
+            mac: _Row(p.name, str(p.role), started=now, since=now) for mac, p in self.nodes.items()
         }
         self._live: Live | None = None
         self._console = Console(file=out, force_terminal=mode == "live", soft_wrap=True)
@@ -116,10 +121,10 @@ class Progress:
             self._live.stop()
             self._live = None
 
-    def summary(self, result: RunResult, names: Mapping[str, NodeTarget]) -> None:
+    def summary(self, result: RunResult) -> None:
         """The final table (or, with JSON output, one ``summary`` object)."""
         self.close()
-        rows = summary_rows(result, names)
+        rows = summary_rows(result, self.nodes)
         if self.mode == "json":
             self.out.write(
                 json.dumps(
@@ -151,18 +156,51 @@ class Progress:
         console.print(f"{verdict}: {ready}/{len(rows)} node(s) ready in {took}")
 
 
-def summary_rows(result: RunResult, targets: Mapping[str, NodeTarget]) -> list[dict[str, Any]]:
+def summary_rows(result: RunResult, nodes: Mapping[str, PlannedNode]) -> list[dict[str, Any]]:
+    """One row per planned node (``nodes`` is keyed by primary MAC), in plan order."""
     rows = []
-    for mac, target in targets.items():
+    for mac, planned in nodes.items():
         rec: NodeRecord | None = result.records.get(mac)
         rows.append(
             {
-                "node": target.name,
+                "node": planned.name,
                 "mac": mac,
-                "role": str(target.planned.role),
+                "role": str(planned.role),
                 "state": str(rec.phase) if rec else "pending",
                 "attempts": rec.attempt if rec else 0,
                 "reason": rec.reason if rec and rec.phase is Phase.FAILED else "",
             }
         )
     return rows
+
+
+class DownloadProgress(Progress):
+    """A rich progress bar per file, for ``racker assets fetch`` on a terminal."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._bar = rp.Progress(
+            rp.TextColumn("{task.description}"),
+            rp.BarColumn(),
+            rp.DownloadColumn(),
+            rp.TransferSpeedColumn(),
+            rp.TimeRemainingColumn(),
+            console=console,
+        )
+        self._task: rp.TaskID | None = None
+
+    def __enter__(self) -> DownloadProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        self._task = self._bar.add_task(name, total=total, completed=done)
+
+    def advance(self, count: int) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, count)
+
+    def note(self, message: str) -> None:
+        self._bar.console.print(message)
