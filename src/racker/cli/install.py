@@ -1,12 +1,12 @@
 """``racker version``, ``install``, ``uninstall``, ``update``, ``upgrade`` and ``rollback``:
-racker's own releases on this machine. The steps live in ``racker.release`` (layout, update,
-index, systemd)."""
+racker's own releases on this machine. The wiring lives in ``racker.app.install``, the steps in
+``racker.release``."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,7 +18,6 @@ from racker.errors import RackerError
 
 if TYPE_CHECKING:
     from racker.rack.config import Config
-    from racker.release.index import ReleaseIndex
     from racker.release.update import Installer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,31 +61,9 @@ def _layout_options(func: F) -> F:
 def _installer(
     ctx: click.Context, root: Path, prefix: Path, bin_dir: Path | None
 ) -> tuple[Installer, Config]:
-    from racker.rack.loading import read_config, state_dir
-    from racker.release.layout import Layout, default_bin_dir
-    from racker.release.systemd import Systemctl
-    from racker.release.update import Installer
+    from racker.app.install import installer_for
 
-    options = options_of(ctx)
-    config = read_config(options)
-    layout = Layout(root, prefix, bin_dir or default_bin_dir(root))
-    return Installer(
-        layout,
-        Systemctl(root),
-        click.echo,
-        signing_key=config.updates.signing_key,
-        tools=config.tools,
-        state_dir=root / state_dir(options, config).relative_to("/"),
-    ), config
-
-
-def _release_index(config: Config, index_url: str | None) -> ReleaseIndex:
-    from racker.release.update import load_index
-
-    url = index_url or config.updates.url
-    if not url:
-        raise RackerError("no release index configured", "set updates.url in racker.yaml")
-    return load_index(url)
+    return installer_for(options_of(ctx), root, prefix, bin_dir, click.echo)
 
 
 @click.command("version")
@@ -104,17 +81,15 @@ def version(ctx: click.Context, check: bool, index_url: str | None) -> None:
 
 def _version_check(ctx: click.Context, index_url: str | None) -> None:
     """`racker version --check`: the installed release and what update/upgrade would get."""
-    from racker.release.index import check_versions
-    from racker.release.layout import installed
+    from racker.app.install import newer_releases, running_release
 
     root = Path(os.environ.get("RACKER_ROOT", "/"))
     prefix = Path(os.environ.get("RACKER_PREFIX", "/opt/racker"))
     installer, config = _installer(ctx, root, prefix, None)
-    info = installed(installer.layout)
-    have = info.version if info is not None else __version__
-    where = f"installed in {installer.layout.home}" if info else "running, not installed"
+    have, home = running_release(installer)
+    where = f"installed in {home}" if home else "running, not installed"
     click.echo(f"racker {have} ({where})")
-    found = check_versions(_release_index(config, index_url), have, installer.machine)
+    found = newer_releases(installer, config, index_url, have)
     if found.update:
         click.echo(f"update available: {found.update.version} (racker update)")
     if found.upgrade:
@@ -138,19 +113,12 @@ def install_cmd(
 ) -> None:  # fmt: skip
     """Install this bundle under the prefix: releases/VERSION, current, the racker command
     on PATH and the systemd unit (enabled when systemd runs)."""
-    from racker.release.layout import locked
+    from racker.app.install import install
 
     installer, _config = _installer(ctx, root, prefix, bin_dir)
-    with locked(installer.layout):
-        if bundle is not None:
-            installer.install_archive(bundle, start)
-        elif getattr(sys, "frozen", False):
-            installer.install_folder(Path(sys.executable).parent, start)
-        else:
-            raise RackerError(
-                "this racker is not a bundle (it runs from a Python environment)",
-                "run 'racker install' from the unpacked bundle, or pass --bundle FILE.tar.gz",
-            )
+    # A PyInstaller bundle is "frozen"; its folder holds the racker executable.
+    running_bundle = Path(sys.executable).parent if getattr(sys, "frozen", False) else None
+    install(installer, bundle, running_bundle, start)
 
 
 @click.command("uninstall")
@@ -159,8 +127,10 @@ def install_cmd(
 @click.pass_context
 def uninstall_cmd(ctx: click.Context, root: Path, prefix: Path, bin_dir: Path | None) -> None:
     """Remove racker (releases, command, unit); never the state directory or OEM files."""
+    from racker.app.install import uninstall
+
     installer, _config = _installer(ctx, root, prefix, bin_dir)
-    for path in installer.uninstall():
+    for path in uninstall(installer):
         click.echo(f"removed {path}")
     click.echo("kept the state directory and the OEM files")
 
@@ -174,18 +144,14 @@ def update_cmd(
     ctx: click.Context, root: Path, prefix: Path, bin_dir: Path | None, index_url: str | None
 ) -> None:
     """Install the newest compatible release (same MAJOR.MINOR) and restart the service."""
-    from racker.release.layout import locked
+    from racker.app.install import update
 
     installer, config = _installer(ctx, root, prefix, bin_dir)
-    with locked(installer.layout):
-        found = installer.check(_release_index(config, index_url))
-        if found.update is None:
-            installer.install_tools()
-            click.echo(f"racker {found.installed} is the newest compatible release")
-        else:
-            installer.apply(found.update)
-        if found.upgrade is not None:
-            click.echo(f"an incompatible upgrade exists: {found.upgrade.version} (racker upgrade)")
+    found = update(installer, config, index_url)
+    if found.update is None:
+        click.echo(f"racker {found.installed} is the newest compatible release")
+    if found.upgrade is not None:
+        click.echo(f"an incompatible upgrade exists: {found.upgrade.version} (racker upgrade)")
 
 
 @click.command("upgrade")
@@ -199,25 +165,20 @@ def upgrade_cmd(
     yes: bool,
 ) -> None:  # fmt: skip
     """Install the newest release, which may be incompatible, after showing what changes."""
-    from racker.release.index import describe_upgrade
-    from racker.release.layout import locked
+    from racker.app.install import upgrade
 
-    installer, config = _installer(ctx, root, prefix, bin_dir)
-    with locked(installer.layout):
-        current = installer.current()
-        found = installer.check(_release_index(config, index_url))
-        target = found.upgrade or found.update
-        if target is None:
-            installer.install_tools()
-            click.echo(f"racker {current.version} is the newest release")
-            return
-        for line in describe_upgrade(current.version, current.state_schema, target):
+    def confirm(changes: Sequence[str]) -> None:
+        for line in changes:
             click.echo(line)
         if not yes:
             if not sys.stdin.isatty():
                 raise RackerError("not on a terminal: cannot ask", "pass --yes to upgrade")
             click.confirm("upgrade?", abort=True)
-        installer.apply(target)
+
+    installer, config = _installer(ctx, root, prefix, bin_dir)
+    found = upgrade(installer, config, index_url, confirm)
+    if found.upgrade is None and found.update is None:
+        click.echo(f"racker {found.installed} is the newest release")
 
 
 @click.command("rollback")
@@ -226,8 +187,7 @@ def upgrade_cmd(
 @click.pass_context
 def rollback_cmd(ctx: click.Context, root: Path, prefix: Path, bin_dir: Path | None) -> None:
     """Make the release that the last update/upgrade replaced current again."""
-    from racker.release.layout import locked
+    from racker.app.install import rollback
 
     installer, _config = _installer(ctx, root, prefix, bin_dir)
-    with locked(installer.layout):
-        installer.rollback()
+    rollback(installer)
