@@ -96,7 +96,26 @@ IO_MODULES = {
     "selectors",
     "rich",
 }
-PURE_ALLOWED_THIRD_PARTY = {"yaml", "jinja2", "tftpy"}
+PURE_ALLOWED_THIRD_PARTY = {"yaml", "jinja2"}
+
+
+# Orchestration (layer 4) sees power drivers and the store only through their interfaces
+# (racker.power.base, racker.bootstrap.storage's Protocols): the composition root hands it the
+# concrete driver and the SQLite store. Terminal output is the CLI's.
+POWER_INTERFACE = {"racker.power", "racker.power.base"}
+ORCHESTRATION_FORBIDDEN_THIRD_PARTY = {"rich", "sqlite3", "pyghmi", "sushy"}
+
+
+def orchestration_violations(imports: set[str]) -> list[str]:
+    bad = []
+    for name in sorted(imports):
+        if name.startswith("racker.power") and name not in POWER_INTERFACE:
+            bad.append(f"{name} (a concrete power module: take a PowerDriver instead)")
+        elif name == "racker.store" or name.startswith("racker.store."):
+            bad.append(f"{name} (take racker.bootstrap.storage's Protocols instead)")
+        elif name.split(".")[0] in ORCHESTRATION_FORBIDDEN_THIRD_PARTY:
+            bad.append(name)
+    return bad
 
 
 def layer_of(module: str) -> int | None:
@@ -175,6 +194,21 @@ def test_imports_point_down(module: str) -> None:
             assert top in sys.stdlib_module_names or top == "__future__", (
                 f"layer-0 module {module} imports {name}: stdlib only"
             )
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer_of(m) == 4))
+def test_orchestration_sees_interfaces_only(module: str) -> None:
+    bad = orchestration_violations(imports_of(module, MODULES[module]))
+    assert not bad, f"{module} imports {bad}"
+
+
+def test_orchestration_check_can_fail() -> None:
+    assert orchestration_violations({"racker.power.ipmi", "racker.store", "rich.table"}) == [
+        "racker.power.ipmi (a concrete power module: take a PowerDriver instead)",
+        "racker.store (take racker.bootstrap.storage's Protocols instead)",
+        "rich.table",
+    ]
+    assert orchestration_violations({"racker.power.base", "racker.bootstrap.storage"}) == []
 
 
 def test_the_check_can_fail() -> None:
