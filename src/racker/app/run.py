@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -22,13 +21,13 @@ def run_event_loop(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> 
     """Run ``main`` to the end on asyncio's own loop, or on uvloop if asked and installed.
 
     The one place racker chooses its event loop (``racker serve``, ``racker bootstrap``).
-    ``loop`` (default: ``$RACKER_EVENT_LOOP``, else ``"asyncio"``) ``"uvloop"`` opts in: the
-    boot stack works on it (tests/integration/web/test_serve_event_loop.py) and /ipxe answers
-    ~10 % more requests per second, but aiohttp cannot ``sendfile`` on uvloop's transports,
-    so every asset byte is read and written through Python (4-5x the server CPU per MiB,
-    measured in issue 5), and the p99 goal was not met on either loop; see docs/benchmarks.md.
+    ``loop`` (None: ``"asyncio"``; the CLI passes ``$RACKER_EVENT_LOOP``) ``"uvloop"`` opts in:
+    the boot stack works on it (tests/integration/web/test_serve_event_loop.py) and /ipxe
+    answers ~10 % more requests per second, but aiohttp cannot ``sendfile`` on uvloop's
+    transports, so every asset byte is read and written through Python (4-5x the server CPU
+    per MiB), and the p99 goal was not met on either loop; see docs/benchmarks.md.
     """
-    choice = loop or os.environ.get("RACKER_EVENT_LOOP", "asyncio")
+    choice = loop or "asyncio"
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     name = "asyncio"
     if choice == "uvloop":
@@ -47,14 +46,16 @@ async def serve_until_signal(
     stack: BootStack,
     ready: Callable[[], None] | None = None,
     load: Callable[[], Rack] | None = None,
+    notify_socket: str | None = None,
 ) -> None:
     """Run the boot stack until SIGINT or SIGTERM, then close it cleanly (leases flushed).
 
-    issue 9: once every server is bound, tell systemd (sd_notify READY=1, a no-op outside a
-    Type=notify unit); on SIGHUP, re-read the files through ``load`` and apply them
-    (``reload_from_files``)."""
+    Once every server is bound, tell systemd on ``notify_socket`` ($NOTIFY_SOCKET: sd_notify
+    READY=1; None outside a Type=notify unit); on SIGHUP, re-read the files through ``load``
+    and apply them (``reload_from_files``)."""
     from racker.release.systemd import notify
 
+    systemd = {"NOTIFY_SOCKET": notify_socket or ""}
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -63,14 +64,14 @@ async def serve_until_signal(
         loop.add_signal_handler(signal.SIGHUP, reload_from_files, stack, load)
     started = time.monotonic()
     await stack.start()
-    notify("READY=1")
+    notify("READY=1", systemd)
     if ready is not None:
         ready()
     try:
         await stop.wait()
     finally:
         log.info("stopping after %.0f s", time.monotonic() - started)
-        notify("STOPPING=1")
+        notify("STOPPING=1", systemd)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await stack.close()

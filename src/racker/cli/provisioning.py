@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from racker.cli.root import options_of, rack_options
+from racker.cli.root import event_loop_choice, options_of, rack_options
 
 if TYPE_CHECKING:
     from racker.bootstrap.machine import NodeRecord
@@ -155,7 +155,8 @@ def bootstrap_cmd(
             result = run_event_loop(
                 run_bootstrap(
                     rack, store, plan, options, publish=progress, driver_name=driver_name, ask=ask
-                )
+                ),
+                loop=event_loop_choice(),
             )
         finally:
             progress.close()

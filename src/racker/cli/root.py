@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -142,6 +143,11 @@ def options_of(ctx: click.Context, interface: str | None = None) -> Options:
         config=obj.get("config"),
         interface=interface,
     )
+
+
+def event_loop_choice() -> str:
+    """``$RACKER_EVENT_LOOP``: ``uvloop`` opts in to uvloop (``racker.app.run``)."""
+    return os.environ.get("RACKER_EVENT_LOOP", "asyncio")
 
 
 @click.group(cls=RackerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from racker.cli.root import options_of, rack_options
+from racker.cli.root import event_loop_choice, options_of, rack_options
 
 
 @click.command("serve")
@@ -30,4 +32,8 @@ def serve(ctx: click.Context, interface: str | None) -> None:
 
         # SIGHUP re-reads racker.yaml, the OEM files and the profiles.
         reread = lambda: load_rack(options_of(ctx, interface))  # noqa: E731
-        run_event_loop(serve_until_signal(stack, ready, reread))
+        # Under systemd (a Type=notify unit), READY=1 and STOPPING=1 go to $NOTIFY_SOCKET.
+        notify_socket = os.environ.get("NOTIFY_SOCKET")
+        run_event_loop(
+            serve_until_signal(stack, ready, reread, notify_socket), loop=event_loop_choice()
+        )

@@ -1,16 +1,25 @@
 """``racker sim`` (a simulated rack on this machine) and ``racker demo``. The simulator lives
-in ``racker.sim``; these commands parse flags and print."""
+in ``racker.sim``; these commands parse flags, read where the sim guest is cached, and print."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import click
 
 _SIM_NAME = click.option(
     "--name", default="rack", show_default=True, help="Sim name (namespaces rsim-NAME-m/-r)."
 )
+
+
+def _guest_cache() -> Path:
+    """$RACKER_SIM_CACHE, or the default cache (which follows $XDG_CACHE_HOME when not root)."""
+    from racker.sim.guest import cache_dir
+
+    return cache_dir(os.environ.get("RACKER_SIM_CACHE"), os.environ.get("XDG_CACHE_HOME"))
 
 
 @click.group("sim")
@@ -34,7 +43,7 @@ def sim_up_cmd(count: int, firmware: str, subnet: str, name: str) -> None:
         spec = plan_sim(name, count, firmware, subnet)
     except (SimSpecError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
-    sim_up(spec)
+    sim_up(spec, guest_cache=_guest_cache())
     click.echo(f"sim {name} up: {count} node(s) in {spec.rack_ns}, management in {spec.mgmt_ns}")
     for node in spec.nodes:
         click.echo(f"  {node.hostname}  {node.mac}  {node.firmware:4}  BMC {node.bmc_host}:623")
@@ -97,4 +106,4 @@ def demo_cmd(count: int, firmware: str, keep: bool) -> None:
     """Simulate a rack, provision it with racker bootstrap, show racker status, tear down."""
     from racker.sim.demo import run_demo
 
-    sys.exit(run_demo(click.echo, count, firmware, keep=keep))
+    sys.exit(run_demo(click.echo, count, firmware, keep=keep, guest_cache=_guest_cache()))

@@ -43,6 +43,7 @@ def run_demo(
     name: str = "demo",
     root: Path = DEFAULT_ROOT,
     keep: bool = False,
+    guest_cache: Path | None = None,
 ) -> int:
     """Run the demo; returns bootstrap's exit code (0: every node ready)."""
     spec = plan_sim(name, nodes, firmware, root=root)
@@ -50,7 +51,7 @@ def run_demo(
         echo(f"== removing the sim left over by an interrupted demo ({name})")
         sim_down(name, root)
     echo(f"== racker sim up: {nodes} node(s), firmware {firmware} (QEMU + ipmi_sim, no KVM)")
-    sim_up(spec)
+    sim_up(spec, guest_cache=guest_cache)
     code = 1
     try:
         for node in spec.nodes:

@@ -1,8 +1,9 @@
 """The sim guest (Debian kernel + busybox "Flatcar installer" initramfs) and firmware files.
 
 Built and cached by ``scripts/build-sim-guest``; never committed. The cache is
-``$RACKER_SIM_CACHE``, else ``/var/cache/racker/sim`` as root, else ``~/.cache/racker/sim``
-(the same rule as the script).
+``$RACKER_SIM_CACHE``, else ``/var/cache/racker/sim`` as root, else ``$XDG_CACHE_HOME/racker/sim``
+or ``~/.cache/racker/sim`` (the same rule as the script). The CLI reads those variables and
+hands the values to ``cache_dir``; the script is told the chosen directory.
 """
 
 from __future__ import annotations
@@ -30,22 +31,28 @@ class GuestFiles:
     initramfs: Path
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("RACKER_SIM_CACHE")
-    if env:
-        return Path(env)
+def cache_dir(sim_cache: str | None = None, xdg_cache_home: str | None = None) -> Path:
+    """Where the guest is cached: ``sim_cache`` ($RACKER_SIM_CACHE) when given, else the
+    system cache as root, else the user's (``xdg_cache_home``, $XDG_CACHE_HOME, or ~/.cache)."""
+    if sim_cache:
+        return Path(sim_cache)
     if os.geteuid() == 0:
         return Path("/var/cache/racker/sim")
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = xdg_cache_home or str(Path.home() / ".cache")
     return Path(base) / "racker" / "sim"
 
 
-def guest_files(build: bool = True) -> GuestFiles:
-    """The cached guest; built first (when the build script is at hand and ``build``)."""
-    cache = cache_dir()
+def guest_files(cache: Path | None = None, build: bool = True) -> GuestFiles:
+    """The guest cached in ``cache`` (default: ``cache_dir()``); built first (when the build
+    script is at hand and ``build``)."""
+    cache = cache or cache_dir()
     if build and BUILD_SCRIPT.is_file():
-        # The script is a no-op when the cache is current (it checks a stamp).
-        done = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+        # The script is a no-op when the cache is current (it checks a stamp). It is told the
+        # directory, so it builds where this process looks.
+        env = {**os.environ, "RACKER_SIM_CACHE": str(cache)}
+        done = subprocess.run(
+            [str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, env=env
+        )
         if done.returncode != 0:
             raise EnvironmentProblem(
                 f"building the sim guest failed: {done.stderr.strip()[-500:]}",

@@ -76,10 +76,11 @@ def load_spec(name: str, root: Path = DEFAULT_ROOT) -> SimSpec | None:
 # -- up ---------------------------------------------------------------------------------------
 
 
-def sim_up(spec: SimSpec, python: str = sys.executable) -> SimSpec:
-    """Create the sim; on any failure, remove what was created and raise."""
+def sim_up(spec: SimSpec, python: str = sys.executable, guest_cache: Path | None = None) -> SimSpec:
+    """Create the sim; on any failure, remove what was created and raise. ``guest_cache``:
+    where the sim guest is cached (default: ``racker.sim.guest.cache_dir()``)."""
     check_host()
-    guest = guest_files()
+    guest = guest_files(guest_cache)
     if spec.root.exists() or {spec.mgmt_ns, spec.rack_ns} & namespaces():
         raise SimError(
             f"sim {spec.name} is already up (or left over)",
