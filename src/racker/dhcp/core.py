@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
 from racker.dhcp.codec import ZERO4, Message, decode, encode, ntoa
 from racker.dhcp.events import dhcp_event
-from racker.dhcp.leases import BOUND, DECLINED, LeaseTable, PersistedLease
+from racker.dhcp.leases import BOUND, DECLINED, OFFERED, LeaseTable, PersistedLease
 from racker.dhcp.options import (
     BOOTREPLY,
     BOOTREQUEST,
@@ -340,7 +340,7 @@ class DhcpCore:
         server_id = msg.options.get(_SERVER_ID)
         if server_id is not None and server_id != self._server_id:
             entry = self.leases.for_mac(mac)
-            if entry is not None and entry.state == "offered":
+            if entry is not None and entry.state is OFFERED:
                 self.leases.release(mac, now)  # our offer was declined by choosing another
             chosen = ntoa(server_id) if len(server_id) == 4 else server_id.hex()
             return None, f"client chose server {chosen}"
@@ -383,7 +383,7 @@ class DhcpCore:
         if not threshold:
             return 0
         entry = self.leases.for_mac(mac)
-        if entry is None or entry.state != BOUND or entry.address != address:
+        if entry is None or entry.state is not BOUND or entry.address != address:
             return 0
         if (client_id is not None and client_id != entry.client_id) or (
             hostname is not None and hostname != entry.hostname
@@ -453,7 +453,7 @@ class DhcpCore:
         if reserved is not None:
             if segment.contains(reserved):
                 held = self.leases.at(reserved)
-                if held is not None and held.state == DECLINED and held.expires > now:
+                if held is not None and held.state is DECLINED and held.expires > now:
                     # RFC 2131 §4.3.3: a declined address is not offered again while another
                     # host answers for it; dnsmasq disables a declined static address likewise.
                     why = (

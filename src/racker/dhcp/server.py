@@ -324,7 +324,7 @@ def _attach_filter(
 
 def _lease_row(entry: LeaseEntry) -> LeaseRow:
     dotted = socket.inet_ntoa(entry.address.to_bytes(4, "big"))
-    return (dotted, entry.mac, entry.state, entry.expires, entry.client_id, entry.hostname)
+    return (dotted, entry.mac, entry.state.value, entry.expires, entry.client_id, entry.hostname)
 
 
 def create_server(
