@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
 from racker.dhcp.codec import ZERO4, Message, decode, encode, ntoa
-from racker.dhcp.events import dhcp_event
+from racker.dhcp.events import Exchange
 from racker.dhcp.leases import BOUND, DECLINED, OFFERED, LeaseTable, PersistedLease
 from racker.dhcp.options import (
     BOOTREPLY,
@@ -245,10 +245,8 @@ class DhcpCore:
         keep = self._keeps is None or self._keeps(mac, 1 if answer is None else 2)
         events: list[Event] = found
         if keep:
-            in_event = dhcp_event(
-                mtype, mac, now, xid, "in", req.arch, req.kind, req.asked, None, reason
-            )
-            events = [in_event, *found]
+            exchange = Exchange(mac, now, xid, req.arch, req.kind)
+            events = [exchange.received(mtype, req.asked, reason), *found]
         if answer is None or segment is None:  # (there is an answer only with a segment)
             if mtype == _DECLINE:  # RFC 2131 §4.3.3: the client saw another host answer for it
                 asked = req.msg.options.get(_REQUESTED_ADDRESS) or req.msg.ciaddr
@@ -260,9 +258,7 @@ class DhcpCore:
             why = f"{ipaddress.IPv4Address(yiaddr)} is not this client's address"
             nak = self._nak(req.msg, xid, why)
             if keep:
-                events.append(
-                    dhcp_event(_NAK, mac, now, xid, "out", req.arch, req.kind, None, None, why)
-                )
+                events.append(exchange.sent(_NAK, None, None, why))
             return Outcome(encode(nak), destination(req.msg, nak), events)
         pxe = req.boot is not None and self._policy(mac) is not BootAction.DISK
         reply_key = (out_type, yiaddr, lease_time, pxe)
@@ -272,20 +268,7 @@ class DhcpCore:
                 req.replies.clear()  # a pool client moving through many addresses
             reply = req.replies[reply_key] = self._build_reply(req, segment, answer, pxe)
         if keep:
-            events.append(
-                dhcp_event(
-                    out_type,
-                    mac,
-                    now,
-                    xid,
-                    "out",
-                    req.arch,
-                    req.kind,
-                    reply.address,
-                    reply.boot_file,
-                    "",
-                )
-            )
+            events.append(exchange.sent(out_type, reply.address, reply.boot_file))
         template = reply.template
         return Outcome(template[:4] + xid_raw + template[8:], reply.destination, events)
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from racker.dhcp.events import dhcp_event
+from racker.dhcp.events import Exchange
 from racker.dhcp.options import MIN_MESSAGE_LEN
 from racker.dhcp.reply import BROADCAST, Destination
 from racker.errors import PacketError
@@ -339,9 +339,9 @@ def test_max_message_size_is_respected() -> None:
 
 
 def test_fast_dhcp_events_equal_constructed_ones() -> None:
-    # dhcp_event fills the instance dict directly (cheaper than the frozen __init__); it must
+    # Exchange fills the instance dict directly (cheaper than the frozen __init__); it must
     # stay the same object a constructor would build, field for field, if DhcpEvent changes.
-    fast = dhcp_event(5, NODE_MAC, 1.5, 7, "out", 7, "uefi", NODE_IP, "ipxe.efi", "")
+    fast = Exchange(NODE_MAC, 1.5, 7, 7, "uefi").sent(5, NODE_IP, "ipxe.efi")
     built = DhcpEvent(
         kind="ack",
         mac=NODE_MAC,
@@ -354,6 +354,27 @@ def test_fast_dhcp_events_equal_constructed_ones() -> None:
         address=NODE_IP,
         boot_file="ipxe.efi",
         reason="",
+    )
+    assert fast == built
+    assert fast.to_dict() == built.to_dict()
+    assert set(vars(fast)) == {f.name for f in dataclasses.fields(DhcpEvent)}
+    assert hash(fast) == hash(built)
+
+
+def test_fast_received_events_equal_constructed_ones() -> None:
+    fast = Exchange(NODE_MAC, 1.5, 7, None, "bios").received(3, NODE_IP, "a reason")
+    built = DhcpEvent(
+        kind="request",
+        mac=NODE_MAC,
+        ts=1.5,
+        xid=7,
+        message="REQUEST",
+        direction="in",
+        client_arch=None,
+        client_kind="bios",
+        address=NODE_IP,
+        boot_file=None,
+        reason="a reason",
     )
     assert fast == built
     assert fast.to_dict() == built.to_dict()

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from racker.app.hub import EventHub
-from racker.dhcp.events import dhcp_event, log_line
+from racker.dhcp.events import Exchange, log_line
 from racker.dhcp.options import MessageType
 from racker.events import DhcpEvent, DiscoveryEvent
 
@@ -22,9 +22,11 @@ def event(
     reason: str = "",
     client_kind: str = "uefi",
 ) -> DhcpEvent:
-    return dhcp_event(
-        mtype.value, MAC, 0.0, 1, direction, 7, client_kind, address, boot_file, reason
-    )
+    exchange = Exchange(MAC, 0.0, 1, 7, client_kind)
+    if direction == "in":
+        assert boot_file is None  # a client's message names none
+        return exchange.received(mtype.value, address, reason)
+    return exchange.sent(mtype.value, address, boot_file, reason)
 
 
 @pytest.mark.parametrize(
