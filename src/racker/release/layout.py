@@ -25,7 +25,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -93,6 +93,10 @@ class Layout:
 
     def release_dir(self, version: str) -> Path:
         return self.releases / version
+
+    def inside(self, path: Path) -> Path:
+        """``path``, a path under the root, as seen from inside the root."""
+        return Path("/") / path.relative_to(self.root)
 
 
 @contextlib.contextmanager
@@ -164,20 +168,25 @@ def copy_folder(layout: Layout, source: Path) -> BundleInfo:
     return adopt(layout, staged)
 
 
-def smoke_test(layout: Layout, version: str) -> None:
+def smoke_test(layout: Layout, version: str, enter: Callable[[], None] | None = None) -> None:
     """Run the new release's ``racker version`` before it becomes active: a bundle that does
-    not start on this host (wrong arch, truncated runtime) is refused here."""
+    not start on this host (wrong arch, truncated runtime) is refused here.
+
+    ``enter``, when given, is called in the child before it runs the command and moves it into
+    the root (the installer image enters the host's mount namespace): the release then runs by
+    its path inside the root, on the root's own C library, as its service will."""
     exe = layout.release_dir(version) / EXECUTABLE
     try:
         result = subprocess.run(
-            [str(exe), "version"],
+            [str(layout.inside(exe) if enter else exe), "version"],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"},
+            preexec_fn=enter,  # safe here: racker runs no threads while it installs
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, subprocess.SubprocessError) as exc:  # also: timed out, enter failed
         raise ReleaseError(f"{exe} does not run on this host: {exc}") from None
     if result.returncode != 0 or version not in result.stdout:
         detail = (result.stderr.strip().splitlines() or [result.stdout.strip()])[-1:]

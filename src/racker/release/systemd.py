@@ -56,7 +56,7 @@ class Systemctl:
         if not self.available():
             log.info("systemd is not running here: skipped systemctl %s", " ".join(args))
             return False
-        result = subprocess.run([self.command, *args], capture_output=True, text=True, check=False)
+        result = self._spawn([self.command, *args])
         if result.returncode != 0:
             log.warning(
                 "systemctl %s failed (%d): %s", " ".join(args), result.returncode,
@@ -67,3 +67,6 @@ class Systemctl:
 
     def is_active(self) -> bool:
         return self.run("is-active", "--quiet", UNIT_NAME)
+
+    def _spawn(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, check=False)

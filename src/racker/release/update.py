@@ -47,6 +47,9 @@ class Installer:
     tools: Mapping[str, ToolConfig] | None = None
     state_dir: Path | None = None
     arch: str = ""
+    # Moves a child process into the root before it runs a new release (see lay.smoke_test);
+    # set by the installer image, whose root is the host's, seen through /proc/1/root.
+    enter_root: Callable[[], None] | None = None
 
     @property
     def machine(self) -> str:
@@ -66,7 +69,7 @@ class Installer:
         return self._finish_install(info, start)
 
     def _finish_install(self, info: BundleInfo, start: bool) -> BundleInfo:
-        lay.smoke_test(self.layout, info.version)
+        lay.smoke_test(self.layout, info.version, self.enter_root)
         self.install_tools()
         was_active = self.systemctl.is_active()
         old = lay.activate(self.layout, info.version)
@@ -134,7 +137,7 @@ class Installer:
         finally:
             for leftover in (archive, archive.with_name(name + ".sig")):
                 leftover.unlink(missing_ok=True)
-        lay.smoke_test(self.layout, info.version)
+        lay.smoke_test(self.layout, info.version, self.enter_root)
         self.install_tools()
         if release.state_schema > current.state_schema:
             self._backup_state(current.version)
