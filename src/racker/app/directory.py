@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from racker.bootstrap.machine import DISK_PHASES
-from racker.model import BootAction, Node
+from racker.model import BootAction, Node, NodeState
 from racker.rack.allocation import Allocation
 from racker.rack.loading import Rack
-from racker.model import NodeState
 from racker.store import Store
 
 # Provisioning states after which a node boots from its disk.

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from racker.bootstrap.machine import DISK_PHASES
 from racker.errors import ConfigError, InventoryError
-from racker.model import NetworkPlan, Node
+from racker.model import NetworkPlan, Node, NodeState
 from racker.profiles import RenderContext, RenderSettings
 from racker.rack.addressing import plan_addresses
 from racker.rack.loading import Options, read_config, read_rack_metadata, state_dir
-from racker.model import NodeState
 from racker.store import DB_NAME, Store
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from racker.app.directory import NodeDirectory
-from racker.model import BootAction
+from racker.model import BootAction, NodeState
 from racker.rack.addressing import plan_addresses
 from racker.rack.config import Config
 from racker.rack.interfaces import LocalInterface
 from racker.rack.loading import Rack
 from racker.rack.oem import Secret, read_oem, write_credentials
-from racker.model import NodeState
 from racker.store import Store
 
 EXAMPLE = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
