@@ -1,11 +1,12 @@
 """The boot scripts' fast path: ``GET /boot.ipxe`` and ``GET /ipxe`` without aiohttp's request work.
 
 A rack powering on asks for every node's ``/ipxe`` within a few milliseconds, each over the
-connection its ``/boot.ipxe`` came on (iPXE keeps it alive). Through aiohttp each request costs
-~0.1 ms of CPU here (request object, middleware, response object, routing), so 200 at once
-queue for ~17 ms before a single one is rendered (bench/http.py: its /healthz bursts). This
-protocol answers those two requests itself, from the same ``BootService`` methods aiohttp's
-handlers call, and records them the same way (metrics, log line, ``HttpEvent``).
+connection its ``/boot.ipxe`` came on (iPXE keeps it alive). Through aiohttp each request first
+pays for a request object, the middleware, routing and a response object, and a burst of them
+queues behind that work before a single one is answered (bench/http.py's ``/healthz`` bursts;
+docs/benchmarks.md, "HTTP"). This protocol answers those two requests itself, from the same
+``BootService`` methods aiohttp's handlers call, and records them the same way (metrics, log
+line, ``HttpEvent``).
 
 Anything else, or anything it does not fully understand (another method or path, a header
 other than the few a plain GET carries, a header twice, no Host, obsolete line folding, bytes
@@ -13,6 +14,10 @@ outside printable ASCII, an over-long head), hands the connection, with every by
 answered, to aiohttp's own protocol, which serves it from then on: the fast path never answers
 a request aiohttp would answer differently, and never refuses one aiohttp would serve. A
 property test sends the same bytes to a server with and without the fast path and compares.
+
+Only aiohttp's public names are used: the query is decoded here (``decode_query``, tested
+against aiohttp's own ``request.query``) and the socket options aiohttp sets on its
+connections are set on the socket directly.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import asyncio
 import email.utils
 import http
 import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
+from urllib.parse import unquote_plus
 
 from aiohttp.http import SERVER_SOFTWARE
-from aiohttp.tcp_helpers import tcp_keepalive
-from yarl import URL
 
 from racker.model import parse_mac
 from racker.web.boot_script import boot_script
@@ -114,6 +119,76 @@ def parse_head(head: bytes) -> Head | None:
     return Head(path, raw_query if sep else "", host, version, keep_alive)
 
 
+class Query(Mapping[str, str]):
+    """A decoded query read as aiohttp's ``request.query`` (a multidict) reads: ``q[name]``,
+    ``get`` and ``in`` see the first value of a repeated name, iteration each name once;
+    ``len``, ``items()`` and ``values()`` see every pair, in order."""
+
+    __slots__ = ("_first", "pairs")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+        first: dict[str, str] = {}
+        for name, value in pairs:
+            first.setdefault(name, value)
+        self._first = first
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def items(self) -> ItemsView[str, str]:
+        return _Pairs(self)
+
+    def values(self) -> ValuesView[str]:
+        return _Values(self)
+
+
+class _Pairs(ItemsView[str, str]):
+    def __init__(self, query: Query) -> None:
+        super().__init__(query)
+        self._query = query
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._query.pairs)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._query.pairs
+
+
+class _Values(ValuesView[str]):
+    def __init__(self, query: Query) -> None:
+        super().__init__(query)
+        self._query = query
+
+    def __iter__(self) -> Iterator[str]:
+        return (value for _, value in self._query.pairs)
+
+    def __contains__(self, value: object) -> bool:
+        return any(v == value for _, v in self._query.pairs)
+
+
+def decode_query(raw: str) -> Query:
+    """``raw`` (percent-encoded, as sent) decoded as aiohttp decodes a request's query: split
+    at ``&``, name and value at the first ``=``, ``+`` is a space, ``%XX`` escapes are UTF-8
+    (undecodable bytes become U+FFFD, a malformed escape stays as it is), empty fields dropped.
+    """
+    pairs = []
+    for field in raw.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in field or "+" in field:
+            name, value = unquote_plus(name), unquote_plus(value)
+        pairs.append((name, value))
+    return Query(pairs)
+
+
 class HttpDate:
     """The Date header's value, formatted once a second."""
 
@@ -179,8 +254,7 @@ class FastPathServer:
         base = svc.server_url.rstrip("/") if svc.server_url else f"http://{head.host}"
         mac = None
         try:
-            # Decoded as aiohttp decodes a request's query (its parser builds the same URL).
-            query = URL.build(path=head.path, query_string=head.raw_query, encoded=True).query
+            query = decode_query(head.raw_query)
             mac = parse_mac(query.get("mac", ""))
             if head.path == "/ipxe":
                 answer = svc.ipxe_answer(Ask(query, head.raw_query, base, remote))
@@ -202,7 +276,7 @@ class BootFastPath(asyncio.Protocol):
 
     def __init__(self, server: FastPathServer) -> None:
         self.server = server
-        self.transport: Any = None
+        self.transport: asyncio.Transport  # from connection_made on
         self.remote: str | None = None
         self.buffer = b""
         self.paused = False
@@ -210,10 +284,19 @@ class BootFastPath(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else None
-        tcp_keepalive(transport)  # type: ignore[arg-type]
+        # What aiohttp's protocol sets on each of its connections: keep-alive probes, so a
+        # client gone without a FIN is found out, and no Nagle delay, so an answer written
+        # while an earlier one is unacknowledged (pipelining, the hand-off) is not held back
+        # waiting for the client's delayed ACK. asyncio's transport leaves TCP_NODELAY off on
+        # these sockets (it sets it only when the socket's proto is IPPROTO_TCP, and an
+        # accepted socket's is 0).
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self)
         loop = asyncio.get_running_loop()
         self.last_request = loop.time()

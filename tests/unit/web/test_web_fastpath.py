@@ -9,6 +9,7 @@ The property test comparing it with aiohttp is in test_web_fastpath_property.py.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,38 @@ async def test_a_failing_answer_is_a_500_and_the_connection_keeps_serving(
         ("/boot.ipxe", 200),
     ]
     writer.close()
+
+
+async def test_fast_path_connections_get_the_socket_options_aiohttp_gives_its_own(
+    tmp_path: Path,
+) -> None:
+    """SO_KEEPALIVE (a client gone without a FIN is found out) and TCP_NODELAY, on both paths."""
+    options = []
+    for fast in (True, False):
+        srv = BootHttpServer(
+            "127.0.0.1", 0, StandinCatalog(), context_for, key=KEY, assets_dir=tmp_path,
+            fast_path=fast,
+        )  # fmt: skip
+        await srv.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(get("/boot.ipxe"))
+            await read_response(reader)
+            if fast:
+                assert srv.fast.answered == 1
+                [connection] = srv.fast.connections
+                transport = connection.transport
+            else:
+                [handler] = srv._runner.server.connections
+                transport = handler.transport
+            sock = transport.get_extra_info("socket")
+            options.append(
+                (
+                    sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                )
+            )
+            writer.close()
+        finally:
+            await srv.close()
+    assert options[0] == options[1] == (1, 1)
