@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from racker.app.stack import BootStack
-from racker.model import AddressKind
 from racker.rack.loading import Rack
 
 log = logging.getLogger("racker.serve")
@@ -55,49 +52,26 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
     """Apply ``rack`` to the running stack; return what changed but needs a restart.
     Everything that can fail (profiles, allocations) is built before anything is swapped."""
     from racker.dhcp.server import DhcpServer
-    from racker.dhcp.settings import build_core
+    from racker.dhcp.settings import settings_from_config as dhcp_settings_from_config
     from racker.profiles import load_catalog, settings_from_config
-    from racker.web.server import SERVICE, BootHttpServer
+    from racker.web.server import BootHttpServer
 
     pending = [n for n, key in RESTART_ONLY if key(rack) != key(stack.started_rack)]
     plan = stack.started_rack.plan  # the bound address stays until a restart
     settings = settings_from_config(rack.config, plan, stack._flatcar_version())
     catalog = load_catalog(rack.config.http.profiles_dir, settings)
     allocations = stack.store.sync_allocations(rack.oem.inventory, plan)
+    dhcp = dhcp_settings_from_config(rack.config, plan, allocations, stack.http_port)
     directory = stack.directory
     for server in stack.servers:
         if isinstance(server, DhcpServer):
-            server.flush()  # the new core reads every lease back from the store
-            core = build_core(
-                rack.config,
-                plan,
-                {a.mac: a.address for a in allocations.values()},
-                leases=stack.store.leases(),
-                http_port=stack.http_port,
-                policy=directory.boot_action,
-                bmc_macs={a.mac for a in allocations.values() if a.kind is AddressKind.BMC},
-                keeps=stack.hub.keeps,
-            )
-            server.core = core
-            directory.lease_lookup = _lease_holder(core.leases)
+            server.reload(dhcp)  # leases flushed to the store and read back into a new core
         elif isinstance(server, BootHttpServer):
-            service = server.app[SERVICE]
-            service.catalog = catalog
-            service.ipxe_cache.clear()
-            service.ipxe_ahead.clear()
-            server.render_again()  # once the directory below has the new inventory
+            server.reload(catalog)  # renders ahead once the directory below has the inventory
             stack.render_settings = settings
     stack.rack = rack
     directory.rebind(rack, allocations)
     return pending
-
-
-def _lease_holder(leases: Any) -> Callable[[str], str | None]:
-    def holder(ip: str) -> str | None:
-        entry = leases.at(int(ipaddress.IPv4Address(ip)))
-        return entry.mac if entry is not None else None
-
-    return holder
 
 
 # --- end of reload on SIGHUP (issue 9) ---

@@ -8,7 +8,6 @@ subscribers (the orchestrator). Servers only ever see the hub's ``publish``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from racker.app.directory import NodeDirectory
 from racker.app.hub import EventHub
 from racker.app.preview import render_context
-from racker.model import AddressKind, BootAction
+from racker.model import BootAction
 from racker.profiles import RenderContext
 from racker.rack.loading import Rack
 from racker.store import Store
 
 if TYPE_CHECKING:  # imported where they are built, so importing this module loads no aiohttp
+    from racker.dhcp.server import DhcpServer
     from racker.tftp.server import TftpServer
     from racker.web.server import BootHttpServer
 
@@ -85,29 +85,19 @@ class BootStack:
 
         return RouterAdvertiser(self.rack.interface.name, self.rack.interface.mac)
 
-    def _build_dhcp(self) -> Any:
-        from racker.dhcp.server import create_server
+    def _build_dhcp(self) -> DhcpServer:
+        from racker.dhcp.core import build_core
+        from racker.dhcp.server import DhcpServer
+        from racker.dhcp.settings import settings_from_config
 
-        allocations = self.directory.allocations.values()
-        server = create_server(
-            self.rack.config,
-            self.rack.plan,
-            {a.mac: a.address for a in allocations},
-            interface=self.rack.interface.name,
-            store=self.store,
-            publish=self.hub.publish,
-            keeps=self.hub.keeps,
-            http_port=self.http_port,
-            policy=self.directory.boot_action,
-            bmc_macs={a.mac for a in allocations if a.kind is AddressKind.BMC},
+        settings = settings_from_config(
+            self.rack.config, self.rack.plan, self.directory.allocations, self.http_port
         )
-        leases = server.core.leases
-
-        def lease_holder(ip: str) -> str | None:
-            entry = leases.at(int(ipaddress.IPv4Address(ip)))
-            return entry.mac if entry is not None else None
-
-        self.directory.lease_lookup = lease_holder
+        core = build_core(
+            settings, self.store.leases(), policy=self.directory.boot_action, keeps=self.hub.keeps
+        )
+        server = DhcpServer(self.rack.interface.name, core, self.hub.publish, self.store)
+        self.directory.lease_lookup = server.lease_holder  # follows the core a reload swaps in
         return server
 
     def _build_tftp(self) -> TftpServer:
@@ -134,7 +124,7 @@ class BootStack:
         catalog = load_catalog(config.http.profiles_dir, settings)
         server_url = f"http://{self.server_ip}:{self.http_port}"
         directory = self.directory
-        self.render_settings = settings  # issue 9: replaced by reload_stack on SIGHUP
+        self.render_settings = settings  # replaced by reload_stack on SIGHUP
 
         def context_for(facts: NodeFacts) -> RenderContext:
             node = directory.node(facts.mac)

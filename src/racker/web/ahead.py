@@ -1,7 +1,7 @@
 """iPXE scripts rendered ahead of the request, for every node of the inventory.
 
 A rack powering on asks for ~all its scripts within a few milliseconds; rendered on request
-they cost ~0.1 ms of CPU each (jinja2, two HMACs) and queue behind each other. Rendered ahead,
+each costs a render (jinja2) and two HMACs, and they queue behind each other. Rendered ahead,
 each answer is a dict lookup (``BootService.cached_ipxe``). Only when the catalog's iPXE
 answers depend on nothing of the request but the MAC (``Catalog.ipxe_per_node``) and the
 server's URL is fixed. Tokens in the scripts change every ``expiry_step`` seconds, so the
@@ -23,8 +23,9 @@ from racker.web.handlers import BootService
 
 log = logging.getLogger("racker.http")
 
-# Nodes rendered between two turns of the event loop: 0.1 ms a node, so the refresh never
-# holds DHCP, TFTP and HTTP up for more than ~5 ms (200 nodes at once would be 20 ms).
+# Nodes rendered between two turns of the event loop: small enough that a refresh never holds
+# DHCP, TFTP and HTTP up for long, whatever the size of the inventory (a rack rendered in one
+# go would hold them for as long as a whole burst of requests takes).
 CHUNK = 50
 
 

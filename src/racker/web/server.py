@@ -42,7 +42,8 @@ log = logging.getLogger("racker.http")
 SERVICE = web.AppKey("racker_boot_service", BootService)
 # Listen backlog: a rack powering on opens hundreds of connections at once. aiohttp's default
 # (128) overflowed under 200 concurrent clients: Linux then drops the handshake's last ACK and
-# the client resends after the 200 ms minimum RTO (measured: p99 297 ms instead of ~15 ms).
+# the client resends only after the minimum retransmission timeout (RFC 6298), which dwarfs
+# the answer itself (docs/benchmarks.md, "HTTP").
 _BACKLOG = 1024
 # Idle keep-alive connections are closed after this long (nginx's default; aiohttp's is an
 # hour). iPXE reuses its connection within seconds: /boot.ipxe, /ipxe, kernel, initrd.
@@ -172,8 +173,8 @@ def http_event(
     """An ``HttpEvent`` (kind "request"), equal to one built by its constructor.
 
     One per request: the frozen dataclass' generated ``__init__`` assigns its 9 fields through
-    ``object.__setattr__`` (~3 µs here); filling the instance dict directly costs under 1 µs.
-    A unit test keeps the field set in step with ``racker.events``.
+    ``object.__setattr__``, one call each; filling the instance dict directly is one call, a
+    fraction of the cost. A unit test keeps the field set in step with ``racker.events``.
     """
     event: HttpEvent = _new(HttpEvent)
     event.__dict__.update(
@@ -269,7 +270,7 @@ class BootHttpServer:
             self._ahead.start()
         # Everything allocated so far (modules, templates, the app) lives as long as the
         # process: move it out of the collector's way, so full collections during a burst
-        # scan only what requests allocate (gen-2 pauses up to 25 ms before, 7 ms after).
+        # scan only what requests allocate, not the whole heap.
         gc.freeze()
         log.info("HTTP boot server listening on %s:%d", bound[0], self.port)
 
@@ -277,6 +278,16 @@ class BootHttpServer:
         """Render the inventory's iPXE scripts now (a reload changed catalog or inventory)."""
         if self._ahead is not None:
             self._ahead.again()
+
+    def reload(self, catalog: RenderCatalog) -> None:
+        """Answer from ``catalog`` from now on (SIGHUP). Scripts rendered from the old one are
+        dropped; the inventory's are rendered again on the next turn of the event loop, so
+        after the caller has also swapped what ``context_for`` and ``inventory`` read."""
+        svc = self.app[SERVICE]
+        svc.catalog = catalog
+        svc.ipxe_cache.clear()
+        svc.ipxe_ahead.clear()
+        self.render_again()
 
     async def close(self) -> None:
         if self._ahead is not None:
@@ -302,10 +313,10 @@ class _Acceptor:
     """Accepts connections and hands each to aiohttp (``loop.connect_accepted_socket``).
 
     Not ``loop.create_server``: on uvloop that accepts one connection per loop iteration
-    (strace: one accept4 per epoll_wait), so when 200 clients connect at once the last ones
-    wait behind ~200 rounds of everyone else's requests (measured: p99 0.4-0.7 s under
-    ``ab -k -c 200``). Draining the accept queue on each wake-up, as asyncio's own loop does,
-    behaves the same on both loops.
+    (strace: one accept4 per epoll_wait), so when a rack's clients connect at once the last
+    ones wait behind a round of everyone else's requests per connection accepted before
+    theirs. Draining the accept queue on each wake-up, as asyncio's own loop does, behaves the
+    same on both loops.
     """
 
     def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:

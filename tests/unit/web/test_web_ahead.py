@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from racker.profiles import NodeFacts, RenderContext
 from racker.web import make_app
@@ -129,6 +129,31 @@ async def test_the_server_renders_its_inventory_ahead_and_again_on_request(
     finally:
         await server.close()
     assert server._ahead is None
+
+
+async def test_reload_answers_from_the_new_catalog_and_renders_it_ahead(tmp_path: Path) -> None:
+    old, new = StandinCatalog(ipxe_per_node=True), StandinCatalog(ipxe_per_node=True)
+    server = BootHttpServer(
+        "127.0.0.1", 0, old, context_for, key=KEY, assets_dir=tmp_path, server_url=SERVER,
+        inventory=lambda: [KNOWN_MAC],
+    )  # fmt: skip
+    await server.start()
+    try:
+        svc = server.app[SERVICE]
+        svc.ipxe_answer(svc.ask(make_mocked_request("GET", "/ipxe?mac=52:54:00:aa:00:02")))
+        assert [mac for mac, _ in svc.ipxe_ahead] == [KNOWN_MAC]
+        assert [mac for mac, _ in svc.ipxe_cache] == [OTHER_MAC]  # rendered on request
+        server.reload(new)
+        assert svc.catalog is new and not svc.ipxe_cache and not svc.ipxe_ahead
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if svc.ipxe_ahead:
+                break
+        assert [mac for mac, _ in svc.ipxe_ahead] == [KNOWN_MAC]
+        assert [facts.mac for _, facts, _ in new.calls] == [KNOWN_MAC]  # from the new one
+        assert len(old.calls) == 2
+    finally:
+        await server.close()
 
 
 async def test_the_refresh_renders_in_chunks_letting_the_loop_run_between(
