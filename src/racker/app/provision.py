@@ -12,11 +12,12 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from racker.app.load import load_rack
 from racker.app.stack import BootStack
 from racker.errors import RackerError
 from racker.events import Event, Publish, discard
 from racker.model import Node
-from racker.rack import loading as app
+from racker.rack import loading
 from racker.rack.config import Config
 from racker.rack.loading import Options, Rack
 from racker.rack.oem import Credentials
@@ -54,18 +55,18 @@ def bmc_entries(
     from racker.errors import InventoryError, StateError
     from racker.power.targets import resolve_targets
 
-    config = app.read_config(options)
-    oem = app.read_rack_metadata(options, config)
+    config = loading.read_config(options)
+    oem = loading.read_rack_metadata(options, config)
     if oem.problems:
         raise InventoryError(list(oem.problems))
     credentials = bmc_credentials(oem.credentials)
-    state = app.state_dir(options, config)
+    state = loading.state_dir(options, config)
     allocations: dict[str, Any] = {}
     try:
         # Allocate as 'racker serve' would (stable addresses); without a PXE interface here,
         # use what serve stored.
         try:
-            rack = app.load_rack(options)
+            rack = load_rack(options)
         except RackerError:
             rack = None
         with Store.open(state) as store:
@@ -83,7 +84,7 @@ def bmc_entries(
         allocations=allocations,
         overrides=config.bmc.addresses,
         include_management=include_management,
-        source=str(app.config_path(options) or "racker.yaml"),
+        source=str(loading.config_path(options) or "racker.yaml"),
     )
     return config, state, entries
 

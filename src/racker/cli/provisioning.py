@@ -104,6 +104,7 @@ def bootstrap_cmd(
     Exit 0 only when every selected node is ready. Safe to run again after an interruption:
     each node continues from where it was, ready nodes are skipped.
     """
+    from racker.app.load import load_rack, open_store
     from racker.app.provision import apply_lokomotive, run_bootstrap
     from racker.app.run import run_event_loop
     from racker.bootstrap.machine import Deadlines
@@ -112,7 +113,6 @@ def bootstrap_cmd(
     from racker.bootstrap.sharing import RunLock
     from racker.cli.progress import BootstrapProgress, Mode
     from racker.power.targets import select_nodes
-    from racker.rack.loading import load_rack, open_store
 
     rack = load_rack(options_of(ctx, interface))
     inventory = rack.oem.inventory
@@ -188,9 +188,9 @@ def status_cmd(
 
     from rich.console import Console
 
+    from racker.app.load import load_rack, open_store
     from racker.app.provision import rack_status
     from racker.cli.tables import status_table
-    from racker.rack.loading import load_rack, open_store
 
     rack = load_rack(options_of(ctx, interface))
     with open_store(rack) as store:

@@ -15,9 +15,9 @@ from racker.cli.root import event_loop_choice, options_of, rack_options
 @click.pass_context
 def serve(ctx: click.Context, interface: str | None) -> None:
     """Run the boot stack (DHCP, TFTP, HTTP) on the PXE interface until SIGINT/SIGTERM."""
+    from racker.app.load import load_rack, open_store
     from racker.app.run import run_event_loop, serve_until_signal
     from racker.app.stack import BootStack
-    from racker.rack.loading import load_rack, open_store
 
     rack = load_rack(options_of(ctx, interface))
     with open_store(rack) as store:

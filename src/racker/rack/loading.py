@@ -1,22 +1,19 @@
-"""The composition root (layer 5): the one place that builds concrete objects.
+"""Reading the rack's files: where racker.yaml, the OEM directory and the state directory are
+(flags, racker.yaml, defaults), what they hold, and which local NIC is the PXE interface.
 
-The CLI hands it plain options; it reads racker.yaml and the OEM directory, finds the PXE
-interface, derives the address plan, opens the store, and builds servers and drivers.
+``Rack`` is the checked result; ``racker.app.load.load_rack`` assembles it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from racker.errors import EnvironmentProblem, InventoryError, Problem
+from racker.errors import Problem
 from racker.model import NetworkPlan
-from racker.rack.addressing import plan_addresses
 from racker.rack.config import DEFAULT_OEM_DIR, DEFAULT_STATE_DIR, Config, load_config
 from racker.rack.interfaces import LocalInterface, local_interfaces
 from racker.rack.oem import OemData, read_oem
-from racker.store import Store
 
 DEFAULT_CONFIG = Path("/etc/racker/racker.yaml")
 
@@ -110,27 +107,3 @@ def find_pxe_interface(
         "cannot tell which interface is the PXE interface",
         "write its MAC to pxe_interface, use the 5-column nodes.csv, or pass --interface IF",
     )
-
-
-def load_rack(options: Options) -> Rack:
-    """Load and check everything; raise the first class of problem found, with all of them."""
-    config = read_config(options)
-    interfaces = local_interfaces()
-    oem = read_rack_metadata(options, config, interfaces)
-    if oem.problems:
-        raise InventoryError(list(oem.problems))
-    interface, problem = find_pxe_interface(options, config, oem, interfaces)
-    if interface is None:
-        assert problem is not None
-        raise EnvironmentProblem(str(problem), problem.hint)
-    address = interface.ipv4[0] if interface.ipv4 else None
-    plan = plan_addresses(config, address, str(config_path(options) or "racker.yaml"))
-    return Rack(config, oem, interface, plan, state_dir(options, config))
-
-
-def open_store(rack: Rack) -> Store:
-    return Store.open(rack.state_dir)
-
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0
