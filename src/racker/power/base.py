@@ -1,9 +1,9 @@
-"""The power interface every BMC driver implements (layer 2; no pyghmi here).
+"""The power interface every BMC driver implements (layer 2; no pyghmi or sushy here).
 
 Narrow on purpose (after OpenStack Ironic's ``PowerInterface``): power state and actions, the
 boot device override, and the BMC's identity. Callers (orchestrator, CLI) see only this module;
-``racker.power.drivers.DRIVERS`` picks the concrete driver by name, so the fake driver is
-selected exactly like the real one.
+``racker.power.drivers.DRIVERS`` picks the concrete driver by name (``ipmi``, ``redfish``,
+``auto``, ``fake``), so the fake driver is selected exactly like the real ones.
 
 Every public method goes through ``PowerDriver._call``: one choke point that validates the
 target, times the operation, logs it and publishes a ``BmcEvent``. Drivers implement the
@@ -28,6 +28,7 @@ log = logging.getLogger("racker.power")
 T = TypeVar("T")
 
 IPMI_PORT = 623  # IPMI v2.0 section 13.1: RMCP's well-known UDP port (0x26F)
+URL_SCHEMES = {"https": 443, "http": 80}  # a Redfish URL's scheme and its default port
 
 
 class PowerState(enum.StrEnum):
@@ -49,14 +50,19 @@ class BootDevice(enum.StrEnum):
     PXE = "pxe"
     DISK = "disk"
     BIOS = "bios"  # the firmware setup utility
+    HTTP = "http"  # UEFI HTTP boot (Redfish ``UefiHttp``; IPMI has no such device)
     DEFAULT = "default"  # no override: the firmware's own boot order
 
 
 @dataclass(frozen=True)
 class BootSetting:
     device: BootDevice
-    persistent: bool = False  # every boot, not only the next one
-    efi: bool = False  # ask for a UEFI boot (boot flags byte 1 bit 5)
+    persistent: bool = False  # every boot (Redfish "Continuous"), not only the next ("Once")
+    efi: bool = False  # a UEFI boot, else legacy (IPMI boot flags byte 1 bit 5; Redfish mode)
+
+    def __post_init__(self) -> None:
+        if self.device is BootDevice.HTTP and not self.efi:
+            object.__setattr__(self, "efi", True)  # HTTP boot exists only in UEFI
 
     def __str__(self) -> str:
         flags = [f for f, on in (("persistent", self.persistent), ("efi", self.efi)) if on]
@@ -64,7 +70,7 @@ class BootSetting:
 
 
 class BmcCredentials:
-    """The IPMI user and password. ``repr``/``str`` never show the password."""
+    """The BMC user and password. ``repr``/``str`` never show the password."""
 
     __slots__ = ("_password", "user")
 
@@ -91,30 +97,68 @@ class BmcCredentials:
 
 @dataclass(frozen=True)
 class BmcTarget:
-    """One node's BMC: where it is and how to log in."""
+    """One node's BMC: where it is and how to log in.
+
+    Without ``scheme`` the address is ``host`` and an IPMI ``port``; the Redfish service, if
+    any, is then looked for at ``https://host`` (``:port`` added when it is not 623). With
+    ``scheme`` (``bmc.addresses`` gave a URL) the BMC speaks Redfish at that URL only.
+    """
 
     node: str  # the node's name in every message (its hostname)
     host: str
     credentials: BmcCredentials = field(repr=True)
     port: int = IPMI_PORT
     mac: str | None = None  # the node's primary MAC, for events
+    scheme: str | None = None  # "https" or "http": a Redfish URL
+    node_macs: tuple[str, ...] = ()  # the node's NIC MACs: which of a BMC's systems is it
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == IPMI_PORT else f"{host}:{self.port}"
+        """How messages name the BMC: ``host[:port]``, or its URL."""
+        if self.scheme is not None:
+            return self.redfish_url
+        return self._host if self.port == IPMI_PORT else f"{self._host}:{self.port}"
+
+    @property
+    def redfish_url(self) -> str:
+        """Where its Redfish service is (or would be): scheme, host and port, no path."""
+        scheme = self.scheme or "https"
+        default = URL_SCHEMES.get(scheme) if self.scheme else IPMI_PORT
+        port = "" if self.port == default else f":{self.port}"
+        return f"{scheme}://{self._host}{port}"
+
+    @property
+    def _host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
 
 
 @dataclass(frozen=True)
 class BmcInfo:
-    """From Get Device ID (IPMI v2.0 section 20.1)."""
+    """What a BMC says about itself.
+
+    IPMI: Get Device ID (IPMI v2.0 section 20.1), the first six fields. Redfish: the
+    ComputerSystem's Manufacturer, Model and BiosVersion and its Manager's FirmwareVersion;
+    the IPMI-only fields stay zero.
+    """
 
     device_id: int
     device_revision: int
-    firmware: str  # "major.minor", minor is BCD
-    ipmi_version: str  # "2.0"
-    manufacturer_id: int  # IANA enterprise number
+    firmware: str  # the BMC's firmware: IPMI "major.minor" (minor is BCD), Redfish as given
+    ipmi_version: str  # "2.0"; "" over Redfish
+    manufacturer_id: int  # IANA enterprise number; 0 when unknown
     product_id: int
+    manufacturer: str = ""  # the system's manufacturer by name (Redfish)
+    model: str = ""
+    bios: str = ""  # the system firmware (BIOS/UEFI) version, when the BMC tells it
+    protocol: str = "ipmi"  # which protocol answered: "ipmi", "redfish" or "fake"
+
+    def describe(self) -> str:
+        """One line for ``racker bmc check``: firmware, then who made the machine."""
+        maker = " ".join(p for p in (self.manufacturer, self.model) if p)
+        if not maker and self.manufacturer_id:
+            maker = f"IANA {self.manufacturer_id}"
+        extra = [p for p in (maker, f"BIOS {self.bios}" if self.bios else "") if p]
+        return self.firmware + (f" ({', '.join(extra)})" if extra else "")
 
 
 def detail(err: BmcError) -> str:
@@ -130,7 +174,11 @@ def validate_target(target: BmcTarget) -> None:
             target.node, "no BMC address", "set bmc.addresses in racker.yaml or run racker serve"
         )
     if not 0 < target.port < 65536:
-        raise BmcNotConfigured(target.node, f"BMC port {target.port} is not a UDP port")
+        raise BmcNotConfigured(target.node, f"BMC port {target.port} is not a port number")
+    if target.scheme is not None and target.scheme not in URL_SCHEMES:
+        raise BmcNotConfigured(
+            target.node, f"BMC URL scheme {target.scheme!r} is neither https nor http"
+        )
     if not target.credentials.user or not target.credentials.reveal():
         raise BmcAuthFailed(
             target.node,
@@ -176,6 +224,15 @@ class PowerDriver(abc.ABC):
 
     async def info(self, target: BmcTarget) -> BmcInfo:
         return await self._call(target, "info", lambda: self._do_info(target))
+
+    def known_protocol(self, target: BmcTarget) -> str:
+        """The protocol this driver speaks with ``target`` ("ipmi", "redfish", "fake"), or ""
+        while unknown. Never contacts the BMC."""
+        return self.name
+
+    async def detect_protocol(self, target: BmcTarget) -> str:
+        """``known_protocol``, asking the BMC when a driver has to find out (``auto``)."""
+        return self.known_protocol(target)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
         """Release sessions and threads; the driver is unusable afterwards."""

@@ -1,18 +1,13 @@
 """IPMI v2.0 (RMCP+) power driver on pyghmi (layer 2).
 
-pyghmi is blocking, so each operation runs in a bounded thread pool: one session per
-operation (log in, send the requests, log out; see ``pyghmi_client``). Around it:
+pyghmi is blocking, so each operation runs in a worker thread (``racker.power.workers``: a
+deadline, one operation at a time per BMC, many BMCs at once): one session per operation (log
+in, send the requests, log out; see ``pyghmi_client``). pyghmi's own waits (~5 s for an
+unreachable BMC, ~28 s for one that died mid-session) never reach the caller.
 
-- a deadline: every operation ends within ``timeout`` seconds (config ``bmc.timeout``), time
-  spent waiting for the BMC's previous operation included; pyghmi's own waits (~5 s for an
-  unreachable BMC, ~28 s for one that died mid-session) never reach the caller;
-- per-BMC serialisation: one operation at a time per BMC (BMCs have few session slots, and
-  pyghmi is slow when one session is shared by threads); the BMC stays busy until the thread
-  has really finished, even after the caller was given up on;
-- different BMCs run concurrently, up to ``max_workers`` at once;
-- recovery: a failed operation breaks its own session; one that times out evicts every cached
-  pyghmi session to that BMC (the stuck thread then returns within a retry interval). The next
-  operation logs in afresh, so a restarted BMC works again without restarting racker.
+Recovery: a failed operation breaks its own session; one that times out evicts every cached
+pyghmi session to that BMC (the stuck thread then returns within a retry interval). The next
+operation logs in afresh, so a restarted BMC works again without restarting racker.
 
 Errors are ``BmcUnreachable``, ``BmcAuthFailed``, ``BmcUnsupported``, ``BmcTimeout`` (or
 ``BmcError`` for other completion codes); none contains the password.
@@ -20,14 +15,18 @@ Errors are ``BmcUnreachable``, ``BmcAuthFailed``, ``BmcUnsupported``, ``BmcTimeo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from racker.errors import BmcError, BmcTimeout, BmcUnreachable
+from racker.errors import (
+    BmcError,
+    BmcNotConfigured,
+    BmcTimeout,
+    BmcUnreachable,
+    BmcUnsupported,
+)
 from racker.events import Publish, discard
 from racker.power import ipmi_codec, pyghmi_client
 from racker.power.base import (
@@ -39,6 +38,7 @@ from racker.power.base import (
     PowerState,
 )
 from racker.power.pyghmi_client import PyghmiSession
+from racker.power.workers import BmcWorkers
 
 log = logging.getLogger("racker.power")
 
@@ -68,13 +68,20 @@ class IpmiDriver(PowerDriver):
         opener: Opener = pyghmi_client.open_session,
     ) -> None:
         super().__init__(timeout, publish)
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="racker-ipmi")
-        self._busy: dict[tuple[str, int], asyncio.Lock] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers = BmcWorkers(max_workers, "racker-ipmi")
         self._open = opener
 
+    def validate(self, target: BmcTarget) -> None:
+        super().validate(target)
+        if target.scheme is not None:
+            raise BmcNotConfigured(
+                target.node,
+                f"bmc.addresses gives a Redfish URL ({target.address}) but the driver is ipmi",
+                "set bmc.driver to redfish or auto, or give host or host:port",
+            )
+
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.shutdown()
 
     # -- operations ----------------------------------------------------------------------
 
@@ -91,6 +98,14 @@ class IpmiDriver(PowerDriver):
         await self._run(target, f"power {action}", steps)
 
     async def _do_set_boot(self, target: BmcTarget, setting: BootSetting) -> None:
+        if setting.device not in ipmi_codec.IPMI_DEVICES:
+            raise BmcUnsupported(
+                target.node,
+                f"IPMI has no boot device {setting.device} (the BMC at {target.address} was "
+                "not asked)",
+                "UEFI HTTP boot needs Redfish: bmc.driver redfish or auto",
+            )
+
         def steps(s: PyghmiSession) -> None:
             _keep_boot_flags(s)
             s.send(ipmi_codec.set_boot_flags(setting))
@@ -118,46 +133,39 @@ class IpmiDriver(PowerDriver):
     # -- the deadline, serialisation and recovery around every operation ----------------
 
     async def _run(self, target: BmcTarget, what: str, steps: Steps[T]) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        if loop is not self._loop:  # asyncio locks belong to one loop (one asyncio.run)
-            self._loop, self._busy = loop, {}
-        key = (target.host, target.port)
-        busy = self._busy.setdefault(key, asyncio.Lock())
-        try:
-            await asyncio.wait_for(busy.acquire(), self.timeout)
-        except TimeoutError:
-            raise BmcTimeout(
+        progress = _Progress()
+
+        def busy() -> BmcError:
+            return BmcTimeout(
                 target.node,
                 f"{what}: the previous operation on the BMC at {target.address} is still "
                 f"running after {self.timeout:g} s",
                 "the BMC is not answering; retry later",
-            ) from None
-        progress = _Progress()
-        try:
-            future = loop.run_in_executor(self._pool, self._blocking, target, what, steps, progress)
-        except BaseException:
-            busy.release()
-            raise
-        # The BMC is free again only when the thread has finished, not when we stop waiting.
-        future.add_done_callback(lambda f: _finished(f, busy))
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
-        except TimeoutError:
+            )
+
+        def gave_up() -> BmcError:
             evicted = pyghmi_client.evict(target.host, target.port)
             log.debug("%s: gave up on %s; evicted %d session(s)", target.node, what, evicted)
             if progress.logged_in.is_set():
-                raise BmcTimeout(
+                return BmcTimeout(
                     target.node,
                     f"{what}: the BMC at {target.address} stopped answering; gave up after "
                     f"{self.timeout:g} s",
                     "the BMC may be restarting or overloaded; retry later",
-                ) from None
-            raise BmcUnreachable(
+                )
+            return BmcUnreachable(
                 target.node,
                 f"{what}: no answer from the BMC at {target.address} within {self.timeout:g} s",
                 pyghmi_client._UNREACHABLE_HINT,
-            ) from None
+            )
+
+        return await self._workers.run(
+            (target.host, target.port),
+            self.timeout,
+            lambda: self._blocking(target, what, steps, progress),
+            busy=busy,
+            gave_up=gave_up,
+        )
 
     def _blocking(self, target: BmcTarget, what: str, steps: Steps[T], progress: _Progress) -> T:
         """Runs in a worker thread: log in, run the steps, log out."""
@@ -184,12 +192,6 @@ class IpmiDriver(PowerDriver):
             ) from None
         finally:
             session.close()
-
-
-def _finished(future: asyncio.Future[Any], busy: asyncio.Lock) -> None:
-    busy.release()
-    if not future.cancelled():
-        future.exception()  # retrieved: an abandoned operation's error was already reported
 
 
 def _keep_boot_flags(session: PyghmiSession) -> None:

@@ -47,6 +47,8 @@ _DEVICE_SELECTOR = {
     BootDevice.BIOS: 0x6,
 }
 _SELECTOR_DEVICE = {v: k for k, v in _DEVICE_SELECTOR.items()}
+# UEFI HTTP boot (BootDevice.HTTP) has no selector: IPMI predates it.
+IPMI_DEVICES = frozenset(_DEVICE_SELECTOR)
 
 _FLAG_VALID = 0x80
 _FLAG_PERSISTENT = 0x40
