@@ -127,6 +127,13 @@ class BmcTimeout(BmcError):
     retryable = True
 
 
+class BmcTlsError(BmcError):
+    """The BMC's HTTPS certificate failed verification: fix ``bmc.verify_tls`` or the BMC's
+    certificate; trying again changes nothing."""
+
+    retryable = False
+
+
 class BmcNotConfigured(BmcError):
     """racker does not know the BMC's address or credentials: fix racker.yaml or the OEM files."""
 
