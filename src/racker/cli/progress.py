@@ -3,7 +3,7 @@ lines otherwise, or JSON lines) and a Flatcar download (a progress bar per file)
 
 Both only format what they are told: ``BootstrapProgress`` is the run's ``Publish`` (the
 orchestrator's ``NodeStateEvent``s and the boot-stack events routed to a node),
-``DownloadProgress`` the mirror's ``Progress`` hooks.
+``DownloadProgress`` the downloader's ``Progress`` hooks.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from rich.table import Table
 from racker.bootstrap.machine import NodeRecord, Phase
 from racker.bootstrap.orchestrator import RunResult
 from racker.bootstrap.plan import PlannedNode
+from racker.download import Progress
 from racker.events import Event, NodeStateEvent
-from racker.mirror.flatcar import Progress
 
 Mode = Literal["live", "plain", "json"]
 

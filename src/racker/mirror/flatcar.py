@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import os
 import re
 import shutil
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from racker.download import Downloader, DownloadFailed, Opener, Progress, urlopen
 from racker.errors import RackerError
 from racker.mirror import openpgp
 
@@ -40,7 +37,6 @@ DISK_IMAGE = "flatcar_production_image.bin.bz2"
 FILES = (PXE_KERNEL, PXE_INITRD, DISK_IMAGE)
 CHANNELS = ("stable", "beta", "alpha", "lts")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
-CHUNK = 1 << 16
 RETRIES = 3
 
 
@@ -94,19 +90,6 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(x) for x in name.split(".")) if VERSION_RE.match(name) else (-1,)
 
 
-class Progress:
-    """Progress reporting for downloads; the default reports nothing (the CLI's shows bars)."""
-
-    def start(self, name: str, total: int | None, done: int) -> None:
-        """A download of ``name`` begins (``done`` bytes already there from a resume)."""
-
-    def advance(self, count: int) -> None:
-        """``count`` more bytes arrived."""
-
-    def note(self, message: str) -> None:
-        """A one-line status message (verified, skipped, resumed)."""
-
-
 @dataclass(frozen=True)
 class FetchResult:
     version: str
@@ -118,13 +101,6 @@ class FetchResult:
         return not self.downloaded
 
 
-Opener = Callable[[urllib.request.Request, float], http.client.HTTPResponse]
-
-
-def _open(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
-    return urllib.request.urlopen(request, timeout=timeout)  # type: ignore[no-any-return]  # noqa: S310 - URL scheme checked in fetch_flatcar
-
-
 def fetch_flatcar(
     assets_dir: Path,
     *,
@@ -134,7 +110,7 @@ def fetch_flatcar(
     key_file: Path | None,
     progress: Progress | None = None,
     timeout: float = 30.0,
-    opener: Opener = _open,
+    opener: Opener = urlopen,
 ) -> FetchResult:
     """Mirror one Flatcar release (PXE kernel + initrd, disk image) into ``assets_dir``.
 
@@ -155,9 +131,9 @@ def fetch_flatcar(
     base = (base_url or default_base_url(channel)).rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise AssetError(f"base URL {base!r} is not http(s)")
-    fetcher = _Fetcher(opener, timeout, progress)
+    fetcher = Downloader(opener, timeout, progress, RETRIES)
     if version == "current":
-        version = fetcher.resolve_current(base)
+        version = _resolve_current(fetcher, base)
     if not VERSION_RE.match(version):
         raise AssetError(f"version {version!r} is not X.Y.Z or current")
     root = flatcar_dir(assets_dir)
@@ -176,9 +152,9 @@ def fetch_flatcar(
                 continue
             url = f"{base}/{version}/{name}"
             for extra in (".DIGESTS", ".sig"):
-                fetcher.download(url + extra, staging / (name + extra), quiet=True)
+                _fetch(fetcher, url + extra, staging / (name + extra), resume=False, quiet=True)
             part = staging / (name + ".part")
-            fetcher.download(url, part, resume=True)
+            _fetch(fetcher, url, part, resume=True, quiet=False)
             try:
                 _verify(part, name, staging, keyring)
             except AssetError:
@@ -209,81 +185,29 @@ def _link_current(root: Path, channel: str, version: str) -> None:
     tmp.replace(link)  # rename(2) over the old link: readers never see it missing
 
 
-class _Fetcher:
-    def __init__(self, opener: Opener, timeout: float, progress: Progress) -> None:
-        self.opener = opener
-        self.timeout = timeout
-        self.progress = progress
-
-    def get_text(self, url: str) -> str:
-        try:
-            with self.opener(urllib.request.Request(url), self.timeout) as response:  # noqa: S310 - http(s) only, checked in fetch_flatcar
-                return str(response.read(1 << 20).decode("utf-8", "replace"))
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise _download_error(url, exc) from None
-
-    def resolve_current(self, base: str) -> str:
-        text = self.get_text(f"{base}/current/version.txt")
-        match = re.search(r"^FLATCAR_VERSION=(\S+)$", text, re.MULTILINE)
-        if not match:
-            raise AssetError(f"{base}/current/version.txt has no FLATCAR_VERSION line")
-        return match.group(1)
-
-    def download(self, url: str, dest: Path, *, resume: bool = False, quiet: bool = False) -> None:
-        """Download ``url`` to ``dest``, appending from its current size when ``resume``."""
-        last: BaseException | None = None
-        for _attempt in range(RETRIES):
-            try:
-                self._download_once(url, dest, resume=resume, quiet=quiet)
-                return
-            except (urllib.error.HTTPError, AssetError):
-                raise
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                last = exc  # connection dropped: keep what arrived, resume from there
-                if not resume:
-                    dest.unlink(missing_ok=True)
-        assert last is not None
-        raise _download_error(url, last)
-
-    def _download_once(self, url: str, dest: Path, *, resume: bool, quiet: bool) -> None:
-        have = dest.stat().st_size if resume and dest.exists() else 0
-        request = urllib.request.Request(url)  # noqa: S310 - http(s) only, checked in fetch_flatcar
-        if have:
-            request.add_header("Range", f"bytes={have}-")
-        try:
-            response = self.opener(request, self.timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and have:  # RFC 9110 15.5.17: we already have it all
-                exc.close()
-                return
-            exc.close()
-            raise _download_error(url, exc) from None
-        with response:
-            if have and response.status != 206:
-                have = 0  # the server ignored the Range header: start over
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length and length.isdigit() else None
-            if not quiet:
-                self.progress.start(dest.name.removesuffix(".part"), total, have)
-                if have:
-                    self.progress.note(f"resuming {dest.name} at byte {have}")
-            with dest.open("ab" if have else "wb") as out:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    if not quiet:
-                        self.progress.advance(len(chunk))
-        if total is not None and dest.stat().st_size != total:
-            raise http.client.IncompleteRead(b"", total - dest.stat().st_size)
+def _resolve_current(fetcher: Downloader, base: str) -> str:
+    url = f"{base}/current/version.txt"
+    try:
+        text = fetcher.text(url)
+    except DownloadFailed as exc:
+        raise _download_error(exc) from None
+    match = re.search(r"^FLATCAR_VERSION=(\S+)$", text, re.MULTILINE)
+    if not match:
+        raise AssetError(f"{base}/current/version.txt has no FLATCAR_VERSION line")
+    return match.group(1)
 
 
-def _download_error(url: str, exc: BaseException) -> AssetError:
-    if isinstance(exc, urllib.error.HTTPError):
-        return AssetError(f"{url}: HTTP {exc.code} {exc.reason}", "check --version/--base-url")
-    reason = getattr(exc, "reason", None) or exc
-    return AssetError(
-        f"{url}: download failed: {reason}",
-        "check the network and --base-url; run again to resume",
-    )
+def _fetch(fetcher: Downloader, url: str, dest: Path, *, resume: bool, quiet: bool) -> None:
+    try:
+        fetcher.fetch(url, dest, resume=resume, quiet=quiet)
+    except DownloadFailed as exc:
+        raise _download_error(exc) from None
+
+
+def _download_error(exc: DownloadFailed) -> AssetError:
+    if exc.status is not None:
+        return AssetError(str(exc), "check --version/--base-url")
+    return AssetError(str(exc), "check the network and --base-url; run again to resume")
 
 
 def _verify(part: Path, name: str, staging: Path, keyring: Path) -> None:

@@ -52,6 +52,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         2,
         [
             "racker.store",
+            "racker.download",
             "racker.rack.interfaces",
             "racker.rack.oem",
             "racker.rack.loading",
