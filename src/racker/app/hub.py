@@ -25,8 +25,8 @@ class EventHub:
     Subscribers see every event. The store's event log gets every event of the rack's own
     machines (``known``: a MAC in nodes.csv) and of racker itself, but the boot servers' events
     about anyone else (pool clients, strangers, unidentified HTTP peers) only up to
-    ``STRANGER_EVENTS_PER_SECOND``: a persisted event costs ~10-15 us of JSON and SQLite, a
-    DHCP exchange makes four, and a flood of unknown clients must not take the boot server's CPU
+    ``STRANGER_EVENTS_PER_SECOND``: a persisted event costs JSON and SQLite work on the event
+    loop, a DHCP exchange makes four, and a flood of unknown clients must not take the boot server's CPU
     or the disk. The same budget bounds the DHCP log lines (``-v``) of those clients. What is
     left out is counted, stored as one ``EventLogOverflow`` per flush and told in a warning at
     most once a minute.

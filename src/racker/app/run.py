@@ -22,10 +22,10 @@ def run_event_loop(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> 
 
     The one place racker chooses its event loop (``racker serve``, ``racker bootstrap``).
     ``loop`` (None: ``"asyncio"``; the CLI passes ``$RACKER_EVENT_LOOP``) ``"uvloop"`` opts in:
-    the boot stack works on it (tests/integration/web/test_serve_event_loop.py) and /ipxe
-    answers ~10 % more requests per second, but aiohttp cannot ``sendfile`` on uvloop's
-    transports, so every asset byte is read and written through Python (4-5x the server CPU
-    per MiB), and the p99 goal was not met on either loop; see docs/benchmarks.md.
+    the boot stack works on it (tests/integration/web/test_serve_event_loop.py) and answers
+    /ipxe faster, but aiohttp cannot ``sendfile`` on uvloop's transports, so every asset byte
+    is read and written through Python: several times the server CPU per MiB (figures in
+    docs/benchmarks.md).
     """
     choice = loop or "asyncio"
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None

@@ -153,8 +153,8 @@ class Templates:
 
     def _globals(self) -> dict[str, Any]:
         # jinja2 hands every template a ChainMap of the environment's globals and copies it
-        # into each render's context; iterating a ChainMap is slow (~25 µs a render here, most
-        # of an /ipxe render's time). A plain dict of the same (never changed) globals is equal.
+        # into each render's context; iterating a ChainMap is slow (most of an /ipxe render's
+        # time, docs/benchmarks.md). A plain dict of the same (never changed) globals is equal.
         if self._global_vars is None:
             self._global_vars = dict(self.env.make_globals(None))
         return self._global_vars
@@ -238,7 +238,7 @@ class Templates:
         shared: jinja2.runtime.Context | None = None
         try:
             for template in templates:
-                # A jinja2 context costs ~2 µs to make; a template that cannot write to it
+                # A jinja2 context is not free to make; a template that cannot write to it
                 # (no set, macro, import, block) leaves it as it found it for the next one.
                 ctx = shared
                 if ctx is None or template.blocks:
