@@ -63,6 +63,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_mac ON events (mac, id);
     """,
+    # 1 -> 2: which protocol each BMC answered (bmc.driver auto), by its host[:port].
+    """
+    CREATE TABLE bmc_protocols (
+        bmc TEXT PRIMARY KEY,
+        protocol TEXT NOT NULL CHECK (protocol IN ('redfish', 'ipmi')),
+        seen REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -286,6 +294,25 @@ class Store:
                     state.reason,
                     json.dumps(state.data or {}),
                 ),
+            )
+
+    # -- BMC protocols (bmc.driver auto) ------------------------------------------------
+
+    def bmc_protocols(self) -> dict[str, str]:
+        """{BMC host[:port]: "redfish" or "ipmi"}, as the auto power driver found them."""
+        rows = self._db.execute("SELECT bmc, protocol FROM bmc_protocols")
+        return {r["bmc"]: r["protocol"] for r in rows}
+
+    def set_bmc_protocol(self, bmc: str, protocol: str | None, now: float | None = None) -> None:
+        """Remember ``bmc``'s protocol; ``None`` forgets it (the BMC stopped answering it)."""
+        with self.transaction() as db:
+            if protocol is None:
+                db.execute("DELETE FROM bmc_protocols WHERE bmc = ?", (bmc,))
+                return
+            db.execute(
+                "INSERT INTO bmc_protocols (bmc, protocol, seen) VALUES (?, ?, ?)"
+                " ON CONFLICT (bmc) DO UPDATE SET protocol=excluded.protocol, seen=excluded.seen",
+                (bmc, protocol, time.time() if now is None else now),
             )
 
     # -- event log ---------------------------------------------------------------------

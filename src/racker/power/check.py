@@ -1,5 +1,6 @@
 """``racker bmc check``: ask every BMC at once whether it answers, accepts the credentials, and
-what its power state and boot override are (layer 2; uses only the driver interface).
+what its power state and boot override are, and over which protocol (layer 2; uses only the
+driver interface).
 
 One row per node; a BMC's failure is a row, never an exception, so one dead BMC does not hide
 the others. Rows come back in the nodes' order.
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from racker.errors import BmcAuthFailed, BmcError, BmcNotConfigured, BmcUnsupported
+from racker.errors import BmcAuthFailed, BmcError, BmcNotConfigured, BmcTlsError, BmcUnsupported
 from racker.model import Node
 from racker.power.base import BmcTarget, PowerDriver, detail
 
@@ -29,6 +30,7 @@ class CheckRow:
     firmware: str = ""
     error: str = ""
     hint: str = ""
+    protocol: str = ""  # "ipmi", "redfish" (or "fake"); "" when it is not known
 
     @property
     def ok(self) -> bool:
@@ -49,11 +51,20 @@ async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcErro
     try:
         power = await driver.power_status(target)
     except BmcError as exc:
-        # Not configured: not tried; refused credentials: reached; anything else: not reached.
-        reachable = None if isinstance(exc, BmcNotConfigured) else isinstance(exc, BmcAuthFailed)
+        # Not configured: not tried; refused credentials or certificate: reached; anything
+        # else: not reached.
+        reached = isinstance(exc, BmcAuthFailed | BmcTlsError)
+        reachable = None if isinstance(exc, BmcNotConfigured) else reached
         credentials = False if isinstance(exc, BmcAuthFailed) else None
         return CheckRow(
-            name, row, address, reachable, credentials, error=detail(exc), hint=exc.hint or ""
+            name,
+            row,
+            address,
+            reachable,
+            credentials,
+            error=detail(exc),
+            hint=exc.hint or "",
+            protocol=driver.known_protocol(target),
         )
     errors: list[str] = []
     hint = ""
@@ -67,7 +78,7 @@ async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcErro
         hint = hint or exc.hint or ""
     try:
         info = await driver.info(target)
-        firmware = f"{info.firmware} (IANA {info.manufacturer_id})"
+        firmware = info.describe()
     except BmcUnsupported:
         firmware = "unsupported"
     except BmcError as exc:
@@ -84,6 +95,7 @@ async def check_one(driver: PowerDriver, node: Node, target: BmcTarget | BmcErro
         firmware=firmware,
         error="; ".join(errors),
         hint=hint,
+        protocol=driver.known_protocol(target),
     )
 
 

@@ -1,18 +1,23 @@
-"""The power driver registry: a driver is chosen by name, the fake exactly like the real one.
+"""The power driver registry: a driver is chosen by name, the fake exactly like the real ones.
 
-``bmc.driver`` in racker.yaml (or ``--driver``) names the entry. The IPMI driver is imported
-only when chosen, so commands that use the fake never load pyghmi.
+``bmc.driver`` in racker.yaml (or ``--driver``) names the entry: ``auto`` (Redfish where the BMC
+serves it, else IPMI; what each BMC answered is kept in the state store), ``redfish``, ``ipmi``
+or ``fake``. A driver's modules are imported only when it is chosen, so commands that use the
+fake never load pyghmi or sushy.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from racker.errors import ConfigError, Problem
+from racker.errors import ConfigError, Problem, StateError
 from racker.events import Publish, discard
 from racker.power.base import PowerDriver
 from racker.rack.config import BmcConfig
+
+log = logging.getLogger("racker.power")
 
 # Fake BMC state kept in the state directory, so trials span several racker commands.
 FAKE_STATE_FILE = "fake-bmcs.json"
@@ -26,6 +31,25 @@ def _ipmi(config: BmcConfig, publish: Publish, _state_dir: Path | None) -> Power
     return IpmiDriver(timeout=config.timeout, publish=publish)
 
 
+def _redfish(config: BmcConfig, publish: Publish, _state_dir: Path | None) -> PowerDriver:
+    from racker.power.redfish import RedfishDriver
+
+    return RedfishDriver(timeout=config.timeout, publish=publish, verify_tls=config.verify_tls)
+
+
+def _auto(config: BmcConfig, publish: Publish, state_dir: Path | None) -> PowerDriver:
+    from racker.power.auto import AutoDriver
+
+    return AutoDriver(
+        redfish=_redfish(config, discard, state_dir),
+        ipmi=_ipmi(config, discard, state_dir),
+        memory=StoredProtocols(state_dir) if state_dir is not None else None,
+        timeout=config.timeout,
+        publish=publish,
+        verify_tls=config.verify_tls,
+    )
+
+
 def _fake(config: BmcConfig, publish: Publish, state_dir: Path | None) -> PowerDriver:
     from racker.power.fake import FakeDriver
 
@@ -33,7 +57,12 @@ def _fake(config: BmcConfig, publish: Publish, state_dir: Path | None) -> PowerD
     return FakeDriver(timeout=config.timeout, publish=publish, state_file=state_file)
 
 
-DRIVERS: dict[str, DriverFactory] = {"ipmi": _ipmi, "fake": _fake}
+DRIVERS: dict[str, DriverFactory] = {
+    "auto": _auto,
+    "redfish": _redfish,
+    "ipmi": _ipmi,
+    "fake": _fake,
+}
 
 
 def make_power_driver(
@@ -56,4 +85,60 @@ def make_power_driver(
                 )
             ]
         )
+    if isinstance(config.verify_tls, Path) and not config.verify_tls.is_file():
+        raise ConfigError(
+            [
+                Problem(
+                    "racker.yaml",
+                    None,
+                    f"bmc.verify_tls: no CA bundle at {config.verify_tls}",
+                    "give a PEM file of the CA certificates that signed the BMCs' "
+                    "certificates, or true/false",
+                )
+            ]
+        )
     return factory(config, publish, state_dir)
+
+
+class StoredProtocols:
+    """The auto driver's memory in the state store (``Store.bmc_protocols``), read once.
+
+    A store that cannot be opened (no state directory yet, read-only) costs only the memory:
+    racker then probes each BMC once per command.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._known: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        if self._known is None:
+            from racker.store import DB_NAME, Store
+
+            self._known = {}
+            if (self.state_dir / DB_NAME).exists():
+                try:
+                    with Store.open(self.state_dir) as store:
+                        self._known = store.bmc_protocols()
+                except StateError as exc:
+                    log.info("BMC protocols not read from the state store: %s", exc.message)
+        return self._known
+
+    def recall(self, bmc: str) -> str | None:
+        return self._load().get(bmc)
+
+    def remember(self, bmc: str, protocol: str | None) -> None:
+        known = self._load()
+        if known.get(bmc) == protocol:
+            return
+        if protocol is None:
+            known.pop(bmc, None)
+        else:
+            known[bmc] = protocol
+        from racker.store import Store
+
+        try:
+            with Store.open(self.state_dir) as store:
+                store.set_bmc_protocol(bmc, protocol)
+        except StateError as exc:
+            log.info("BMC protocol of %s not stored: %s", bmc, exc.message)

@@ -37,6 +37,7 @@ FAKE_INFO = BmcInfo(
     ipmi_version="2.0",
     manufacturer_id=0,
     product_id=0,
+    protocol="fake",
 )
 
 

@@ -3,18 +3,21 @@
 A NODE is a primary MAC, a BMC MAC (any separator or case), a hostname (``Node.hostname``,
 e.g. ``worker-a1b2c3``) or a row number of nodes.csv (``Node.index``, from 1). A BMC's address
 is racker's own allocation for the node's BMC MAC (DHCP hands exactly that address to the BMC),
-unless racker.yaml's ``bmc.addresses`` names a static one for the node (``host`` or
-``host:port``, IPv6 as ``[addr]:port``).
+unless racker.yaml's ``bmc.addresses`` names a static one for the node: ``host`` or
+``host:port`` (IPv6 as ``[addr]:port``; the port is IPMI's), or a Redfish URL
+``https://host[:port]`` / ``http://host:port``, which pins that BMC to Redfish.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from racker.errors import BmcNotConfigured, ConfigError, NodeNotFound, Problem
 from racker.model import AddressKind, Inventory, Node, parse_mac
-from racker.power.base import IPMI_PORT, BmcCredentials, BmcTarget
+from racker.power.base import IPMI_PORT, URL_SCHEMES, BmcCredentials, BmcTarget
 from racker.rack.allocation import Allocation
 
 NODE_HELP = "NODE is a primary MAC, BMC MAC, hostname or row number of nodes.csv"
@@ -99,12 +102,44 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host, port
 
 
+class BmcAddress(NamedTuple):
+    """A static BMC address from ``bmc.addresses``."""
+
+    host: str
+    port: int
+    scheme: str | None = None  # "https"/"http": a Redfish URL; None: host[:port] (IPMI port)
+
+
+def parse_address(text: str) -> BmcAddress:
+    """``host[:port]`` or a Redfish URL ``https://host[:port]`` / ``http://host:port``.
+    Raises ValueError."""
+    text = text.strip()
+    scheme, sep, _rest = text.partition("://")
+    if not sep:
+        return BmcAddress(*parse_host_port(text))
+    scheme = scheme.lower()
+    if scheme not in URL_SCHEMES:
+        raise ValueError(f"a BMC URL starts with https:// or http://, not {scheme}://")
+    url = urllib.parse.urlsplit(text)
+    if url.username is not None or url.password is not None:
+        raise ValueError("no user or password in a BMC URL: they come from the OEM files")
+    if url.path not in ("", "/", "/redfish/v1", "/redfish/v1/") or url.query or url.fragment:
+        raise ValueError("a BMC URL is scheme, host and port only (racker adds /redfish/v1/)")
+    try:
+        port = url.port
+    except ValueError:
+        raise ValueError("the URL's port is not a number from 1 to 65535") from None
+    if not url.hostname:
+        raise ValueError("the URL has no host")
+    return BmcAddress(url.hostname, port or URL_SCHEMES[scheme], scheme)
+
+
 def static_addresses(
     inventory: Inventory, overrides: Mapping[str, str], source: str = "racker.yaml"
-) -> dict[str, tuple[str, int]]:
-    """``bmc.addresses`` resolved to {primary MAC: (host, port)}; every bad entry reported."""
+) -> dict[str, BmcAddress]:
+    """``bmc.addresses`` resolved to {primary MAC: address}; every bad entry reported."""
     problems: list[Problem] = []
-    resolved: dict[str, tuple[str, int]] = {}
+    resolved: dict[str, BmcAddress] = {}
     for ref, value in overrides.items():
         key = f"bmc.addresses.{ref}"
         node = find_node(inventory, ref)
@@ -112,11 +147,10 @@ def static_addresses(
             problems.append(Problem(source, None, f"{key}: no such node", _hint(inventory), ref))
             continue
         try:
-            address = parse_host_port(str(value))
+            address = parse_address(str(value))
         except ValueError as exc:
-            problems.append(
-                Problem(source, None, f"{key}: {exc}", "write host or host:port", str(value))
-            )
+            hint = "write host, host:port or https://host[:port]"
+            problems.append(Problem(source, None, f"{key}: {exc}", hint, str(value)))
             continue
         if node.primary_mac in resolved and resolved[node.primary_mac] != address:
             problems.append(Problem(source, None, f"{key}: node {node.hostname} given twice"))
@@ -131,11 +165,12 @@ def bmc_target(
     node: Node,
     credentials: BmcCredentials | None,
     allocations: Mapping[str, Allocation],
-    static: Mapping[str, tuple[str, int]],
+    static: Mapping[str, BmcAddress],
 ) -> BmcTarget:
     """The BMC target of ``node``; ``BmcNotConfigured`` if racker lacks its address or login."""
+    scheme = None
     if node.primary_mac in static:
-        host, port = static[node.primary_mac]
+        host, port, scheme = static[node.primary_mac]
     else:
         allocation = allocations.get(node.bmc_mac)
         if allocation is None or allocation.kind is not AddressKind.BMC:
@@ -152,14 +187,15 @@ def bmc_target(
             "no BMC credentials",
             "write the OEM files ipmi_user and ipmi_password ('racker factory init')",
         )
-    return BmcTarget(node.hostname, host, credentials, port, node.primary_mac)
+    macs = tuple(m for m in (node.primary_mac, node.secondary_mac) if m)
+    return BmcTarget(node.hostname, host, credentials, port, node.primary_mac, scheme, macs)
 
 
 def bmc_targets(
     nodes: Iterable[Node],
     credentials: BmcCredentials | None,
     allocations: Mapping[str, Allocation],
-    static: Mapping[str, tuple[str, int]],
+    static: Mapping[str, BmcAddress],
 ) -> list[tuple[Node, BmcTarget | BmcNotConfigured]]:
     """Every node's target, or the reason it has none (so one bad row spoils nothing)."""
     out: list[tuple[Node, BmcTarget | BmcNotConfigured]] = []

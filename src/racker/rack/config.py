@@ -113,12 +113,17 @@ class BootConfig:
 
 @dataclass(frozen=True)
 class BmcConfig:
-    # Static BMC addresses per node (NODE: host or host:port), instead of the allocation.
+    # Static BMC addresses per node (NODE: host, host:port, or a Redfish URL
+    # https://host[:port] / http://host:port), instead of the allocation.
     addresses: dict[str, str] = field(default_factory=dict)
     # Upper bound for one BMC operation, in seconds.
     timeout: float = 20.0
-    # Which power driver: ipmi (real BMCs) or fake (in-memory, for tests and trials).
-    driver: Literal["ipmi", "fake"] = "ipmi"
+    # Which power driver: auto (Redfish if the BMC answers it, else IPMI; see docs/config.md),
+    # redfish, ipmi, or fake (in-memory, for tests and trials).
+    driver: Literal["auto", "redfish", "ipmi", "fake"] = "auto"
+    # Redfish over HTTPS: check the BMC's certificate against the system's CAs (true), not at
+    # all (false), or against the CA bundle in this file.
+    verify_tls: bool | Path = True
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,10 @@ class _Builder:
             non_none = [a for a in args if a is not type(None)]
             if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
                 return None
+            if bool in non_none and isinstance(node, yaml.ScalarNode):
+                # e.g. bool | Path: a YAML boolean is the bool, any other value the other type
+                is_bool = node.tag.endswith(":bool")
+                non_none = [a for a in non_none if (a is bool) == is_bool] or non_none
             return self.convert(non_none[0], node, path)
         if dataclasses.is_dataclass(hint) and hint not in _SCALAR_TYPES:
             return self.build(hint if isinstance(hint, type) else type(hint), node, path)

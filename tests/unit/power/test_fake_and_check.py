@@ -36,15 +36,20 @@ def target(n: int, credentials: BmcCredentials, host: str | None = None) -> BmcT
     return BmcTarget(f"node{n}", host or f"127.0.0.{n}", credentials, mac=f"52:54:00:00:00:{n:02x}")
 
 
-def test_registry_builds_the_fake_like_the_ipmi_driver(tmp_path: Path) -> None:
-    assert set(DRIVERS) == {"ipmi", "fake"}
+def test_registry_builds_the_fake_like_the_real_drivers(tmp_path: Path) -> None:
+    assert set(DRIVERS) == {"auto", "redfish", "ipmi", "fake"}
     fake = make_power_driver(BmcConfig(driver="fake", timeout=3.0))
     assert isinstance(fake, FakeDriver)
     assert fake.timeout == 3.0
-    real = make_power_driver(BmcConfig(), name="ipmi")
-    assert real.name == "ipmi"
-    with pytest.raises(ConfigError, match="unknown power driver 'redfish'"):
-        make_power_driver(BmcConfig(), name="redfish")
+    for name in ("ipmi", "redfish", "auto"):
+        real = make_power_driver(BmcConfig(timeout=4.0), name=name)
+        assert (real.name, real.timeout) == (name, 4.0)
+    assert make_power_driver(BmcConfig()).name == "auto"  # the default
+    with pytest.raises(ConfigError, match="unknown power driver 'snmp'") as info:
+        make_power_driver(BmcConfig(), name="snmp")
+    assert info.value.hint == "known drivers: auto, fake, ipmi, redfish"
+    with pytest.raises(ConfigError, match=r"bmc.verify_tls: no CA bundle at .*missing\.pem"):
+        make_power_driver(BmcConfig(verify_tls=tmp_path / "missing.pem"), name="redfish")
 
 
 async def test_fake_records_calls_and_keeps_state(credentials: BmcCredentials) -> None:
@@ -160,7 +165,8 @@ async def test_bmc_check_rows(inventory: Inventory, credentials: BmcCredentials)
         ("mgmt-000001", None, None, "", "", False),
         ("worker-000004", True, True, "off", "unsupported", True),
     ]
-    assert rows[0].firmware == "1.00 (IANA 0)"
+    assert rows[0].firmware == "1.00"
+    assert [r.protocol for r in rows] == ["fake", "fake", "fake", "", "fake"]
     assert rows[1].hint.startswith("check the OEM files")
     assert rows[3].hint == "run racker serve"
     assert rows[0].to_dict()["ok"] is True

@@ -10,9 +10,11 @@ from racker.errors import BmcNotConfigured, ConfigError, NodeNotFound
 from racker.model import AddressKind, Inventory
 from racker.power.base import BmcCredentials
 from racker.power.targets import (
+    BmcAddress,
     bmc_target,
     bmc_targets,
     find_node,
+    parse_address,
     parse_host_port,
     select_nodes,
     static_addresses,
@@ -95,10 +97,59 @@ def test_static_addresses_accept_every_kind_of_node_reference(inventory: Invento
         inventory, {"2": "127.0.0.2", "worker-000003": "127.0.0.3:7000", "52:54:00:00:01:04": "h"}
     )
     assert static == {
-        "52:54:00:00:00:02": ("127.0.0.2", 623),
-        "52:54:00:00:00:03": ("127.0.0.3", 7000),
-        "52:54:00:00:00:04": ("h", 623),
+        "52:54:00:00:00:02": BmcAddress("127.0.0.2", 623),
+        "52:54:00:00:00:03": BmcAddress("127.0.0.3", 7000),
+        "52:54:00:00:00:04": BmcAddress("h", 623),
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://bmc-3.rack", BmcAddress("bmc-3.rack", 443, "https")),
+        ("https://10.1.0.5:8443/", BmcAddress("10.1.0.5", 8443, "https")),
+        ("HTTPS://10.1.0.5/redfish/v1/", BmcAddress("10.1.0.5", 443, "https")),
+        ("http://127.0.0.1:8000", BmcAddress("127.0.0.1", 8000, "http")),
+        ("https://[fd00::5]:8443", BmcAddress("fd00::5", 8443, "https")),
+        ("10.1.0.5:6230", BmcAddress("10.1.0.5", 6230, None)),
+    ],
+)
+def test_parse_address_takes_redfish_urls(text: str, expected: BmcAddress) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("ftp://10.1.0.5", "starts with https:// or http://"),
+        ("https://admin:pw@10.1.0.5", "no user or password in a BMC URL"),
+        ("https://10.1.0.5/other", "scheme, host and port only"),
+        ("https://10.1.0.5:99999", "port is not a number"),
+        ("https://:443", "no host"),
+    ],
+)
+def test_parse_address_rejects_other_urls(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_address(text)
+
+
+def test_a_url_pins_the_bmc_to_redfish(inventory: Inventory, credentials: BmcCredentials) -> None:
+    static = static_addresses(
+        inventory, {"3": "https://10.9.0.3:8443", "4": "10.9.0.4", "2": "http://127.0.0.1:8000"}
+    )
+    three, four, two = inventory.nodes[2], inventory.nodes[3], inventory.nodes[1]
+    t3 = bmc_target(three, credentials, {}, static)
+    assert (t3.scheme, t3.address, t3.redfish_url) == (
+        "https",
+        "https://10.9.0.3:8443",
+        "https://10.9.0.3:8443",
+    )
+    assert t3.node_macs == (three.primary_mac,)
+    t4 = bmc_target(four, credentials, {}, static)
+    # host alone: IPMI at 623, a Redfish service (if any) at https://host
+    assert (t4.scheme, t4.address, t4.redfish_url) == (None, "10.9.0.4", "https://10.9.0.4")
+    t2 = bmc_target(two, credentials, {}, static)
+    assert (t2.address, t2.redfish_url) == ("http://127.0.0.1:8000", "http://127.0.0.1:8000")
 
 
 def test_static_addresses_report_every_problem(inventory: Inventory) -> None:
@@ -125,7 +176,7 @@ def test_bmc_target_from_allocation_or_override(
         "52:54:00:00:01:03": _alloc("52:54:00:00:01:03", "10.0.0.131"),
         "52:54:00:00:01:04": _alloc("52:54:00:00:01:04", "10.0.0.132"),
     }
-    static = {"52:54:00:00:00:04": ("127.0.0.4", 6230)}
+    static = {"52:54:00:00:00:04": BmcAddress("127.0.0.4", 6230)}
     three, four = inventory.nodes[2], inventory.nodes[3]
     t3 = bmc_target(three, credentials, allocations, static)
     assert (t3.node, t3.host, t3.port, t3.mac) == (
@@ -136,6 +187,8 @@ def test_bmc_target_from_allocation_or_override(
     )
     t4 = bmc_target(four, credentials, allocations, static)
     assert (t4.host, t4.port, t4.address) == ("127.0.0.4", 6230, "127.0.0.4:6230")
+    # A Redfish service on such a BMC would be looked for on that port too.
+    assert t4.redfish_url == "https://127.0.0.4:6230"
 
 
 def test_bmc_targets_reports_missing_address_and_credentials_per_node(
