@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from racker.app.load import load_rack
 from racker.app.stack import BootStack
@@ -26,12 +26,15 @@ from racker.store import Store
 if TYPE_CHECKING:
     from racker.bootstrap.orchestrator import Ask, RunOptions, RunResult
     from racker.bootstrap.plan import Plan
-    from racker.power.base import PowerDriver
+    from racker.bootstrap.status import StatusRow
+    from racker.errors import BmcError
+    from racker.power.base import BmcCredentials, BmcTarget, PowerDriver
+    from racker.rack.allocation import Allocation
 
 log = logging.getLogger("racker.bootstrap")
 
 
-def bmc_credentials(creds: Credentials | None) -> Any:
+def bmc_credentials(creds: Credentials | None) -> BmcCredentials | None:
     """The OEM credentials as the power drivers take them (``racker.power.base``)."""
     from racker.power.base import BmcCredentials
 
@@ -40,7 +43,7 @@ def bmc_credentials(creds: Credentials | None) -> Any:
 
 def power_driver(
     config: Config, state: Path, name: str | None = None, publish: Publish = discard
-) -> Any:
+) -> PowerDriver:
     """The configured power driver (``bmc.driver``, or ``name`` from --driver)."""
     from racker.power.drivers import make_power_driver
 
@@ -49,7 +52,7 @@ def power_driver(
 
 def bmc_entries(
     options: Options, refs: tuple[str, ...], all_nodes: bool, include_management: bool = False
-) -> tuple[Config, Path, list[Any]]:
+) -> tuple[Config, Path, list[tuple[Node, BmcTarget | BmcError]]]:
     """Config, state directory and (node, BmcTarget or the reason there is none) for the
     NODE arguments or --all of the power commands."""
     from racker.errors import InventoryError, StateError
@@ -61,7 +64,7 @@ def bmc_entries(
         raise InventoryError(list(oem.problems))
     credentials = bmc_credentials(oem.credentials)
     state = loading.state_dir(options, config)
-    allocations: dict[str, Any] = {}
+    allocations: dict[str, Allocation] = {}
     try:
         # Allocate as 'racker serve' would (stable addresses); without a PXE interface here,
         # use what serve stored.
@@ -76,7 +79,8 @@ def bmc_entries(
                 allocations = store.allocations()
     except StateError as err:
         log.info("no BMC allocations (%s); only bmc.addresses can be used", err.message)
-    entries = resolve_targets(
+    entries: list[tuple[Node, BmcTarget | BmcError]] = []
+    entries += resolve_targets(
         oem.inventory,
         refs,
         all_nodes=all_nodes,
@@ -89,7 +93,9 @@ def bmc_entries(
     return config, state, entries
 
 
-def bootstrap_targets(rack: Rack, store: Store, nodes: list[Node]) -> dict[str, Any]:
+def bootstrap_targets(
+    rack: Rack, store: Store, nodes: list[Node]
+) -> dict[str, BmcTarget | BmcError]:
     """{primary MAC: BmcTarget or the BmcError saying why racker cannot reach the BMC}."""
     from racker.power.targets import bmc_targets, static_addresses
 
@@ -179,7 +185,7 @@ async def run_bootstrap(
 
 
 def apply_lokomotive(
-    rack: Rack, plan: Any, cluster_name: str
+    rack: Rack, plan: Plan, cluster_name: str
 ) -> tuple[Path, list[str], int | None]:
     """Write the lokocfg; run ``lokoctl cluster apply`` when it is on PATH (exit code), else
     return None as the code so the caller prints the command."""
@@ -213,8 +219,8 @@ def apply_lokomotive(
 
 async def rack_status(
     rack: Rack, store: Store, full: bool, driver_name: str | None = None
-) -> list[Any]:
-    """``racker status`` rows (``racker.bootstrap.status.StatusRow``), BMCs asked at once."""
+) -> list[StatusRow]:
+    """``racker status`` rows, BMCs asked at once."""
     from racker.bootstrap.status import collect_status
 
     nodes = list(rack.oem.inventory.provisionable)

@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from racker.errors import RackerError
 from racker.profiles.context import NodeFacts, RenderContext
+
+if TYPE_CHECKING:  # catalog imports this module
+    from racker.profiles.catalog import Profile
 
 IDENTITY_KEYS = ("mac", "uuid", "serial", "hostname")
 CLASS_KEYS = ("node_type", "role", "os", "inventory")
@@ -59,7 +62,7 @@ class Group:
 @dataclass(frozen=True)
 class Match:
     group: Group
-    profile: Any  # racker.profiles.catalog.Profile (kept loose to avoid an import cycle)
+    profile: Profile
     why: list[str]
 
 
