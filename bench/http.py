@@ -15,7 +15,9 @@ asyncio's own loop (``racker.app.run.run_event_loop``), the fast path for /boot.
 and its inventory's scripts (the MACs of the "fresh" bursts) rendered ahead. A second one
 runs on uvloop (the opt-in ``RACKER_EVENT_LOOP=uvloop``; asset and ``ab`` runs), a third
 without the fast path and without rendering ahead (aiohttp answers everything, renders on
-request: the reference). Needs root (namespaces), nginx-light and apache2-utils.
+request: the reference), a fourth without the fast path but with its scripts rendered ahead
+(what the goal's bursts give if the fast path goes). Needs root (namespaces), nginx-light and
+apache2-utils.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.64"
-RACKER_PORT, NGINX_PORT, UVLOOP_PORT, AIOHTTP_PORT = 8080, 8081, 8082, 8083
+RACKER_PORT, NGINX_PORT, UVLOOP_PORT, AIOHTTP_PORT, NOFAST_PORT = 8080, 8081, 8082, 8083, 8084
 MAC = "52:54:00:aa:00:01"
 PY = sys.executable
 # What nginx answers for /ipxe in the reference bursts: as long as racker's rendered script for
@@ -50,11 +52,13 @@ FIXED_SCRIPT = "#!ipxe\\n" + "#" * 454 + "\\nboot\\n"
 
 # The /ipxe bursts: (key, server, MACs, what). "racker" runs as racker serve does (fast path,
 # inventory rendered ahead); "aiohttp" is racker without either (every request through aiohttp,
-# rendered on request); nginx answers a fixed script of the same length.
+# rendered on request); "nofast" renders ahead but has no fast path (aiohttp answers every
+# request from the scripts rendered ahead); nginx answers a fixed script of the same length.
 BURSTS = (
     ("fresh", "racker", "fresh", "each node's first request: scripts rendered ahead"),
     ("unlisted", "racker", "unlisted", "MACs not rendered ahead: rendered on request"),
     ("same", "racker", "same", "the same nodes again"),
+    ("nofast", "nofast", "fresh", "racker without the fast path, scripts rendered ahead"),
     ("aiohttp", "aiohttp", "fresh", "racker without the fast path, rendered on request"),
     ("healthz", "healthz", "fresh", "racker's /healthz: no rendering, through aiohttp"),
     ("nginx", "nginx", "fresh", "nginx answering a fixed 467-byte script: the machine's floor"),
@@ -102,10 +106,12 @@ def bench_context() -> tuple[Any, Any]:
     return settings, context_for
 
 
-async def serve(host: str, port: int, assets: Path, fast_path: bool, inventory: list[str]) -> None:
+async def serve(
+    host: str, port: int, assets: Path, fast_path: bool, ahead: bool, inventory: list[str]
+) -> None:
     """A racker HTTP server as ``racker serve`` runs it: the fast path for the boot scripts
     and ``inventory``'s scripts rendered ahead (``fast_path=False``: aiohttp answers every
-    request and renders on request, the reference)."""
+    request; ``ahead=False``: every request renders)."""
     from racker.profiles import load_catalog
     from racker.web import BootHttpServer
 
@@ -119,7 +125,7 @@ async def serve(host: str, port: int, assets: Path, fast_path: bool, inventory: 
         key=os.urandom(32),
         assets_dir=assets,
         fast_path=fast_path,
-        inventory=(lambda: inventory) if fast_path else None,
+        inventory=(lambda: inventory) if ahead else None,
     )
     await server.start()
     print("ready", flush=True)
@@ -389,6 +395,7 @@ def run(args: argparse.Namespace) -> None:
         racker = racker_server(RACKER_PORT, "default", "fast")
         on_uvloop = racker_server(UVLOOP_PORT, "uvloop", "fast")
         plain = racker_server(AIOHTTP_PORT, "default", "aiohttp")
+        nofast = racker_server(NOFAST_PORT, "default", "nofast")
         nginx = lk.server.popen(
             pinned(SERVER_CPU, ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
         )
@@ -399,6 +406,7 @@ def run(args: argparse.Namespace) -> None:
             wait_ready(cli, f"http://{SERVER_IP}:{RACKER_PORT}/healthz")
             wait_ready(cli, f"http://{SERVER_IP}:{UVLOOP_PORT}/healthz")
             wait_ready(cli, f"http://{SERVER_IP}:{AIOHTTP_PORT}/healthz")
+            wait_ready(cli, f"http://{SERVER_IP}:{NOFAST_PORT}/healthz")
             wait_ready(cli, nginx_url)
             speeds: dict[str, list[float]] = {"racker": [], "uvloop": [], "nginx": []}
             uvloop_url = f"http://{SERVER_IP}:{UVLOOP_PORT}/assets/{blob.name}"
@@ -416,6 +424,8 @@ def run(args: argparse.Namespace) -> None:
             wait_ready(cli, uvloop_ipxe)
             plain_ipxe = f"http://{SERVER_IP}:{AIOHTTP_PORT}/ipxe"
             wait_ready(cli, f"http://{SERVER_IP}:{AIOHTTP_PORT}{query}")
+            nofast_ipxe = f"http://{SERVER_IP}:{NOFAST_PORT}/ipxe"
+            wait_ready(cli, f"http://{SERVER_IP}:{NOFAST_PORT}{query}")
             keep = f"ab -k -c {args.burst} -n {n} (keep-alive)"
             # Each server's first burst after start is reported apart (200 connections are
             # accepted and set up during it).
@@ -436,7 +446,8 @@ def run(args: argparse.Namespace) -> None:
             healthz = f"http://{SERVER_IP}:{RACKER_PORT}/healthz"
             fixed = f"http://{SERVER_IP}:{NGINX_PORT}/ipxe"
             ipxe = f"http://{SERVER_IP}:{RACKER_PORT}/ipxe"
-            urls = {"racker": ipxe, "aiohttp": plain_ipxe, "healthz": healthz, "nginx": fixed}
+            urls = {"racker": ipxe, "aiohttp": plain_ipxe, "nofast": nofast_ipxe,
+                    "healthz": healthz, "nginx": fixed}  # fmt: skip
             for name, server, macs, _what in BURSTS:
                 url = urls[server]
                 load = [PY, "-P", __file__, "--load", url, str(args.burst), str(args.rounds), macs]
@@ -446,7 +457,7 @@ def run(args: argparse.Namespace) -> None:
                 )
                 bursts[name] = json.loads(loaded.stdout)
         finally:
-            for proc in (racker, on_uvloop, plain, nginx):
+            for proc in (racker, on_uvloop, plain, nofast, nginx):
                 proc.terminate()
                 proc.wait(timeout=10)
     report(args, speeds, rows, bursts)
@@ -525,7 +536,7 @@ def main() -> None:
         host, port, assets, loop, mode = args.serve
         nodes = inventory(args.rounds, args.burst)
         run_event_loop(
-            serve(host, int(port), Path(assets), mode == "fast", nodes),
+            serve(host, int(port), Path(assets), mode == "fast", mode != "aiohttp", nodes),
             loop=None if loop == "default" else loop,
         )
     elif args.render_cost:
