@@ -42,8 +42,8 @@ log = logging.getLogger("racker.http")
 SERVICE = web.AppKey("racker_boot_service", BootService)
 # Listen backlog: a rack powering on opens hundreds of connections at once. aiohttp's default
 # (128) overflowed under 200 concurrent clients: Linux then drops the handshake's last ACK and
-# the client resends only after the minimum retransmission timeout (RFC 6298), which dwarfs
-# the answer itself (docs/benchmarks.md, "HTTP").
+# the client resends only after TCP's minimum retransmission timeout, which dwarfs the answer
+# itself.
 _BACKLOG = 1024
 # Idle keep-alive connections are closed after this long (nginx's default; aiohttp's is an
 # hour). iPXE reuses its connection within seconds: /boot.ipxe, /ipxe, kernel, initrd.
