@@ -111,7 +111,8 @@ def link(
         sh("ip", "link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
         sh("ip", "link", "set", f"{tag}a", "netns", srv, "name", srv_if, "address", server_mac)
         sh("ip", "link", "set", f"{tag}b", "netns", cli, "name", cli_if, "address", client_mac)
-        sh("ip", "-n", srv, "addr", "add", f"{server_ip}/{prefix}", "dev", srv_if)
+        if server_ip:  # "": a PXE NIC that has no address yet
+            sh("ip", "-n", srv, "addr", "add", f"{server_ip}/{prefix}", "dev", srv_if)
         if client_ip:
             sh("ip", "-n", cli, "addr", "add", f"{client_ip}/{prefix}", "dev", cli_if)
         sh("ip", "-n", srv, "link", "set", srv_if, "up")

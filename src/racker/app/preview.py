@@ -62,7 +62,7 @@ def explain_render(
     if node is None and csv_problems:
         raise InventoryError(csv_problems)
     try:
-        plan: NetworkPlan | None = plan_addresses(config, None)  # offline: no interface needed
+        plan: NetworkPlan | None = plan_addresses(config)  # offline: no interface needed
     except ConfigError:
         plan = None
     state_directory = state_dir(options, config)

@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from racker.app.load import load_rack
+from racker.app.load import configure_pxe_address, load_rack
 from racker.app.stack import BootStack
 from racker.errors import RackerError
 from racker.events import Event, Publish, discard
@@ -137,7 +137,10 @@ async def run_bootstrap(
 
     bmcs = bootstrap_targets(rack, store, [p.node for p in plan.nodes])
     targets = [NodeTarget(p, bmcs[p.node.primary_mac]) for p in plan.nodes]
-    stack = None if boot_stack_running(rack) else BootStack(rack, store)
+    stack = None
+    if not boot_stack_running(rack):
+        rack = configure_pxe_address(rack)
+        stack = BootStack(rack, store)
     own_driver = driver is None
     if driver is None:
         publish_bmc = stack.hub.publish if stack is not None else discard

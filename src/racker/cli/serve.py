@@ -15,11 +15,11 @@ from racker.cli.root import event_loop_choice, options_of, rack_options
 @click.pass_context
 def serve(ctx: click.Context, interface: str | None) -> None:
     """Run the boot stack (DHCP, TFTP, HTTP) on the PXE interface until SIGINT/SIGTERM."""
-    from racker.app.load import load_rack, open_store
+    from racker.app.load import configure_pxe_address, load_rack, open_store
     from racker.app.run import run_event_loop, serve_until_signal
     from racker.app.stack import BootStack
 
-    rack = load_rack(options_of(ctx, interface))
+    rack = configure_pxe_address(load_rack(options_of(ctx, interface)))
     with open_store(rack) as store:
         stack = BootStack(rack, store)
 

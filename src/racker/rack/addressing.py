@@ -9,6 +9,7 @@ BMCs .128-.191 and the pool .192-.254.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from racker.errors import ConfigError, Problem
 from racker.model import AddressRange, NetworkPlan
@@ -22,25 +23,42 @@ def _quarter(subnet: ipaddress.IPv4Network, index: int) -> AddressRange:
     return AddressRange(ipaddress.IPv4Address(start), ipaddress.IPv4Address(end))
 
 
+# The rack-internal subnet when neither racker.yaml nor the PXE NIC gives one (a fresh
+# management node: racker is that network's DHCP server, so nobody else gives its NIC one).
+DEFAULT_SUBNET = ipaddress.IPv4Network("172.24.213.0/24")
+
+
 def plan_addresses(
-    config: Config, interface_address: ipaddress.IPv4Interface | None, source: str = "racker.yaml"
+    config: Config,
+    interface_addresses: Sequence[ipaddress.IPv4Interface] = (),
+    source: str = "racker.yaml",
 ) -> NetworkPlan:
-    """Combine racker.yaml with the PXE interface's own address into a checked plan."""
+    """Combine racker.yaml with the PXE interface's own addresses into a checked plan.
+
+    With ``network.subnet`` set, the NIC's address in that subnet is racker's (else
+    ``network.server``, else the subnet's first host, which ``racker serve`` then adds to a NIC
+    that has no address); a NIC whose addresses all lie in other subnets is an error naming
+    both, never changed. Without it, the NIC's own subnet, else ``DEFAULT_SUBNET``.
+    """
     net = config.network
     problems: list[Problem] = []
-    subnet = net.subnet or (interface_address.network if interface_address else None)
-    server = net.server or (interface_address.ip if interface_address else None)
-    if subnet is None or server is None:
+    inside = [a for a in interface_addresses if net.subnet is None or a.ip in net.subnet]
+    if net.subnet is not None and interface_addresses and not inside:
+        have = ", ".join(str(a) for a in interface_addresses)
         raise ConfigError(
             [
                 Problem(
                     source,
                     None,
-                    "network.subnet/server are not set and the PXE interface has no IPv4 address",
-                    "give the PXE interface an address, or set network.subnet and network.server",
+                    f"the PXE interface has {have}, outside network.subnet {net.subnet}",
+                    "set network.subnet to the interface's subnet, or remove that address "
+                    "(racker never changes an address it did not add)",
                 )
             ]
         )
+    own = inside[0] if inside else None
+    subnet = net.subnet or (own.network if own else DEFAULT_SUBNET)
+    server = net.server or (own.ip if own else next(subnet.hosts(), subnet.network_address))
     if subnet.prefixlen > 29:
         problems.append(
             Problem(source, None, f"network.subnet {subnet} is too small for a rack", "use a /24")

@@ -30,9 +30,10 @@ DEFAULT_OEM_DIR = Path("/usr/share/oem")
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    # The rack-internal subnet. Default: the PXE interface's own address and prefix.
+    # The rack-internal subnet. Default: the PXE interface's own subnet, else 172.24.213.0/24.
     subnet: ipaddress.IPv4Network | None = None
-    # racker's address on the PXE interface. Default: the interface's IPv4 address.
+    # racker's address on the PXE interface. Default: the interface's IPv4 address in the
+    # subnet, else the subnet's first host (added to a PXE interface that has none).
     server: ipaddress.IPv4Address | None = None
     # Reserved addresses for servers' primary NICs and for BMCs. Default: the second and third
     # quarter of the subnet (a /24 gives .64-.127 for nodes and .128-.191 for BMCs).

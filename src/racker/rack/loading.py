@@ -65,24 +65,35 @@ def read_rack_metadata(
     return read_oem(oem_dir(options, config), local_macs)
 
 
+@dataclass(frozen=True)
+class PxeInterface:
+    """The PXE interface found, and how (for ``racker factory check``)."""
+
+    interface: LocalInterface
+    how: str
+
+
 def find_pxe_interface(
     options: Options, config: Config, oem: OemData, interfaces: list[LocalInterface]
-) -> tuple[LocalInterface | None, Problem | None]:
+) -> tuple[PxeInterface | None, Problem | None]:
     """The PXE interface: --interface, racker.yaml's ``interface``, the local NIC whose MAC is
-    in ``pxe_interface``, else the one with the management row's secondary MAC."""
+    in ``pxe_interface``, the one with the management row's secondary MAC, else — when the
+    management row's MAC is a NIC of this machine and exactly one other Ethernet NIC exists —
+    that other NIC (a 4-column nodes.csv on a management node with two NICs)."""
     by_name = {i.name: i for i in interfaces}
     wanted = options.interface or config.interface
     if wanted:
+        origin = "--interface" if options.interface else "racker.yaml"
         found = by_name.get(wanted)
         if found is None:
             names = ", ".join(sorted(by_name)) or "none"
             return None, Problem(
-                "--interface" if options.interface else "racker.yaml",
+                origin,
                 None,
                 f"no network interface named {wanted!r} on this machine",
                 f"interfaces here: {names}",
             )
-        return found, None
+        return PxeInterface(found, f"from {origin}"), None
     inventory = oem.inventory
     candidates = []
     if inventory.pxe_interface_mac:
@@ -92,7 +103,7 @@ def find_pxe_interface(
     for mac, origin in candidates:
         for interface in interfaces:
             if interface.mac == mac:
-                return interface, None
+                return PxeInterface(interface, f"its MAC is in {origin}"), None
         return None, Problem(
             str(oem.directory / "nodes.csv") if origin != "pxe_interface" else origin,
             inventory.management.line
@@ -101,9 +112,19 @@ def find_pxe_interface(
             f"no local interface has the PXE MAC {mac} (from {origin})",
             "pass --interface IF",
         )
+    management = inventory.management
+    primary = next((i for i in interfaces if management and i.mac == management.primary_mac), None)
+    others = [i for i in interfaces if i.ethernet and i is not primary]
+    if primary is not None and len(others) == 1:
+        how = f"the one Ethernet NIC besides the management row's {primary.name}"
+        return PxeInterface(others[0], how), None
+    hint = "write its MAC to pxe_interface, use the 5-column nodes.csv, or pass --interface IF"
+    detail = ""
+    if primary is not None and others:
+        detail = f" (Ethernet NICs besides {primary.name}: {', '.join(i.name for i in others)})"
     return None, Problem(
         str(oem.directory),
         None,
-        "cannot tell which interface is the PXE interface",
-        "write its MAC to pxe_interface, use the 5-column nodes.csv, or pass --interface IF",
+        f"cannot tell which interface is the PXE interface{detail}",
+        hint,
     )

@@ -72,22 +72,29 @@ def factory_check(options: Options, offline: bool = False) -> FactoryReport:
     _inventory_checks(report, oem, offline)
     if offline:
         return report
-    interface, problem = find_pxe_interface(options, config, oem, interfaces)
-    report.interface = interface
-    if interface is None:
+    pxe, problem = find_pxe_interface(options, config, oem, interfaces)
+    if pxe is None:
         assert problem is not None
         report.checks.append(Check(False, "PXE interface", (problem,)))
         return report
-    addresses = ", ".join(str(a) for a in interface.ipv4) or "no IPv4 address"
+    interface = report.interface = pxe.interface
     report.checks.append(
-        Check(True, f"PXE interface {interface.name} ({interface.mac}, {addresses})")
+        Check(True, f"PXE interface {interface.name} ({interface.mac}): {pxe.how}")
     )
     try:
-        plan = plan_addresses(config, interface.ipv4[0] if interface.ipv4 else None)
+        plan = plan_addresses(config, interface.ipv4)
     except ConfigError as exc:
-        report.checks.append(Check(False, "address plan", tuple(exc.problems)))
+        report.checks.append(Check(False, "PXE interface address", tuple(exc.problems)))
         return report
     report.plan = plan
+    own = f"{plan.server}/{plan.subnet.prefixlen}"
+    if interface.ipv4:
+        has = ", ".join(str(a) for a in interface.ipv4)
+        report.checks.append(Check(True, f"PXE interface address: {has}; racker serves as {own}"))
+    else:
+        report.checks.append(
+            Check(True, f"PXE interface address: none yet; racker serve will add {own}")
+        )
     nodes = len(oem.inventory.nodes)
     fits = nodes <= len(plan.nodes) and nodes <= len(plan.bmcs)
     title = f"address plan: {nodes} nodes in {plan.nodes}, BMCs in {plan.bmcs}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.netns import Link
+from tests.support.netns import Link, link
 from tests.support.serving import (
     NODE_MAC,
     PXE_BIOS,
@@ -153,3 +153,28 @@ def test_serve_without_root_privileges_fails_with_a_clear_error(net: Link, rack:
     assert first.startswith("error: DHCP"), result.stderr
     assert "hint:" in rest
     assert "Traceback" not in result.stderr
+
+
+def test_a_bare_pxe_nic_gets_racker_s_address_and_serves(rack: Path) -> None:
+    """A fresh management node: the PXE NIC has no address, racker.yaml sets none. racker
+    serve adds the default subnet's first host, logs it, and a node gets a lease and script."""
+    with link(server_ip="", server_mac="52:54:00:99:02:01", client_mac=NODE_MAC) as bare:
+        serve = Serve(bare, rack)
+        try:
+            added = bare.server.run("ip", "-4", "-o", "addr", "show", "dev", bare.srv_if).stdout
+            assert "172.24.213.1/24" in added
+            lease = udhcpc(bare, rack)
+            assert lease["ip"] == "172.24.213.65"  # the second row's reserved address
+            assert lease["serverid"] == "172.24.213.1"
+            bare.client.run("ip", "addr", "add", f"{lease['ip']}/24", "dev", bare.cli_if)
+            script = bare.client.run(
+                "curl", "-sS", "-f", "http://172.24.213.1:8080/boot.ipxe"
+            ).stdout
+            assert script.startswith("#!ipxe")
+        finally:
+            assert serve.stop() == 0
+        # The address stays when racker stops.
+        after = bare.server.run("ip", "-4", "-o", "addr", "show", "dev", bare.srv_if).stdout
+        assert "172.24.213.1/24" in after
+    log = serve.log.read_text()
+    assert "the PXE interface pxe0 had no IPv4 address: added 172.24.213.1/24" in log

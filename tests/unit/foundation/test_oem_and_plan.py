@@ -75,7 +75,7 @@ def test_bad_oem_files(oem: Path, setup: object, message: str) -> None:
 
 
 def test_plan_defaults_come_from_the_interface() -> None:
-    plan = plan_addresses(Config(), ipaddress.IPv4Interface("10.99.0.1/24"))
+    plan = plan_addresses(Config(), (ipaddress.IPv4Interface("10.99.0.1/24"),))
     assert plan.server == ipaddress.IPv4Address("10.99.0.1")
     assert str(plan.nodes) == "10.99.0.64-10.99.0.127"
     assert str(plan.bmcs) == "10.99.0.128-10.99.0.191"
@@ -89,14 +89,44 @@ def test_plan_from_config_without_interface_address() -> None:
             server=ipaddress.IPv4Address("172.16.0.1"),
         )
     )
-    plan = plan_addresses(config, None)
+    plan = plan_addresses(config)
     assert str(plan.nodes) == "172.16.64.0-172.16.127.255"
+
+
+@pytest.mark.parametrize(
+    ("subnet", "server", "addresses", "expected"),
+    [
+        # a fresh management node: no address, nothing configured
+        (None, None, (), ("172.24.213.0/24", "172.24.213.1")),
+        # configured subnet, the NIC has no address yet: its first host, or network.server
+        ("10.7.0.0/24", None, (), ("10.7.0.0/24", "10.7.0.1")),
+        ("10.7.0.0/24", "10.7.0.5", (), ("10.7.0.0/24", "10.7.0.5")),
+        # the NIC's address in the configured subnet is racker's, among others outside it
+        ("10.7.0.0/24", None, ("192.168.9.2/24", "10.7.0.9/24"), ("10.7.0.0/24", "10.7.0.9")),
+        # no configured subnet: the NIC's own (today's behaviour)
+        (None, None, ("10.99.0.1/24",), ("10.99.0.0/24", "10.99.0.1")),
+    ],
+)
+def test_plan_subnet_and_server(
+    subnet: str | None, server: str | None, addresses: tuple[str, ...], expected: tuple[str, str]
+) -> None:
+    network = NetworkConfig(
+        subnet=ipaddress.IPv4Network(subnet) if subnet else None,
+        server=ipaddress.IPv4Address(server) if server else None,
+    )
+    plan = plan_addresses(
+        Config(network=network), tuple(ipaddress.IPv4Interface(a) for a in addresses)
+    )
+    assert (str(plan.subnet), str(plan.server)) == expected
 
 
 @pytest.mark.parametrize(
     ("config", "fragment"),
     [
-        (Config(), "PXE interface has no IPv4 address"),
+        (
+            Config(network=NetworkConfig(subnet=ipaddress.IPv4Network("172.24.213.0/24"))),
+            "the PXE interface has 10.99.0.1/24, outside network.subnet 172.24.213.0/24",
+        ),
         (
             Config(network=NetworkConfig(nodes=AddressRange.parse("10.99.0.1-10.99.0.9"))),
             "contains racker's own address",
@@ -113,7 +143,6 @@ def test_plan_from_config_without_interface_address() -> None:
     ],
 )
 def test_bad_plans(config: Config, fragment: str) -> None:
-    address = None if config == Config() else ipaddress.IPv4Interface("10.99.0.1/24")
     with pytest.raises(ConfigError) as info:
-        plan_addresses(config, address)
+        plan_addresses(config, (ipaddress.IPv4Interface("10.99.0.1/24"),))
     assert any(fragment in str(p) for p in info.value.problems), info.value.problems

@@ -38,7 +38,7 @@ def rack(tmp_path: Path) -> Rack:
     interface = LocalInterface("pxe0", "52:54:00:99:02:01", 1500, (address,))
     config = Config()
     return Rack(
-        config, read_oem(oem), interface, plan_addresses(config, address), tmp_path / "state"
+        config, read_oem(oem), interface, plan_addresses(config, (address,)), tmp_path / "state"
     )
 
 
