@@ -26,10 +26,10 @@ class EventHub:
     machines (``known``: a MAC in nodes.csv) and of racker itself, but the boot servers' events
     about anyone else (pool clients, strangers, unidentified HTTP peers) only up to
     ``STRANGER_EVENTS_PER_SECOND``: a persisted event costs JSON and SQLite work on the event
-    loop, a DHCP exchange makes four, and a flood of unknown clients must not take the boot server's CPU
-    or the disk. The same budget bounds the DHCP log lines (``-v``) of those clients. What is
-    left out is counted, stored as one ``EventLogOverflow`` per flush and told in a warning at
-    most once a minute.
+    loop, a DHCP exchange makes four, and a flood of unknown clients must not take the boot
+    server's CPU or the disk. The same budget bounds the DHCP log lines (``-v``) of those
+    clients. What is left out is counted, stored as one ``EventLogOverflow`` per flush and told
+    in a warning at most once a minute.
     """
 
     # The event log keeps this many of the newest events (~100 MB of SQLite at most); pruned

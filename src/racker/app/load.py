@@ -13,6 +13,7 @@ from racker.rack.interfaces import add_address, local_interfaces
 from racker.rack.loading import (
     Options,
     Rack,
+    RackFiles,
     config_path,
     find_pxe_interface,
     read_config,
@@ -20,6 +21,8 @@ from racker.rack.loading import (
     state_dir,
 )
 from racker.store import Store
+
+NOT_THIS_MACHINE = "no row is the management node"
 
 log = logging.getLogger("racker.serve")
 
@@ -37,6 +40,17 @@ def load_rack(options: Options) -> Rack:
         raise EnvironmentProblem(str(problem), problem.hint)
     plan = plan_addresses(config, pxe.interface.ipv4, str(config_path(options) or "racker.yaml"))
     return Rack(config, oem, pxe.interface, plan, state_dir(options, config))
+
+
+def load_rack_files(options: Options) -> RackFiles:
+    """racker.yaml and the OEM files for a read-only command: any machine will do, so a rack
+    whose management row is not this machine is no problem here."""
+    config = read_config(options)
+    oem = read_rack_metadata(options, config)
+    problems = [p for p in oem.problems if not p.message.startswith(NOT_THIS_MACHINE)]
+    if problems:
+        raise InventoryError(problems)
+    return RackFiles(config, oem, state_dir(options, config))
 
 
 def configure_pxe_address(rack: Rack) -> Rack:

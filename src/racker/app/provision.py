@@ -19,7 +19,7 @@ from racker.events import Event, Publish, discard
 from racker.model import Node
 from racker.rack import loading
 from racker.rack.config import Config
-from racker.rack.loading import Options, Rack
+from racker.rack.loading import Options, Rack, RackFiles
 from racker.rack.oem import Credentials
 from racker.store import Store
 
@@ -221,18 +221,23 @@ def apply_lokomotive(
 
 
 async def rack_status(
-    rack: Rack, store: Store, full: bool, driver_name: str | None = None
+    files: RackFiles, store: Store, full: bool, driver_name: str | None = None
 ) -> list[StatusRow]:
-    """``racker status`` rows, BMCs asked at once."""
+    """``racker status`` rows, BMCs asked at once: from the files and the store alone (the
+    addresses ``racker serve`` allocated; nothing is allocated here)."""
     from racker.bootstrap.status import collect_status
+    from racker.power.targets import bmc_targets, static_addresses
 
-    nodes = list(rack.oem.inventory.provisionable)
-    targets = bootstrap_targets(rack, store, nodes)
-    addresses = {mac: str(a.address) for mac, a in store.allocations().items()}
-    driver = power_driver(rack.config, rack.state_dir, driver_name)
+    nodes = list(files.oem.inventory.provisionable)
+    allocations = store.allocations()
+    static = static_addresses(files.oem.inventory, files.config.bmc.addresses)
+    credentials = bmc_credentials(files.oem.credentials)
+    targets = {n.primary_mac: t for n, t in bmc_targets(nodes, credentials, allocations, static)}
+    addresses = {mac: str(a.address) for mac, a in allocations.items()}
+    driver = power_driver(files.config, files.state_dir, driver_name)
     try:
         return await collect_status(
-            nodes, targets, driver, store, addresses, full, rack.config.bmc.timeout
+            nodes, targets, driver, store, addresses, full, files.config.bmc.timeout
         )
     finally:
         await driver.close()

@@ -104,7 +104,7 @@ def bootstrap_cmd(
     Exit 0 only when every selected node is ready. Safe to run again after an interruption:
     each node continues from where it was, ready nodes are skipped.
     """
-    from racker.app.load import load_rack, open_store
+    from racker.app.load import load_rack, load_rack_files, open_store
     from racker.app.provision import apply_lokomotive, run_bootstrap
     from racker.app.run import run_event_loop
     from racker.bootstrap.machine import Deadlines
@@ -114,8 +114,8 @@ def bootstrap_cmd(
     from racker.cli.progress import BootstrapProgress, Mode
     from racker.power.targets import select_nodes
 
-    rack = load_rack(options_of(ctx, interface))
-    inventory = rack.oem.inventory
+    # The plan needs only the files: --dry-run works on any machine, with no PXE interface.
+    inventory = load_rack_files(options_of(ctx, interface)).oem.inventory
     # --nodes a,b and --nodes a --nodes b both work
     refs = [r for v in node_refs for r in v.split(",") if r.strip()]
     not_refs = [r for v in exclude_refs for r in v.split(",") if r.strip()]
@@ -134,6 +134,7 @@ def bootstrap_cmd(
         for line in plan.describe():
             click.echo(line)
         return
+    rack = load_rack(options_of(ctx, interface))
     tty = sys.stdout.isatty()
     mode: Mode = "json" if as_json else "live" if tty else "plain"
     options = RunOptions(
@@ -188,13 +189,14 @@ def status_cmd(
 
     from rich.console import Console
 
-    from racker.app.load import load_rack, open_store
+    from racker.app.load import load_rack_files
     from racker.app.provision import rack_status
     from racker.cli.tables import status_table
+    from racker.store import Store
 
-    rack = load_rack(options_of(ctx, interface))
-    with open_store(rack) as store:
-        rows = asyncio.run(rack_status(rack, store, full or as_json, driver_name))
+    files = load_rack_files(options_of(ctx, interface))
+    with Store.open(files.state_dir) as store:
+        rows = asyncio.run(rack_status(files, store, full or as_json, driver_name))
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return

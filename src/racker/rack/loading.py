@@ -66,6 +66,16 @@ def read_rack_metadata(
 
 
 @dataclass(frozen=True)
+class RackFiles:
+    """What read-only commands (``racker status``, ``bootstrap --dry-run``) need: the files and
+    the state directory, on any machine, with no PXE interface."""
+
+    config: Config
+    oem: OemData
+    state_dir: Path
+
+
+@dataclass(frozen=True)
 class PxeInterface:
     """The PXE interface found, and how (for ``racker factory check``)."""
 
