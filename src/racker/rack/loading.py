@@ -128,7 +128,11 @@ def find_pxe_interface(
     if primary is not None and len(others) == 1:
         how = f"the one Ethernet NIC besides the management row's {primary.name}"
         return PxeInterface(others[0], how), None
-    hint = "write its MAC to pxe_interface, use the 5-column nodes.csv, or pass --interface IF"
+    if oem.has_secondary:  # the management row's secondary MAC would have named it
+        hint = "add the management node's row to nodes.csv, write the PXE NIC's MAC to "
+        hint += "pxe_interface, or pass --interface IF"
+    else:
+        hint = "write its MAC to pxe_interface, use the 5-column nodes.csv, or pass --interface IF"
     detail = ""
     if primary is not None and others:
         detail = f" (Ethernet NICs besides {primary.name}: {', '.join(i.name for i in others)})"

@@ -122,13 +122,11 @@ def _inventory_checks(report: FactoryReport, oem: OemData, offline: bool) -> Non
         p for p in by_file.get(csv_name, []) if not p.message.startswith("no row is the management")
     ]
     columns = 5 if oem.has_secondary else 4
-    report.checks.append(
-        Check(
-            not csv_problems,
-            f"{csv_name}: {len(inv.nodes)} rows, {columns}-column format",
-            tuple(csv_problems),
-        )
-    )
+    if (oem.directory / NODES_CSV).is_file():
+        title = f"{csv_name}: {len(inv.nodes)} rows, {columns}-column format"
+    else:
+        title = f"{csv_name}: missing"
+    report.checks.append(Check(not csv_problems, title, tuple(csv_problems)))
     cred_problems = [p for f, ps in by_file.items() if f != csv_name for p in ps]
     cred_problems = [p for p in cred_problems if "pxe_interface" not in p.file]
     report.checks.append(

@@ -49,3 +49,24 @@ def test_bootstrap_dry_run_without_a_pxe_interface(rack: list[str]) -> None:
     result = CliRunner().invoke(cli, ["bootstrap", "--dry-run", *rack])
     assert result.exit_code == 0, result.output
     assert "52:54:00:99:00:10" in result.output or "red-990010" in result.output, result.output
+
+
+def test_factory_check_says_a_missing_nodes_csv_is_missing(tmp_path: Path) -> None:
+    empty = tmp_path / "oem"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["factory", "check", "--offline", "--oem-dir", str(empty)])
+    assert result.exit_code == 1
+    assert f"✗ {empty}/nodes.csv: missing" in result.output
+    assert "0 rows" not in result.output
+
+
+def test_factory_check_hint_for_a_five_column_file_without_rows(tmp_path: Path) -> None:
+    oem = tmp_path / "oem"
+    oem.mkdir()
+    header = (EXAMPLE / "nodes.csv").read_text().splitlines()[0]
+    (oem / "nodes.csv").write_text(header + "\n")
+    result = CliRunner().invoke(cli, ["factory", "check", "--oem-dir", str(oem)])
+    assert result.exit_code == 1
+    assert "0 rows, 5-column format" in result.output
+    assert "add the management node's row to nodes.csv" in result.output
+    assert "use the 5-column nodes.csv" not in result.output
