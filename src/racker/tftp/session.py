@@ -291,6 +291,12 @@ class Session:
                 duration,
                 t.resends,
             )
+        elif t.size_probe:
+            log.info(
+                "TFTP: %s:%d asked the size of %r (a tsize probe)",
+                *self.peer,
+                self.request.filename,
+            )
         else:
             log.warning(
                 "TFTP: transfer of %r to %s:%d failed: %s",
@@ -298,8 +304,9 @@ class Session:
                 *self.peer,
                 t.error,
             )
+        kind = "transfer-finished" if ok else "size-probe" if t.size_probe else "transfer-failed"
         self.server.event(
-            "transfer-finished" if ok else "transfer-failed",
+            kind,
             self.peer,
             self.request.filename,
             size=t.bytes_acked,

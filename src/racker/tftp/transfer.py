@@ -162,6 +162,7 @@ class Transfer:
         self.last_block = source.size // self.blksize + 1
         self.status = Status.RUNNING
         self.error = ""  # why it failed
+        self.size_probe = False  # it "failed" as a tsize probe ends: nothing went wrong
         self.resends = 0  # datagrams sent more than once
         self.deadline = 0.0  # when on_timeout must be called
         self._oack = encode_oack(self.negotiated.oack) if self.negotiated.oack else b""
@@ -195,7 +196,13 @@ class Transfer:
         except PacketError:
             return []  # a mangled datagram from the right TID: drop it, the timer covers it
         if isinstance(packet, Error):
-            # ERROR 8 after our OACK is how OVMF ends its tsize probe (RFC 2347 allows it).
+            # ERROR 8 in answer to an OACK that carried tsize is how OVMF asks a file's size
+            # before it downloads it (RFC 2347 lets a client decline our options this way).
+            self.size_probe = (
+                packet.code == ErrorCode.OPTION_NEGOTIATION
+                and self._awaiting_oack_ack
+                and any(name == "tsize" for name, _ in self.negotiated.oack)
+            )
             reason = f"client sent error {packet.code}"
             self._fail(f"{reason}: {packet.message}" if packet.message else reason)
             return []
