@@ -49,6 +49,7 @@ def explain_render(
     installed: bool | None = None,
     role: str | None = None,
     platform: str = "efi",
+    raw_json: bool = False,
 ) -> str:
     """`racker render`: which group a MAC matches and why, its iPXE script and Ignition —
     from the files and the store alone, no server and no PXE interface needed."""
@@ -89,4 +90,4 @@ def explain_render(
     )
     catalog = load_catalog(config.http.profiles_dir, settings)
     facts = NodeFacts(mac=mac, platform=platform, buildarch="x86_64")
-    return explain(catalog, facts, context)
+    return explain(catalog, facts, context, raw_json)

@@ -20,10 +20,16 @@ if TYPE_CHECKING:
 @click.option("--installed/--not-installed", default=None, help="Override the stored state.")
 @click.option("--role", help="Render as if bootstrap gave the node this role.")
 @click.option("--platform", type=click.Choice(["efi", "pcbios"]), default="efi", show_default=True)
+@click.option("--json", "raw_json", is_flag=True, help="Ignition as served (data URLs encoded).")
 @rack_options
 @click.pass_context
 def render_cmd(
-    ctx: click.Context, mac: str, installed: bool | None, role: str | None, platform: str
+    ctx: click.Context,
+    mac: str,
+    installed: bool | None,
+    role: str | None,
+    platform: str,
+    raw_json: bool,
 ) -> None:
     """Show which group MAC matches and why, then its iPXE script and Ignition (no server)."""
     from racker.app.preview import explain_render
@@ -32,7 +38,7 @@ def render_cmd(
     normalised = parse_mac(mac)
     if normalised is None:
         raise click.BadParameter(f"{mac!r} is not a MAC address", param_hint="MAC")
-    text = explain_render(options_of(ctx), normalised, installed, role, platform)
+    text = explain_render(options_of(ctx), normalised, installed, role, platform, raw_json)
     click.echo(text, nl=False)
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import urllib.parse
+from typing import Any
 
 from racker.profiles.catalog import Catalog
 from racker.profiles.context import NodeFacts, RenderContext
 from racker.profiles.groups import NoMatch
 
 
-def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext) -> str:
-    """Human-readable selection, iPXE script and Ignition (pretty JSON) for one machine.
+def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext, raw_json: bool = False) -> str:
+    """Human-readable selection, iPXE script and Ignition for one machine: the Ignition config
+    with every file's data URL decoded below it (``raw_json``: the config as it is served).
 
     Raises ``NoMatch`` when no group matches and ``TemplateError`` when a template fails.
     """
@@ -38,9 +42,55 @@ def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext) -> str:
     lines += ["", "## iPXE script", ipxe.rstrip("\n"), "", "## Ignition"]
     if ignition is None:
         lines.append(f"(profile {match.profile.id!r} has no Ignition config)")
-    else:
+    elif raw_json:
         lines.append(json.dumps(ignition, indent=2, sort_keys=True))
+    else:
+        lines.append(json.dumps(_without_data(ignition), indent=2, sort_keys=True))
+        lines += ["", "## Ignition files and units, decoded", files_view(ignition).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["NoMatch", "explain"]
+def decode_data_url(source: str) -> bytes:
+    """The bytes of an RFC 2397 ``data:`` URL (base64 or percent-encoded)."""
+    header, _, payload = source[len("data:") :].partition(",")
+    if header.endswith(";base64"):
+        return base64.b64decode(payload)
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+def files_view(config: dict[str, Any], prefix: str = "") -> str:
+    """Every file of an Ignition config decoded, an embedded ``.ign`` followed recursively,
+    then every systemd unit: what a person reviews (and what the golden tests compare)."""
+    out = []
+    for f in config.get("storage", {}).get("files", []):
+        mode = f"0o{f['mode']:o}" if "mode" in f else "default"
+        source = f.get("contents", {}).get("source", "")
+        out.append(f"===== {prefix}{f['path']} (mode {mode}) =====")
+        if not source.startswith("data:"):
+            out.append(f"(fetched from {source})" if source else "(empty)")
+            continue
+        raw = decode_data_url(source)
+        if f["path"].endswith(".ign"):
+            inner = json.loads(raw)
+            out.append(json.dumps(_without_data(inner), indent=2, sort_keys=True))
+            out.append(files_view(inner, prefix=f"{f['path']} -> ").rstrip("\n"))
+        else:
+            out.append(raw.decode("utf-8", "replace").rstrip("\n"))
+    for unit in config.get("systemd", {}).get("units", []):
+        out.append(f"===== {prefix}unit {unit['name']} (enabled={unit.get('enabled')}) =====")
+        out.append(unit.get("contents", "").rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def _without_data(config: Any) -> Any:
+    """The config with each data URL replaced by a note (its content is shown decoded)."""
+    if isinstance(config, dict):
+        return {k: _without_data(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_without_data(v) for v in config]
+    if isinstance(config, str) and config.startswith("data:"):
+        return f"(data URL, {len(decode_data_url(config))} bytes: decoded below)"
+    return config
+
+
+__all__ = ["NoMatch", "decode_data_url", "explain", "files_view"]

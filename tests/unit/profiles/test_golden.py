@@ -8,46 +8,29 @@ embedded final config) so a reviewer reads the scripts and units, not base64.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from racker.profiles import Catalog, check_ignition, explain, load_catalog
+from racker.profiles.explain import decode_data_url
+from racker.profiles.explain import files_view as render_files_view
 from tests.unit.profiles.helpers import NODE, SETTINGS, SINGLE_NIC, context, facts
 
 GOLDEN = Path(__file__).parents[3] / "fixtures" / "profiles" / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
-def decode_data_url(source: str) -> bytes:
-    header, _, payload = source[len("data:") :].partition(",")
-    if header.endswith(";base64"):
-        return base64.b64decode(payload)
-    return urllib.parse.unquote_to_bytes(payload)
-
-
 def files_view(config: dict[str, Any], prefix: str = "") -> str:
-    out = []
+    """racker render's decoded view, plus: every embedded Ignition config must be valid too."""
     for f in config.get("storage", {}).get("files", []):
-        mode = f"0o{f['mode']:o}" if "mode" in f else "default"
-        raw = decode_data_url(f["contents"]["source"])
-        out.append(f"===== {prefix}{f['path']} (mode {mode}) =====")
         if f["path"].endswith(".ign"):
-            inner = json.loads(raw)
+            inner = json.loads(decode_data_url(f["contents"]["source"]))
             assert check_ignition(inner) == [], "embedded Ignition must be valid too"
-            out.append(json.dumps(inner, indent=2, sort_keys=True))
-            out.append(files_view(inner, prefix=f"{f['path']} -> ").rstrip("\n"))
-        else:
-            out.append(raw.decode().rstrip("\n"))
-    for unit in config.get("systemd", {}).get("units", []):
-        out.append(f"===== {prefix}unit {unit['name']} (enabled={unit.get('enabled')}) =====")
-        out.append(unit.get("contents", "").rstrip("\n"))
-    return "\n".join(out) + "\n"
+    return render_files_view(config, prefix)
 
 
 def check_golden(name: str, text: str) -> None:
@@ -104,6 +87,12 @@ def test_render_explain(builtin: Catalog) -> None:
     assert "# group: default" in text
     assert "## iPXE script\n#!ipxe\n" in text
     assert '"version": "3.3.0"' in text
+    # Files decoded (the golden view), no base64 data URL left to read
+    view = (GOLDEN / "flatcar-install.files.txt").read_text()
+    assert text.endswith("## Ignition files and units, decoded\n" + view)
+    assert "data:" not in text.split("## Ignition files")[0].split("## Ignition")[1]
+    raw = explain(builtin, facts(), context(NODE), raw_json=True)
+    assert "data:" in raw and "## Ignition files and units, decoded" not in raw
 
 
 def test_golden_files_are_all_used() -> None:

@@ -52,8 +52,19 @@ def test_render_worker(tmp_path: Path, config: Path) -> None:
     )
     assert "racker assets fetch flatcar" in out  # the mirror is empty: say what to do
     assert "# iPXE scripts: rendered ahead (they read nothing of a request but the MAC)" in out
-    ignition = json.loads(out.split("## Ignition\n", 1)[1])
+    shown, decoded = out.split("## Ignition\n", 1)[1].split(
+        "\n## Ignition files and units, decoded\n"
+    )
+    ignition = json.loads(shown)
     assert ignition["passwd"]["users"][0]["sshAuthorizedKeys"] == ["ssh-ed25519 AAAAtest ops"]
+    assert "===== /opt/racker/install.sh (mode 0o755) =====\n#!/bin/bash\n" in decoded
+    assert "base64" not in out
+    # --json: the config exactly as a node is served it, data URLs and all
+    code, raw = run(tmp_path, config, "render", "52-54-00-99-00-20", "--json")
+    assert code == 0, raw
+    served = json.loads(raw.split("## Ignition\n", 1)[1])
+    assert served["passwd"] == ignition["passwd"]
+    assert served["storage"]["files"][0]["contents"]["source"].startswith("data:")
 
 
 def test_render_installed_and_management(tmp_path: Path, config: Path) -> None:
