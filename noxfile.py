@@ -40,3 +40,21 @@ def bundle(session: nox.Session) -> None:
     racker and its own Python runtime frozen by PyInstaller (one-folder mode), from PyPI."""
     session.install(".", "pyinstaller>=6")
     session.run("python", "packaging/build_bundle.py", *session.posargs)
+
+
+@nox.session
+def image(session: nox.Session) -> None:
+    """The installer image: dist/racker-installer-VERSION.oci.tar, FROM scratch
+    around the bundle (packaging/Containerfile, built with podman as root), which podman load
+    and docker load accept. Builds the bundle first when dist/ has none."""
+    session.install(".")
+    name = session.run(
+        "python", "-c",
+        "from racker import __version__; from racker.release.bundle import archive_name, "
+        "machine_arch; print(archive_name(__version__, machine_arch()))",
+        silent=True,
+    )  # fmt: skip
+    if not (Path("dist") / str(name).strip()).is_file():
+        session.install("pyinstaller>=6")
+        session.run("python", "packaging/build_bundle.py")
+    session.run("python", "packaging/build_image.py", *session.posargs)
