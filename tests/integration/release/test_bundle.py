@@ -1,7 +1,8 @@
 """The real bundle (PyInstaller) runs on a host without Python (issue 9).
 
 Built once into a cache directory reused across runs (RACKER_BUNDLE_CACHE, default
-/tmp/racker-bundle-cache; rebuilt when racker's sources are newer than the archive). Then run
+/tmp/racker-bundle-cache; rebuilt when racker's sources or packaging/'s build files are newer
+than the archive). Then run
 in a private mount namespace where every python3, its standard library, libpython and the
 venv are hidden, with ``env -i PATH=/usr/bin:/bin``.
 """
@@ -39,7 +40,9 @@ exec env -i PATH=/usr/bin:/bin "$@"
 
 def built_archive() -> Path:
     archive = CACHE / "dist" / archive_name(__version__, machine_arch())
-    newest = max(p.stat().st_mtime for p in (REPO / "src" / "racker").rglob("*") if p.is_file())
+    sources = [*(REPO / "src" / "racker").rglob("*"), *(REPO / "packaging").glob("*.py"),
+               REPO / "packaging" / "racker.spec"]  # fmt: skip
+    newest = max(p.stat().st_mtime for p in sources if p.is_file())
     if not archive.exists() or archive.stat().st_mtime < newest:
         if shutil.which("pyinstaller", path=str(Path(sys.executable).parent)) is None:
             pytest.skip("PyInstaller is not installed (pip install -e .[dev])")
