@@ -112,13 +112,19 @@ def install_cmd(
     start: bool,
 ) -> None:  # fmt: skip
     """Install this bundle under the prefix: releases/VERSION, current, the racker command
-    on PATH and the systemd unit (enabled when systemd runs)."""
-    from racker.app.install import install
+    on PATH, the systemd unit (enabled when systemd runs) and the PXE NIC's networkd file."""
+    from racker.app.install import install, write_pxe_network
 
-    installer, _config = _installer(ctx, root, prefix, bin_dir)
+    installer, config = _installer(ctx, root, prefix, bin_dir)
     # A PyInstaller bundle is "frozen"; its folder holds the racker executable.
     running_bundle = Path(sys.executable).parent if getattr(sys, "frozen", False) else None
-    install(installer, bundle, running_bundle, start)
+    install(
+        installer,
+        bundle,
+        running_bundle,
+        start,
+        lambda: write_pxe_network(options_of(ctx), config, root, click.echo),
+    )
 
 
 @click.command("uninstall")

@@ -4,9 +4,11 @@ three releases: a compatible update, an incompatible upgrade, and a corrupted on
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +157,28 @@ def test_signing_key_requires_a_signature(rig: Rig) -> None:
     assert result.returncode == 1
     assert "lists no signature" in result.stderr
     assert rig.snapshot() == before
+
+
+def test_install_writes_the_pxe_nic_networkd_file_and_uninstall_removes_it(rig: Rig) -> None:
+    oem = rig.root / "usr/share/oem"
+    oem.mkdir(parents=True)
+    example = Path(__file__).parents[3] / "fixtures" / "oem" / "example"
+    shutil.copy(example / "nodes.csv", oem / "nodes.csv")
+    (oem / "pxe_interface").write_text("52:54:00:99:02:01\n")
+    install_base(rig)
+    network = rig.root / "etc/systemd/network/50-racker-pxe.network"
+    text = network.read_text()
+    assert "[Match]\nMACAddress=52:54:00:99:02:01\n" in text
+    assert "Address=172.24.213.1/24\nDHCP=no\n" in text
+    # networkd takes the first matching file in lexical order: before Flatcar's default one
+    assert sorted([network.name, "zz-default.network"])[0] == network.name
+    rig.racker("uninstall")
+    assert not network.exists()
+    assert (oem / "nodes.csv").exists()
+
+
+def test_install_without_a_known_pxe_nic_says_how_to_get_one(rig: Rig) -> None:
+    archive = rig.www / f"racker-1.2.0-linux-{ARCH}.tar.gz"
+    out = rig.racker("install", "--bundle", str(archive)).stdout
+    assert "no networkd file for the PXE NIC: the OEM files do not name it" in out
+    assert not (rig.root / "etc/systemd/network").exists()

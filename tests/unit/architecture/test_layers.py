@@ -36,6 +36,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.rack.inventory",
             "racker.rack.allocation",
             "racker.rack.addressing",
+            "racker.rack.networkd",
             "racker.web.tokens",
             # In dhcp/ and tftp/ everything but the server module is the pure protocol core.
             "racker.dhcp.*",
