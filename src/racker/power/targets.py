@@ -219,10 +219,13 @@ def resolve_targets(
     source: str = "racker.yaml",
 ) -> list[tuple[Node, BmcTarget | BmcNotConfigured]]:
     """NODE arguments (or --all) to targets: what ``racker power``/``bootdev``/``bmc check``
-    need. ``include_management`` (read-only commands) adds the management node to --all."""
+    need. ``include_management`` (read-only commands) adds the management node to --all when
+    ``bmc.addresses`` names its BMC: it shares the management node's public-side port, so it
+    is not on the rack network and racker gives it no address of its own."""
     static = static_addresses(inventory, overrides, source)
     if all_nodes and include_management and not refs:
-        nodes = list(inventory.nodes)
+        management = inventory.management
+        nodes = [n for n in inventory.nodes if n is not management or n.primary_mac in static]
     else:
         nodes = select_nodes(inventory, refs, all_nodes)
     return bmc_targets(nodes, credentials, allocations, static)

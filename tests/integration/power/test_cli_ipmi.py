@@ -43,7 +43,7 @@ def test_power_bootdev_and_check_reach_real_bmcs(sim: BmcSim, tmp_path: Path) ->
     assert a.calls()[-1] == "set boot pxe"
 
     result = runner.invoke(cli, ["bmc", "check", "--json", *args])
-    assert result.exit_code == 1  # rows 1, 5, 6 have no address; row 4 does not answer
+    assert result.exit_code == 1  # rows 5, 6 have no address; row 4 does not answer
     rows = {r["row"]: r for r in json.loads(result.stdout)}
     assert (rows[2]["ok"], rows[2]["power"], rows[2]["firmware"]) == (
         True,
@@ -52,5 +52,21 @@ def test_power_bootdev_and_check_reach_real_bmcs(sim: BmcSim, tmp_path: Path) ->
     )
     assert rows[3]["ok"]
     assert (rows[4]["reachable"], rows[4]["address"]) == (False, "127.0.6.253")
-    assert rows[1]["reachable"] is None
+    assert 1 not in rows  # the management node's BMC is on the public side: not asked
+    assert rows[5]["reachable"] is None
     assert sim.password not in result.output
+
+
+def test_bmc_check_of_a_rack_whose_node_bmcs_all_answer_exits_0(
+    sim: BmcSim, tmp_path: Path
+) -> None:
+    """The management row is in nodes.csv, its BMC (public side) is not in bmc.addresses."""
+    bmcs = sim.start(5)
+    args = rack_args(
+        tmp_path, sim, {str(row): b.host for row, b in zip(range(2, 7), bmcs, strict=True)}
+    )
+    result = CliRunner().invoke(cli, ["bmc", "check", "--json", *args])
+    rows = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert sorted(r["row"] for r in rows) == [2, 3, 4, 5, 6]
+    assert all(r["ok"] for r in rows)
