@@ -32,6 +32,7 @@ COMMANDS = (
     render_assets.assets,  # assets fetch, assets list
     install.version,
     install.install_cmd,
+    install.install_on_host_cmd,  # the installer image's ENTRYPOINT
     install.uninstall_cmd,
     install.update_cmd,
     install.upgrade_cmd,

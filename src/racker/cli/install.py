@@ -1,6 +1,6 @@
-"""``racker version``, ``install``, ``uninstall``, ``update``, ``upgrade`` and ``rollback``:
-racker's own releases on this machine. The wiring lives in ``racker.app.install``, the steps in
-``racker.release``."""
+"""``racker version``, ``install``, ``install-on-host``, ``uninstall``, ``update``,
+``upgrade`` and ``rollback``: racker's own releases on this machine. The wiring lives in
+``racker.app.install``, the steps in ``racker.release``."""
 
 from __future__ import annotations
 
@@ -125,6 +125,45 @@ def install_cmd(
         start,
         lambda: write_pxe_network(options_of(ctx), config, root, click.echo),
     )
+
+
+@click.command("install-on-host")
+@click.option(
+    "--prefix",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="/opt/racker",
+    show_default=True,
+    help="Where releases live on the host.",
+)
+@click.option(
+    "--bin-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the racker command link goes on the host. [default: /opt/bin on "
+    "Flatcar, else /usr/local/bin]",
+)
+@click.option("--start", is_flag=True, help="Also start the service (after factory check).")
+def install_on_host_cmd(prefix: Path, bin_dir: Path | None, start: bool) -> None:
+    """What racker's installer image runs (docker run --rm --privileged --pid host IMAGE):
+    install this bundle onto the host, as 'racker install' there would."""
+    from racker.app.install import install, write_pxe_network
+    from racker.release.host import Host, host_installer
+
+    if not getattr(sys, "frozen", False):
+        raise RackerError(
+            "install-on-host runs only from the bundle in racker's installer image",
+            "elsewhere, use 'racker install'",
+        )
+    host = Host()
+    # Pinned tools are downloaded from the container, which has no CA certificates.
+    os.environ.setdefault("SSL_CERT_FILE", str(host.root / "etc/ssl/certs/ca-certificates.crt"))
+    installer, options, config = host_installer(host, prefix, bin_dir, click.echo)
+
+    def pxe_network() -> Path | None:
+        return write_pxe_network(options, config, host.root, installer.say)
+
+    install(installer, None, Path(sys.executable).parent, start, pxe_network)
+    if installer.systemctl.available() and not start and not installer.systemctl.is_active():
+        click.echo("start it after 'racker factory check': systemctl start racker")
 
 
 @click.command("uninstall")

@@ -9,10 +9,11 @@ shares the host's PID namespace, so PID 1 is the host's init and:
   setns(2) sees the host's files as its own, so it runs the host's ``systemctl`` (talking to
   the host's systemd) and the new release on the host's C library, as its service will.
 
-The image holds no shell and no nsenter: the bundle's own Python does the setns, through
-ctypes (``os.setns`` needs Python 3.12). Without ``--pid host`` PID 1 is inside the container;
-without ``--privileged`` the container may neither read PID 1's root nor join its namespace.
-``Host.check`` tells these apart before anything is written.
+``racker install-on-host``, the image's ENTRYPOINT, wires these steps to ``racker install``'s
+(``racker.app.install``). The image holds no shell and no nsenter: the bundle's own Python
+does the setns, through ctypes (``os.setns`` needs Python 3.12). Without ``--pid host``, PID 1
+is inside the container; without ``--privileged``, the container may neither read PID 1's root
+nor join its namespace. ``Host.check`` tells these apart before anything is written.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from racker.errors import EnvironmentProblem
+from racker.rack.config import Config
 from racker.rack.loading import DEFAULT_CONFIG, Options, read_config, state_dir
-from racker.release.bundle import BundleInfo
-from racker.release.layout import DEFAULT_PREFIX, Layout, default_bin_dir, locked
-from racker.release.systemd import UNIT_NAME, Systemctl
+from racker.release.layout import Layout, default_bin_dir
+from racker.release.systemd import Systemctl
 from racker.release.update import Installer, Say
 
 HOW_TO_RUN = "docker run --rm --privileged --pid host IMAGE"
@@ -38,7 +39,8 @@ CLONE_NEWNS = 0x00020000  # <linux/sched.h>: setns(2) into a mount namespace
 
 
 def no_access(why: str) -> EnvironmentProblem:
-    return EnvironmentProblem(f"cannot reach the host: {why}", f"run it as: {HOW_TO_RUN}")
+    # One line, no hint: all the operator needs is the missing flag and the command to run.
+    return EnvironmentProblem(f"cannot reach the host: {why}; run it as: {HOW_TO_RUN}")
 
 
 @dataclass(frozen=True)
@@ -125,32 +127,26 @@ class HostSystemctl(Systemctl):
             return subprocess.CompletedProcess(argv, 127, "", f"on the host: {exc}")
 
 
-def install_on_host(
-    bundle: Path, host: Host, say: Say, prefix: Path = DEFAULT_PREFIX,
-    bin_dir: Path | None = None, start: bool = False,
-) -> BundleInfo:  # fmt: skip
-    """Install the unpacked ``bundle`` (the image's) onto the host: the host's racker.yaml
-    decides the state directory and the pinned tools, as for ``racker install`` there."""
+def host_installer(
+    host: Host, prefix: Path, bin_dir: Path | None, say: Say
+) -> tuple[Installer, Options, Config]:
+    """The installer for ``prefix`` on the host, once ``host.check`` passed; the host's
+    racker.yaml (if any) decides the state directory and the pinned tools, as for
+    ``racker install`` run there. Its messages name paths as the host does."""
     host.check()
     root = host.root
     host_config = root / DEFAULT_CONFIG.relative_to("/")
     options = Options(config=host_config if host_config.is_file() else None)
     config = read_config(options)
-    layout = Layout(root, prefix, bin_dir or default_bin_dir(root))
-    systemctl = HostSystemctl(host)
     installer = Installer(
-        layout,
-        systemctl,
-        lambda line: say(line.replace(str(root), "")),  # paths as the host names them
+        Layout(root, prefix, bin_dir or default_bin_dir(root)),
+        HostSystemctl(host),
+        lambda line: say(line.replace(str(root), "")),
         tools=config.tools,
         state_dir=root / state_dir(options, config).relative_to("/"),
         enter_root=host.enter,
     )
-    with locked(layout):
-        info = installer.install_folder(bundle, start)
-    if systemctl.available() and not start and not systemctl.is_active():
-        say(f"start it after 'racker factory check': systemctl start {UNIT_NAME}")
-    return info
+    return installer, options, config
 
 
 @functools.cache

@@ -251,7 +251,10 @@ def test_installs_onto_the_host_and_enables_the_unit(image: Image, tmp_path: Pat
     result = run_image(image, host)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"installed racker {__version__} in /opt/racker/releases/{__version__}" in result.stdout
-    assert "systemctl start racker.service" in result.stdout
+    assert "start it after 'racker factory check': systemctl start racker\n" in result.stdout
+    # No OEM files name the PXE NIC here: no networkd file, and the message names the host's path.
+    assert "write its MAC to /usr/share/oem/pxe_interface" in result.stdout
+    assert not (host / "etc/systemd/network").exists()
 
     home = host / "opt/racker"
     assert os.readlink(home / "current") == f"releases/{__version__}"
@@ -287,8 +290,7 @@ def test_a_second_run_upgrades_in_place_keeping_state_and_oem_files(
     )
     (host / "var/lib/racker").mkdir(parents=True)
     (host / "var/lib/racker/racker.db").write_bytes(b"the rack's state")
-    (host / "usr/share/oem/nodes.csv").write_text("mac,role\n")
-    (host / "usr/share/oem/credentials").write_text("secret\n")
+    shutil.copytree(REPO / "fixtures/oem/example", host / "usr/share/oem", dirs_exist_ok=True)
     (host / "run/racker-active").touch()
     kept = {d: tree(host / d) for d in ("var/lib/racker", "usr/share/oem")}
 
@@ -297,6 +299,10 @@ def test_a_second_run_upgrades_in_place_keeping_state_and_oem_files(
     assert os.readlink(layout.current) == f"releases/{__version__}"
     assert os.readlink(layout.previous) == "releases/0.0.9"
     assert systemctl_log(host).count("restart racker.service") == 1
+    # As `racker install` does: the PXE NIC (named in the OEM files) gets racker's address.
+    network = (host / "etc/systemd/network/50-racker-pxe.network").read_text()
+    pxe_mac = (host / "usr/share/oem/pxe_interface").read_text().strip()
+    assert f"MACAddress={pxe_mac}" in network and "Address=" in network
 
     second = run_image(image, host)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -324,7 +330,7 @@ def test_without_host_access_it_says_how_to_run_it(
     before = tree(host)
     result = run_image(image, host, mode)
     assert result.returncode == 4, result.stdout + result.stderr
-    assert result.stderr == f"racker installer: cannot reach the host: {why}; {HOW_TO_RUN}\n"
+    assert result.stderr == f"error: cannot reach the host: {why}; {HOW_TO_RUN}\n"
     assert result.stdout == ""
     assert tree(host) == before
 
@@ -388,4 +394,4 @@ def test_docker_loads_it_and_its_container_says_how_to_run_it(
     ]:
         result = run("run", "--rm", *flags, name)
         assert result.returncode == 4, result.stdout + result.stderr
-        assert result.stderr == f"racker installer: cannot reach the host: {why}; {HOW_TO_RUN}\n"
+        assert result.stderr == f"error: cannot reach the host: {why}; {HOW_TO_RUN}\n"
