@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from racker.bootstrap.machine import DISK_PHASES
 from racker.errors import ConfigError, InventoryError
+from racker.ignition_validate import ignition_problems
 from racker.model import NetworkPlan, Node, NodeState
 from racker.profiles import RenderContext, RenderSettings
 from racker.rack.addressing import plan_addresses
@@ -90,4 +91,4 @@ def explain_render(
     )
     catalog = load_catalog(config.http.profiles_dir, settings)
     facts = NodeFacts(mac=mac, platform=platform, buildarch="x86_64")
-    return explain(catalog, facts, context, raw_json)
+    return explain(catalog, facts, context, raw_json, ignition_problems)

@@ -5,16 +5,27 @@ from __future__ import annotations
 import base64
 import json
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from racker.profiles.catalog import Catalog
 from racker.profiles.context import NodeFacts, RenderContext
 from racker.profiles.groups import NoMatch
 
+# Ignition's own validator: its problems with a config ([]: none), None where it is missing.
+Validate = Callable[[dict[str, Any]], "list[str] | None"]
 
-def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext, raw_json: bool = False) -> str:
+
+def explain(
+    catalog: Catalog,
+    facts: NodeFacts,
+    ctx: RenderContext,
+    raw_json: bool = False,
+    validate: Validate | None = None,
+) -> str:
     """Human-readable selection, iPXE script and Ignition for one machine: the Ignition config
     with every file's data URL decoded below it (``raw_json``: the config as it is served).
+    ``validate`` is asked about the config and every config embedded in it.
 
     Raises ``NoMatch`` when no group matches and ``TemplateError`` when a template fails.
     """
@@ -39,6 +50,8 @@ def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext, raw_json: bo
     else:
         lines.append(f"# iPXE scripts: rendered on each request: {catalog.ipxe_reads_request}")
     ipxe, ignition = catalog.render_match(match, facts, ctx)
+    if ignition is not None:
+        lines += _validation(ignition, validate)
     lines += ["", "## iPXE script", ipxe.rstrip("\n"), "", "## Ignition"]
     if ignition is None:
         lines.append(f"(profile {match.profile.id!r} has no Ignition config)")
@@ -48,6 +61,31 @@ def explain(catalog: Catalog, facts: NodeFacts, ctx: RenderContext, raw_json: bo
         lines.append(json.dumps(_without_data(ignition), indent=2, sort_keys=True))
         lines += ["", "## Ignition files and units, decoded", files_view(ignition).rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _validation(ignition: dict[str, Any], validate: Validate | None) -> list[str]:
+    if validate is None:
+        return []
+    out = []
+    for where, config in [("the config", ignition), *embedded_configs(ignition)]:
+        problems = validate(config)
+        if problems is None:
+            return ["# ignition-validate: not installed (Debian: apt-get install ignition)"]
+        verdict = "valid" if not problems else "INVALID: " + "; ".join(problems)
+        out.append(f"# ignition-validate, {where}: {verdict}")
+    return out
+
+
+def embedded_configs(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every Ignition config written as a ``.ign`` file by ``config``, recursively."""
+    found = []
+    for f in config.get("storage", {}).get("files", []):
+        source = f.get("contents", {}).get("source", "")
+        if f.get("path", "").endswith(".ign") and source.startswith("data:"):
+            inner = json.loads(decode_data_url(source))
+            found.append((prefix + f["path"], inner))
+            found += embedded_configs(inner, prefix=f"{prefix}{f['path']} -> ")
+    return found
 
 
 def decode_data_url(source: str) -> bytes:

@@ -54,6 +54,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         [
             "racker.store",
             "racker.download",
+            "racker.ignition_validate",
             "racker.rack.interfaces",
             "racker.rack.oem",
             "racker.rack.loading",
