@@ -50,7 +50,7 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 from tests.integration.dhcp.support import default_spec, start, stop  # noqa: E402
 from tests.support.netns import Link, Namespace, link  # noqa: E402
 
-from racker.dhcp.codec import ntoa  # noqa: E402
+from racker.dhcp.memo import ntoa  # noqa: E402
 from racker.rack.config import DhcpConfig  # noqa: E402
 
 RELAY_NET = "10.98.0.0/20"
@@ -355,7 +355,8 @@ def core_cost(rounds: int = 10, clients: int = 1000) -> dict[str, float]:
     from scapy.layers.dhcp import BOOTP, DHCP
 
     from racker.dhcp.codec import decode
-    from racker.dhcp.core import MEMO_SIZE, DhcpCore, ReceiveInfo
+    from racker.dhcp.core import DhcpCore, ReceiveInfo
+    from racker.dhcp.memo import MEMO_SIZE
     from racker.dhcp.settings import core_settings
     from racker.model import AddressRange, NetworkPlan
     from racker.rack.config import Config, RelaySegment

@@ -385,36 +385,7 @@ def racker_main(sim_dir: Path, args: list[str]) -> None:
         return driver_class(sim_dir, timeout=config.timeout, publish=publish, state_file=state_file)
 
     drivers.DRIVERS["fake"] = sim_factory
-    _wire_dhcp_if_missing()
     cli.cli.main(args=args, prog_name="racker")
-
-
-def _wire_dhcp_if_missing() -> None:
-    """Until ``BootStack`` builds the DHCP server itself, build it here the documented way."""
-    from racker.app.stack import BootStack
-
-    original = BootStack._build_dhcp
-
-    def build(self: Any) -> Any:
-        server = original(self)
-        if server is not None:
-            return server
-        from racker.dhcp.server import create_server
-
-        allocations = self.store.sync_allocations(self.rack.oem.inventory, self.rack.plan)
-        return create_server(
-            self.rack.config,
-            self.rack.plan,
-            {mac: a.address for mac, a in allocations.items()},
-            interface=self.rack.interface.name,
-            store=self.store,
-            publish=self.hub.publish,
-            http_port=self.http_port,
-            policy=self.directory.boot_action,
-            bmc_macs=[n.bmc_mac for n in self.rack.oem.inventory.nodes],
-        )
-
-    BootStack._build_dhcp = build  # type: ignore[method-assign]
 
 
 # -- inside a node's namespace: firmware plus installer ------------------------------------------

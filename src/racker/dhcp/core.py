@@ -6,64 +6,59 @@ and the events to publish (one for the message in, one for the reply out, and a
 ``DiscoveryEvent`` the first time an unknown MAC shows up). A malformed message raises
 ``PacketError`` and changes nothing.
 
-- Serving segment: a relayed message (giaddr set) is served from the ``dhcp.relays`` segment
-  whose subnet contains giaddr, or from the local subnet if giaddr lies in it (RFC 2131 §4.3.1);
-  otherwise from the local subnet of the PXE interface.
-- Address: a reserved MAC (node primary NIC or BMC, from the allocation table) always gets its
-  reserved address; any other MAC is ignored (``dhcp.unknown_clients: ignore``) or leased one
-  from the segment's pool (``pool``) with ``pool_lease_time``.
+- What the bytes say (``_work_out``): the client's MAC and class, the serving segment and the
+  boot file before the node's policy. Serving segment: a relayed message (giaddr set) is served
+  from the ``dhcp.relays`` segment whose subnet contains giaddr, or from the local subnet if
+  giaddr lies in it (RFC 2131 §4.3.1); otherwise from the local subnet of the PXE interface.
+- Each message type has its method (``_discover``, ``_request``, ...), which returns the answer
+  (message type, address, lease time) or why there is none.
+- Address (``_assign``): a reserved MAC (node primary NIC or BMC, from the allocation table)
+  always gets its reserved address; any other MAC is ignored (``dhcp.unknown_clients: ignore``)
+  or leased one from the segment's pool (``pool``) with ``pool_lease_time``.
 - REQUEST (RFC 2131 §4.3.2): SELECTING (server id + requested address), INIT-REBOOT (requested
   address only), RENEWING/REBINDING (ciaddr only) all reduce to "is this the address this
   client should have?": yes → ACK, no → NAK, client unknown to us → silence.
-- Replies: 53 first, then the options in the order of the client's parameter list (55), then
-  the rest, then the echoes 61, 97 (RFC 6842, PXE) and 82 last (RFC 3046 §2.2); trimmed to the
-  client's maximum message size (57). Addressing per RFC 2131 §4.1 (``reply.destination``).
-- Remembering: what a request's bytes say and the encoded replies to it are kept per distinct
-  request (xid and secs aside), since clients repeat their requests; only the lease decisions
-  and the node's boot policy run again. A test holds it to a core that remembers nothing.
+- Replies (``reply.build_reply``): addressed per RFC 2131 §4.1 (``reply.destination``).
+- What is worked out once and remembered (requests, encoded replies, relay segments, young
+  leases acknowledged as they stand) is ``memo``'s; only the lease decisions and the node's boot
+  policy run for every message.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from racker.dhcp.boot import BootChoice, BootSettings, ClientInfo, choose_boot, classify
-from racker.dhcp.codec import ZERO4, Message, decode, encode, ntoa
-from racker.dhcp.events import Exchange
-from racker.dhcp.leases import BOUND, DECLINED, OFFERED, LeaseTable, PersistedLease
-from racker.dhcp.options import (
-    BOOTREPLY,
-    BOOTREQUEST,
-    FILE_LEN,
-    FLAG_BROADCAST,
-    MessageType,
-    Opt,
+from racker.dhcp.boot import choose_boot, classify
+from racker.dhcp.codec import ZERO4, Message, decode, encode
+from racker.dhcp.events import Exchange, stamped
+from racker.dhcp.leases import DECLINED, OFFERED, LeaseTable, PersistedLease
+from racker.dhcp.memo import (
+    MEMO_SIZE,
+    EncodedReply,
+    LeaseCaching,
+    LeaseTimes,
+    RelaySegments,
+    Remembered,
+    RequestMemo,
+    ntoa,
 )
-from racker.dhcp.reply import Destination, destination, ordered_options
+from racker.dhcp.options import BOOTREQUEST, MessageType, Opt
+from racker.dhcp.reply import Destination, Server, build_nak, build_reply, destination
+from racker.dhcp.settings import CoreSettings, DhcpSettings, Segment
 from racker.errors import PacketError
 from racker.events import DiscoveryEvent, Event, Keeps
-from racker.model import AddressRange, BootAction, BootPolicy, always_pxe
+from racker.model import BootAction, BootPolicy, always_pxe
 
-# Plain ints on the hot path (an IntEnum member lookup costs ~80 ns).
+# Plain ints on the hot path (an IntEnum member lookup is an attribute lookup and more).
 _BOOTFILE = Opt.BOOTFILE.value
-_BROADCAST = Opt.BROADCAST.value
 _CLIENT_ID = Opt.CLIENT_ID.value
-_DNS = Opt.DNS.value
 _HOSTNAME = Opt.HOSTNAME.value
-_LEASE_TIME = Opt.LEASE_TIME.value
-_MESSAGE = Opt.MESSAGE.value
 _MESSAGE_TYPE = Opt.MESSAGE_TYPE.value
-_REBINDING_TIME = Opt.REBINDING_TIME.value
-_RENEWAL_TIME = Opt.RENEWAL_TIME.value
 _REQUESTED_ADDRESS = Opt.REQUESTED_ADDRESS.value
-_ROUTER = Opt.ROUTER.value
 _SERVER_ID = Opt.SERVER_ID.value
-_SUBNET_MASK = Opt.SUBNET_MASK.value
-_TFTP_SERVER = Opt.TFTP_SERVER.value
-_VENDOR_CLASS = Opt.VENDOR_CLASS.value
 _ACK = MessageType.ACK.value
 _DECLINE = MessageType.DECLINE.value
 _DISCOVER = MessageType.DISCOVER.value
@@ -76,55 +71,13 @@ _REQUEST = MessageType.REQUEST.value
 _U32 = struct.Struct("!I")
 _NAMES = {t.value: t.name for t in MessageType}
 _UNKNOWN_SEEN_LIMIT = 65536
-# Distinct requests remembered (``DhcpCore.handle``): a rack's machines and a load generator's
-# 1000 clients send a few shapes each; a request and its replies take ~2 KB.
-MEMO_SIZE = 8192
 
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A subnet racker serves: the PXE interface's own, or one behind a relay."""
-
-    network: int
-    mask: int
-    pool: tuple[int, int] | None
-    router: bytes | None
-    mask_bytes: bytes
-    broadcast_bytes: bytes
-
-    @classmethod
-    def build(
-        cls,
-        subnet: ipaddress.IPv4Network,
-        pool: AddressRange | None = None,
-        gateway: ipaddress.IPv4Address | None = None,
-    ) -> Segment:
-        return cls(
-            network=int(subnet.network_address),
-            mask=int(subnet.netmask),
-            pool=(int(pool.first), int(pool.last)) if pool else None,
-            router=gateway.packed if gateway else None,
-            mask_bytes=subnet.netmask.packed,
-            broadcast_bytes=subnet.broadcast_address.packed,
-        )
-
-    def contains(self, address: int) -> bool:
-        return address & self.mask == self.network
-
-
-@dataclass(frozen=True, slots=True)
-class CoreSettings:
-    server: ipaddress.IPv4Address  # our address on the PXE link: option 54 and siaddr
-    local: Segment
-    boot: BootSettings
-    relays: tuple[Segment, ...] = ()
-    dns: tuple[ipaddress.IPv4Address, ...] = ()
-    lease_time: int = 86400
-    pool_lease_time: int = 600
-    unknown_clients: str = "ignore"  # or "pool"
-    offer_hold: float = 60.0  # an offered address is kept for the client this long
-    decline_quarantine: float = 600.0  # RFC 2131 §3.1 step 5: a declined address rests
-    cache_threshold: float = 0.0  # see DhcpCore._cached_lease (dhcp.cache_threshold: 0.25)
+# An answer: (message type, yiaddr, lease time; None in an ACK to an INFORM).
+Answer = tuple[int, int, int | None]
+# What a message type's method decides: the answer, or None and why there is none.
+Decision = tuple[Answer | None, str]
+# A message type's method: (the request, its segment, now, discoveries to report) -> Decision.
+Decide = Callable[[Remembered, Segment, float, list[Event]], Decision]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +85,7 @@ class ReceiveInfo:
     relayed: bool = False  # arrived from UDP source port 67 (a relay agent, RFC 1542 §5.4)
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.5 µs more per message
+@dataclass(slots=True)  # not frozen: a frozen __init__ is slower, and one is built per message
 class Outcome:
     reply: bytes | None
     destination: Destination | None
@@ -140,40 +93,9 @@ class Outcome:
     warning: str = ""  # for the operator's log (a DECLINE: another host has the address)
 
 
-@dataclass(slots=True)
-class _Request:
-    """What one request's bytes say, worked out once (see ``DhcpCore.handle``).
-
-    Everything here is a pure function of the bytes (xid and secs aside), the receive info and
-    the core's fixed settings; lease state and the node's boot policy are not in it.
-    """
-
-    msg: Message  # as first seen: its xid is not this message's (``DhcpCore.handle`` has that)
-    mtype: int
-    mac: str
-    client: ClientInfo
-    kind: str  # for events: "bmc" or the client kind
-    arch: int | None
-    asked: str | None  # option 50, else ciaddr, as text (the "in" event's address)
-    segment: Segment | None
-    reason: str  # why there is no segment
-    boot: BootChoice | None  # before the node's policy
-    hostname: str | None
-    replies: dict[tuple[int, int, int | None, bool], _Reply]
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """An encoded reply to a ``_Request`` for one decision; only the xid is patched in."""
-
-    template: bytes
-    destination: Destination
-    mtype: int
-    address: str | None
-    boot_file: str | None
-
-
 class DhcpCore:
+    """One DHCP server's decisions and lease table (see the module's docstring)."""
+
     def __init__(
         self,
         settings: CoreSettings,
@@ -190,63 +112,53 @@ class DhcpCore:
         self.leases = LeaseTable(leases, reserved=self._reserved.values())
         self._policy = policy
         self._bmc_macs = frozenset(bmc_macs)
-        self._server_id = settings.server.packed
-        self._server_text = str(settings.server).encode()
-        self._dns = b"".join(a.packed for a in settings.dns)
+        self._server = Server(
+            settings.server.packed,
+            str(settings.server).encode(),
+            b"".join(a.packed for a in settings.dns),
+        )
         self._pool_unknown = settings.unknown_clients == "pool"
         self._seen_unknown: set[str] = set()
-        self._lease_times: dict[int, tuple[bytes, bytes, bytes]] = {}  # options 51, 58, 59
-        self._relay_segments: dict[bytes, tuple[Segment | None, str]] = {}  # by giaddr
-        self._memo_size = memo_size
         self._keeps = keeps  # EventHub.keeps: are this client's message events wanted?
-        # Requests already worked out, by their bytes without xid and secs; one table per
-        # ReceiveInfo (the same bytes from a relay's port and from a client's differ).
-        self._memo: dict[bool, dict[bytes, _Request]] = {True: {}, False: {}}
+        self._memo_size = memo_size
+        self._requests = RequestMemo(self._work_out, memo_size)
+        self._relay_segments = RelaySegments(self._relay_segment)
+        self._lease_times = LeaseTimes()
+        self._caching = LeaseCaching(self.leases, settings.cache_threshold)
+        # One method per message type (RFC 2132 §9.6); OFFER, ACK and NAK are the server's.
+        self._decide: dict[int, Decide] = {
+            _DISCOVER: self._discover,
+            _REQUEST: self._request,
+            _DECLINE: self._decline,
+            _RELEASE: self._release,
+            _INFORM: self._inform,
+            _OFFER: self._from_a_server,
+            _ACK: self._from_a_server,
+            _NAK: self._from_a_server,
+        }
+
+    def reconfigured(self, settings: DhcpSettings, leases: Iterable[PersistedLease]) -> DhcpCore:
+        """A core for new settings holding ``leases``, with this one's boot policy, event
+        budget and memo size (SIGHUP)."""
+        return build_core(
+            settings, leases, policy=self._policy, keeps=self._keeps, memo_size=self._memo_size
+        )
 
     def handle(self, data: bytes, info: ReceiveInfo, now: float) -> Outcome:
-        """Decide on one message.
-
-        A client repeats its requests byte for byte but for xid and secs (retransmissions,
-        renewals, each boot of a node, each exchange of a load generator), so what the bytes
-        say (the decoded message, client class, segment, boot file) is worked out once per
-        distinct request and remembered (``memo_size`` of them, forgotten all at once when
-        full), and so is each encoded reply: a repeated request costs the lease decisions and
-        an xid patch. The lease table and the node's boot policy are consulted every time.
-        """
-        memo = self._memo[info.relayed]
-        key = data[:4] + data[10:]  # without xid (4-7) and secs (8-9): neither changes a reply
-        req = memo.get(key)
-        if req is None:
-            req = self._parse(data, info)  # raises PacketError: nothing is remembered
-            if self._memo_size:
-                if len(memo) >= self._memo_size:
-                    memo.clear()  # bounded under a flood of made-up requests
-                memo[key] = req
-        xid_raw = data[4:8]
-        xid = _U32.unpack(xid_raw)[0]
-        mtype, mac = req.mtype, req.mac
+        """Decide on one message (see the module's docstring)."""
+        req = self._requests.recall(data, info)  # raises PacketError: nothing has changed
+        mtype, mac, segment = req.mtype, req.mac, req.segment
         found: list[Event] = []  # a discovery, if this is a new unknown MAC
-        answer: tuple[int, int, int | None] | None = None  # (message type, yiaddr, lease time)
-        reason, segment = req.reason, req.segment
+        answer: Answer | None = None
+        reason = req.reason
         if segment is not None:
-            if mtype == _DISCOVER:
-                answer, reason = self._discover(req, segment, now, found)
-            elif mtype == _REQUEST:
-                answer, reason = self._request(req, segment, now, found)
-            elif mtype == _DECLINE:
-                reason = self._decline(req.msg, mac, now)
-            elif mtype == _RELEASE:
-                reason = self._release(req.msg, mac, now)
-            elif mtype == _INFORM:
-                answer = (_ACK, 0, None)
-            else:
-                reason = f"{_NAMES[mtype]} is a server message"
+            answer, reason = self._decide[mtype](req, segment, now, found)
         # Nobody wants a flood of strangers' events past the event log's budget: not built.
         keep = self._keeps is None or self._keeps(mac, 1 if answer is None else 2)
         events: list[Event] = found
         if keep:
-            exchange = Exchange(mac, now, xid, req.arch, req.kind)
-            events = [exchange.received(mtype, req.asked, reason), *found]
+            xid = _U32.unpack_from(data, 4)[0]
+            events = [stamped(req.event, now, xid, reason), *found]
         if answer is None or segment is None:  # (there is an answer only with a segment)
             if mtype == _DECLINE:  # RFC 2131 §4.3.3: the client saw another host answer for it
                 asked = req.msg.options.get(_REQUESTED_ADDRESS) or req.msg.ciaddr
@@ -256,23 +168,22 @@ class DhcpCore:
         out_type, yiaddr, lease_time = answer
         if out_type == _NAK:
             why = f"{ipaddress.IPv4Address(yiaddr)} is not this client's address"
-            nak = self._nak(req.msg, xid, why)
+            nak = build_nak(req.msg, _U32.unpack_from(data, 4)[0], why, self._server.id)
             if keep:
-                events.append(exchange.sent(_NAK, None, None, why))
+                events.append(stamped(req.exchange.sent(_NAK, None, None), now, xid, why))
             return Outcome(encode(nak), destination(req.msg, nak), events)
         pxe = req.boot is not None and self._policy(mac) is not BootAction.DISK
         reply_key = (out_type, yiaddr, lease_time, pxe)
         reply = req.replies.get(reply_key)
         if reply is None:
-            if len(req.replies) >= 8:
-                req.replies.clear()  # a pool client moving through many addresses
-            reply = req.replies[reply_key] = self._build_reply(req, segment, answer, pxe)
+            reply = req.remember(reply_key, self._reply(req, segment, answer, pxe))
         if keep:
-            events.append(exchange.sent(out_type, reply.address, reply.boot_file))
+            events.append(stamped(reply.event, now, xid))
         template = reply.template
-        return Outcome(template[:4] + xid_raw + template[8:], reply.destination, events)
+        return Outcome(template[:4] + data[4:8] + template[8:], reply.destination, events)
 
-    def _parse(self, data: bytes, info: ReceiveInfo) -> _Request:
+    def _work_out(self, data: bytes, info: ReceiveInfo) -> Remembered:
+        """What a request's bytes say (``memo.RequestMemo`` remembers it)."""
         msg = decode(data)
         if msg.op != BOOTREQUEST:
             raise PacketError(f"xid {msg.xid:#x}: op {msg.op} is not a BOOTREQUEST")
@@ -284,19 +195,25 @@ class DhcpCore:
             raise PacketError(
                 f"xid {msg.xid:#x}: no valid DHCP message type (option 53); BOOTP is not served"
             )
-        mac = msg.chaddr.hex(":")
+        mtype, mac = raw_type[0], msg.chaddr.hex(":")
         client = classify(options)
         asked = options.get(_REQUESTED_ADDRESS) or msg.ciaddr
         hostname = options.get(_HOSTNAME)
         segment, reason = self._segment(msg, info)
-        return _Request(
+        exchange = Exchange(
+            mac,
+            mtype,
+            client.arches[0] if client.arches else None,
+            "bmc" if mac in self._bmc_macs else client.kind,
+            ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
+        )
+        return Remembered(
             msg,
-            raw_type[0],
+            mtype,
             mac,
             client,
-            "bmc" if mac in self._bmc_macs else client.kind,
-            client.arches[0] if client.arches else None,
-            ntoa(asked) if len(asked) == 4 and asked != ZERO4 else None,
+            exchange,
+            exchange.received(),
             segment,
             reason,
             choose_boot(client, self.settings.boot),
@@ -307,8 +224,8 @@ class DhcpCore:
     # -- per message type ----------------------------------------------------------------
 
     def _discover(
-        self, req: _Request, segment: Segment, now: float, found: list[Event]
-    ) -> tuple[tuple[int, int, int | None] | None, str]:
+        self, req: Remembered, segment: Segment, now: float, found: list[Event]
+    ) -> Decision:
         hint = _address(req.msg.options.get(_REQUESTED_ADDRESS))
         address, lease_time, reason = self._assign(req, segment, now, hint, found)
         if address is None:
@@ -317,11 +234,11 @@ class DhcpCore:
         return (_OFFER, address, lease_time), ""
 
     def _request(
-        self, req: _Request, segment: Segment, now: float, found: list[Event]
-    ) -> tuple[tuple[int, int, int | None] | None, str]:
+        self, req: Remembered, segment: Segment, now: float, found: list[Event]
+    ) -> Decision:
         msg, mac = req.msg, req.mac
         server_id = msg.options.get(_SERVER_ID)
-        if server_id is not None and server_id != self._server_id:
+        if server_id is not None and server_id != self._server.id:
             entry = self.leases.for_mac(mac)
             if entry is not None and entry.state is OFFERED:
                 self.leases.release(mac, now)  # our offer was declined by choosing another
@@ -338,70 +255,52 @@ class DhcpCore:
         if address != target:
             return (_NAK, target, None), ""
         client_id = msg.options.get(_CLIENT_ID)
-        remaining = self._cached_lease(mac, address, lease_time, now, client_id, req.hostname)
-        if remaining:
-            return (_ACK, address, remaining), ""  # the lease as it stands (and as stored)
+        left = self._caching.time_left(mac, address, lease_time, now, client_id, req.hostname)
+        if left:
+            return (_ACK, address, left), ""  # the lease as it stands (and as stored)
         self.leases.bind(mac, address, now + lease_time, client_id, req.hostname)
         return (_ACK, address, lease_time), ""
 
-    def _cached_lease(
-        self,
-        mac: str,
-        address: int,
-        lease_time: int,
-        now: float,
-        client_id: bytes | None,
-        hostname: str | None,
-    ) -> int:
-        """Seconds left of the client's bound lease if it is young enough to be acknowledged
-        as it stands (``cache_threshold``), else 0: the lease is renewed and written again.
-
-        Lease caching, as ISC dhcpd's ``dhcp-cache-threshold`` and Kea's ``cache-threshold``:
-        a client that asks again soon after its lease was written (a node booting through
-        firmware, iPXE and its OS does a DORA in each; a load generator does nothing else) is
-        told the time left, not a new full lease, so nothing changes and nothing is written.
-        The stored expiry stays what the client was told.
-        """
-        threshold = self.settings.cache_threshold
-        if not threshold:
-            return 0
-        entry = self.leases.for_mac(mac)
-        if entry is None or entry.state is not BOUND or entry.address != address:
-            return 0
-        if (client_id is not None and client_id != entry.client_id) or (
-            hostname is not None and hostname != entry.hostname
-        ):
-            return 0  # something to write
-        remaining = int(entry.expires - now)
-        if not 1 <= remaining <= lease_time:  # (more left: the setting was shortened since)
-            return 0
-        return remaining if lease_time - remaining < threshold * lease_time else 0
-
-    def _decline(self, msg: Message, mac: str, now: float) -> str:
+    def _decline(
+        self, req: Remembered, segment: Segment, now: float, found: list[Event]
+    ) -> Decision:
+        msg, mac = req.msg, req.mac
         server_id = msg.options.get(_SERVER_ID)
-        if server_id is not None and server_id != self._server_id:
-            return "DECLINE for another server"
+        if server_id is not None and server_id != self._server.id:
+            return None, "DECLINE for another server"
         address = _address(msg.options.get(_REQUESTED_ADDRESS))
         if address is None:
-            return "DECLINE without a requested address (50)"
+            return None, "DECLINE without a requested address (50)"
         entry = self.leases.for_mac(mac)
         if (entry is None or entry.address != address) and self._reserved.get(mac) != address:
-            return "DECLINE for an address this client was not given"
+            return None, "DECLINE for an address this client was not given"
         quarantine = self.settings.decline_quarantine
         self.leases.decline(mac, address, now + quarantine)
         if self._reserved.get(mac) == address:
-            return (
+            return None, (
                 f"its reserved address {ipaddress.IPv4Address(address)} is in use by another"
                 f" host: not offered for {quarantine:.0f} s; find the host answering for it"
             )
-        return f"address in use by another host: quarantined for {quarantine:.0f} s"
+        return None, f"address in use by another host: quarantined for {quarantine:.0f} s"
 
-    def _release(self, msg: Message, mac: str, now: float) -> str:
-        entry = self.leases.for_mac(mac)
-        if entry is None or _U32.pack(entry.address) != msg.ciaddr:
-            return "RELEASE for an address this client does not hold"
-        self.leases.release(mac, now)
-        return "released"
+    def _release(
+        self, req: Remembered, segment: Segment, now: float, found: list[Event]
+    ) -> Decision:
+        entry = self.leases.for_mac(req.mac)
+        if entry is None or _U32.pack(entry.address) != req.msg.ciaddr:
+            return None, "RELEASE for an address this client does not hold"
+        self.leases.release(req.mac, now)
+        return None, "released"
+
+    def _inform(
+        self, req: Remembered, segment: Segment, now: float, found: list[Event]
+    ) -> Decision:
+        return (_ACK, 0, None), ""  # RFC 2131 §4.3.5: configuration only, no lease
+
+    def _from_a_server(
+        self, req: Remembered, segment: Segment, now: float, found: list[Event]
+    ) -> Decision:
+        return None, f"{_NAMES[req.mtype]} is a server message"
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -410,13 +309,7 @@ class DhcpCore:
             if info.relayed:
                 return None, "relayed (source port 67) but giaddr is 0.0.0.0"
             return self.settings.local, ""
-        # A rack has a handful of relay agents: look each one's segment up once.
-        found = self._relay_segments.get(msg.giaddr)
-        if found is None:
-            if len(self._relay_segments) >= 4096:
-                self._relay_segments.clear()  # bounded under a flood of made-up giaddrs
-            found = self._relay_segments[msg.giaddr] = self._relay_segment(msg.giaddr)
-        return found
+        return self._relay_segments.get(msg.giaddr)
 
     def _relay_segment(self, raw: bytes) -> tuple[Segment | None, str]:
         giaddr = _U32.unpack(raw)[0]
@@ -428,7 +321,7 @@ class DhcpCore:
         return None, f"no dhcp.relays segment contains giaddr {ntoa(raw)}"
 
     def _assign(
-        self, req: _Request, segment: Segment, now: float, hint: int | None, found: list[Event]
+        self, req: Remembered, segment: Segment, now: float, hint: int | None, found: list[Event]
     ) -> tuple[int | None, int, str]:
         """The address the client should have on its segment (None: no address, and why)."""
         mac = req.mac
@@ -463,75 +356,41 @@ class DhcpCore:
             return None, 0, "pool exhausted"
         return address, self.settings.pool_lease_time, ""
 
-    # -- replies -------------------------------------------------------------------------
-
-    def _build_reply(
-        self, req: _Request, segment: Segment, answer: tuple[int, int, int | None], pxe: bool
-    ) -> _Reply:
-        """Encode the reply to ``req`` for ``answer`` (with the boot file if ``pxe``)."""
+    def _reply(self, req: Remembered, segment: Segment, answer: Answer, pxe: bool) -> EncodedReply:
+        """The encoded reply to ``req`` for ``answer`` (with the boot file if ``pxe``)."""
         mtype, address, lease_time = answer
-        msg = req.msg
+        times = None if lease_time is None else self._lease_times.get(lease_time)
         boot = req.boot if pxe else None
-        yiaddr = _U32.pack(address)
-        offer: dict[int, bytes] = {_SERVER_ID: self._server_id}
-        if lease_time is not None:  # RFC 2131 §4.3.5: never in an ACK to an INFORM
-            times = self._lease_times.get(lease_time)
-            if times is None:
-                if len(self._lease_times) >= 4096:
-                    self._lease_times.clear()  # cached leases' times left: one per second
-                times = self._lease_times[lease_time] = (
-                    _U32.pack(lease_time),
-                    _U32.pack(lease_time // 2),  # T1, RFC 2131 §4.4.5
-                    _U32.pack(lease_time * 7 // 8),  # T2
-                )
-            offer[_LEASE_TIME], offer[_RENEWAL_TIME], offer[_REBINDING_TIME] = times
-        offer[_SUBNET_MASK] = segment.mask_bytes
-        if segment.router is not None:
-            offer[_ROUTER] = segment.router
-        if self._dns:
-            offer[_DNS] = self._dns
-        offer[_BROADCAST] = segment.broadcast_bytes
-        bootfile = b""
-        if boot is not None:
-            bootfile = boot.file.encode()
-            if boot.tftp:
-                offer[_TFTP_SERVER] = self._server_text
-            offer[_BOOTFILE] = bootfile + b"\0"  # NUL: old PXE ROMs, as dnsmasq does
-            if boot.http_client:
-                offer[_VENDOR_CLASS] = b"HTTPClient"
-        reply = Message(
-            op=BOOTREPLY,
-            xid=msg.xid,
-            chaddr=msg.chaddr,
-            flags=msg.flags,
-            ciaddr=msg.ciaddr if mtype == _ACK else ZERO4,
-            yiaddr=yiaddr,
-            siaddr=self._server_id if boot is not None else ZERO4,
-            giaddr=msg.giaddr,
-            file=bootfile if len(bootfile) < FILE_LEN else b"",
-            options=ordered_options(msg, mtype, offer),
-        )
+        reply = build_reply(req.msg, mtype, _U32.pack(address), times, segment, boot, self._server)
         boot_file = reply.options.get(_BOOTFILE)  # trimmed away if option 57 leaves no room
-        return _Reply(
-            encode(reply),
-            destination(msg, reply),
+        event = req.exchange.sent(
             mtype,
-            ntoa(yiaddr) if address else None,
+            ntoa(reply.yiaddr) if address else None,
             boot_file.rstrip(b"\0").decode("ascii", "replace") if boot_file else None,
         )
+        return EncodedReply(encode(reply), destination(req.msg, reply), event)
 
-    def _nak(self, msg: Message, xid: int, why: str) -> Message:
-        offer = {_SERVER_ID: self._server_id, _MESSAGE: why.encode()}
-        relayed = msg.giaddr != ZERO4
-        return Message(
-            op=BOOTREPLY,
-            xid=xid,
-            chaddr=msg.chaddr,
-            # RFC 2131 §4.3.2: a relay must broadcast the NAK on the client's segment.
-            flags=msg.flags | FLAG_BROADCAST if relayed else msg.flags,
-            giaddr=msg.giaddr,
-            options=ordered_options(msg, _NAK, offer),
-        )
+
+def build_core(
+    settings: DhcpSettings,
+    leases: Iterable[PersistedLease] = (),
+    *,
+    policy: BootPolicy = always_pxe,
+    keeps: Keeps | None = None,
+    memo_size: int = MEMO_SIZE,
+) -> DhcpCore:
+    """The DHCP core for ``racker serve``: ``settings`` from ``settings.settings_from_config``;
+    ``leases``: the store's (``Store.leases()``); ``policy``: the node directory's boot
+    action; ``keeps``: ``EventHub.keeps`` (None: every event is built)."""
+    return DhcpCore(
+        settings.core,
+        settings.reservations,
+        leases,
+        policy,
+        settings.bmc_macs,
+        memo_size=memo_size,
+        keeps=keeps,
+    )
 
 
 def _address(raw: bytes | None) -> int | None:

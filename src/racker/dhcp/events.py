@@ -1,15 +1,21 @@
 """``DhcpEvent``s for the hot path (layer 1: pure).
 
 Every DHCP message in and out gets an event (the store's event log and the orchestrator read
-them), two per message. Both are built from one ``Exchange``, the facts the message and its
-reply share. A frozen dataclass' generated ``__init__`` assigns each of the 11 fields through
-``object.__setattr__``, a large share of the core's time per message (profiled); the events
-here fill the instance dict directly instead. The result is equal to a constructed one, and a
-unit test keeps the field set in step with ``racker.events``.
+them), two per message. Both are built from one ``Exchange``: the facts a client's request and
+the reply to it share. Only the time, the xid and the reason change from one message to the
+next, so an ``Exchange`` gives an event's other fields (``received``, ``sent``) once, and
+``stamped`` makes each message's event from them. The core works the fields out once per
+distinct request and reply, and remembers them with it (``memo``).
+
+A frozen dataclass' generated ``__init__`` assigns each of the 11 fields of a ``DhcpEvent``
+through ``object.__setattr__``, a large share of the core's time per message (profiled);
+``stamped`` fills the instance dict directly instead. The result is equal to a constructed
+one, and a unit test keeps the field set in step with ``racker.events``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from racker.dhcp.options import MessageType
@@ -20,57 +26,58 @@ _KINDS = {t.value: t.name.lower() for t in MessageType}
 
 _new = object.__new__
 
+# A DhcpEvent's fields, in the order of its dataclass fields, but for the time and the xid
+# (and the reason, unless a reply says why): what ``stamped`` makes events from.
+EventFields = Mapping[str, object]
+
 
 class Exchange(NamedTuple):
-    """What the events of one message received (and of the reply to it) share."""
+    """What the events of a client's request and of the reply to it share."""
 
     mac: str
-    ts: float  # when the message was received
-    xid: int  # the client's transaction id, also the reply's
+    mtype: int  # the request's message type (option 53)
     client_arch: int | None  # option 93 (first value), or from option 60
     client_kind: str  # "bios", "uefi", "ipxe", ..., or "bmc"
+    asked: str | None  # the address asked for: option 50, else ciaddr
 
-    def received(self, mtype: int, asked: str | None, reason: str) -> DhcpEvent:
-        """The event of the message in (type ``mtype``): the address the client asked for,
-        and why it is not answered (``reason``; empty if it is)."""
-        mac, ts, xid, client_arch, client_kind = self
-        event: DhcpEvent = _new(DhcpEvent)
-        event.__dict__.update(
-            kind=_KINDS[mtype],
-            mac=mac,
-            ts=ts,
-            xid=xid,
-            message=_NAMES[mtype],
-            direction="in",
-            client_arch=client_arch,
-            client_kind=client_kind,
-            address=asked,
-            boot_file=None,
-            reason=reason,
-        )
-        return event
+    def received(self) -> EventFields:
+        """The fields of the event of the request."""
+        return _fields(self, self.mtype, "in", self.asked, None)
 
-    def sent(
-        self, mtype: int, address: str | None, boot_file: str | None, reason: str = ""
-    ) -> DhcpEvent:
-        """The event of the reply out (type ``mtype``): the address it gives, the boot file,
-        and for a NAK why (``reason``)."""
-        mac, ts, xid, client_arch, client_kind = self
-        event: DhcpEvent = _new(DhcpEvent)
-        event.__dict__.update(
-            kind=_KINDS[mtype],
-            mac=mac,
-            ts=ts,
-            xid=xid,
-            message=_NAMES[mtype],
-            direction="out",
-            client_arch=client_arch,
-            client_kind=client_kind,
-            address=address,
-            boot_file=boot_file,
-            reason=reason,
-        )
-        return event
+    def sent(self, mtype: int, address: str | None, boot_file: str | None) -> EventFields:
+        """The fields of the event of a reply (type ``mtype``) giving ``address`` and
+        ``boot_file``."""
+        return _fields(self, mtype, "out", address, boot_file)
+
+
+def _fields(
+    exchange: Exchange, mtype: int, direction: str, address: str | None, boot_file: str | None
+) -> EventFields:
+    return {
+        "kind": _KINDS[mtype],
+        "mac": exchange.mac,
+        "ts": 0.0,
+        "xid": 0,
+        "message": _NAMES[mtype],
+        "direction": direction,
+        "client_arch": exchange.client_arch,
+        "client_kind": exchange.client_kind,
+        "address": address,
+        "boot_file": boot_file,
+        "reason": "",
+    }
+
+
+def stamped(fields: EventFields, ts: float, xid: int, reason: str = "") -> DhcpEvent:
+    """The ``DhcpEvent`` of ``fields`` for the message with ``xid`` received at ``ts``;
+    ``reason``: why a request is not answered, or why a NAK. Equal to a constructed one."""
+    event: DhcpEvent = _new(DhcpEvent)
+    values = event.__dict__
+    values.update(fields)  # in field order; the keys set below keep their places
+    values["ts"] = ts
+    values["xid"] = xid
+    values["reason"] = reason
+    return event
 
 
 def log_line(event: DhcpEvent | DiscoveryEvent) -> str | None:

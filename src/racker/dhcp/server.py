@@ -10,9 +10,12 @@
 - Sending: to a client on the link, a whole Ethernet frame built here (a client without an
   address cannot be reached through the IP stack: RFC 2131 §4.1); to a relay agent, a normal
   UDP datagram from port 67 (the kernel routes and resolves it).
-- Persisting: lease changes are taken from the core in batches and written to SQLite every
-  ``flush_interval`` seconds (write-behind), and on ``close()``, so no ACKed lease is lost on a
-  clean shutdown and the database never sits on the hot path.
+- Persisting: lease changes are taken from the core in batches and written to the lease store
+  (``LeaseStore``: racker's SQLite store) every ``flush_interval`` seconds (write-behind), and
+  on ``close()`` and ``reload()``, so no ACKed lease is lost on a clean shutdown and the
+  database never sits on the hot path.
+- Reloading (SIGHUP): ``reload(settings)`` swaps in a core built from new settings, holding the
+  leases just persisted; the sockets stay as they are.
 - Bad input: a malformed packet raises ``PacketError`` in the core; it is dropped and logged
   (rate-limited). Nothing a client sends stops the server.
 """
@@ -26,8 +29,8 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from racker.dhcp.core import DhcpCore, ReceiveInfo
 from racker.dhcp.frames import (
@@ -41,12 +44,11 @@ from racker.dhcp.frames import (
 from racker.dhcp.leases import LeaseEntry, PersistedLease
 from racker.dhcp.options import SERVER_PORT
 from racker.dhcp.reply import Destination
-from racker.dhcp.settings import build_core
 from racker.errors import EnvironmentProblem, PacketError
-from racker.events import Keeps, Publish
-from racker.model import BootPolicy, NetworkPlan, always_pxe
-from racker.rack.config import Config
-from racker.store import LeaseRow, Store
+from racker.events import Publish
+
+if TYPE_CHECKING:
+    from racker.dhcp.settings import DhcpSettings
 
 log = logging.getLogger("racker.dhcp")
 
@@ -56,20 +58,36 @@ _RCVBUF = 4 << 20
 _RELAYED, _DIRECT = ReceiveInfo(relayed=True), ReceiveInfo(relayed=False)  # not one per packet
 
 
+# A lease as the store's leases table holds it: (dotted address, mac, state, expires,
+# client_id, hostname).
+LeaseRow = tuple[str, str, str, float, bytes | None, str | None]
+
+
+class LeaseStore(Protocol):
+    """What the server needs of a store (``racker.store.Store`` is one)."""
+
+    def save_lease_rows(self, rows: Iterable[LeaseRow], now: float | None = None) -> None: ...
+
+    def leases(self) -> Iterable[PersistedLease]: ...
+
+
 class DhcpServer:
+    """Serves ``core`` on ``interface``; events go to ``publish``, lease changes to
+    ``lease_store`` (None: kept in memory only)."""
+
     def __init__(
         self,
         interface: str,
         core: DhcpCore,
-        store: Store | None,
         publish: Publish,
+        lease_store: LeaseStore | None = None,
         *,
         flush_interval: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.interface = interface
         self.core = core
-        self._store = store
+        self._store = lease_store
         self._publish = publish
         self._flush_interval = flush_interval
         self._clock = clock
@@ -125,6 +143,21 @@ class DhcpServer:
             self._store.save_lease_rows([_lease_row(c) for c in changes], now=self._clock())
         except Exception:
             log.exception("DHCP: saving %d lease changes failed; they stay in memory", len(changes))
+
+    def reload(self, settings: DhcpSettings) -> None:
+        """Serve with new settings from now on: pending lease changes are persisted, and the
+        new core holds the leases as stored (without a store: as this core holds them)."""
+        self.flush()
+        if self._store is not None:
+            leases: Iterable[PersistedLease] = self._store.leases()
+        else:
+            leases = self.core.leases.held()
+        self.core = self.core.reconfigured(settings, leases)
+
+    def lease_holder(self, ip: str) -> str | None:
+        """The MAC the lease table has at ``ip`` (dotted), if any: who a pool client is."""
+        entry = self.core.leases.at(int(ipaddress.IPv4Address(ip)))
+        return entry.mac if entry is not None else None
 
     # -- the hot path --------------------------------------------------------------------
 
@@ -325,36 +358,3 @@ def _attach_filter(
 def _lease_row(entry: LeaseEntry) -> LeaseRow:
     dotted = socket.inet_ntoa(entry.address.to_bytes(4, "big"))
     return (dotted, entry.mac, entry.state.value, entry.expires, entry.client_id, entry.hostname)
-
-
-def create_server(
-    config: Config,
-    plan: NetworkPlan,
-    reservations: Mapping[str, ipaddress.IPv4Address],
-    *,
-    interface: str,
-    store: Store | None,
-    publish: Publish,
-    leases: Iterable[PersistedLease] | None = None,
-    http_port: int | None = None,
-    policy: BootPolicy = always_pxe,
-    bmc_macs: Iterable[str] = (),
-    keeps: Keeps | None = None,
-) -> DhcpServer:
-    """The DHCP server for ``racker serve`` (call ``await server.start()`` / ``close()``).
-
-    ``leases`` defaults to ``store.leases()``.
-    """
-    if leases is None:
-        leases = store.leases() if store is not None else ()
-    core = build_core(
-        config,
-        plan,
-        reservations,
-        leases=leases,
-        http_port=http_port,
-        policy=policy,
-        bmc_macs=bmc_macs,
-        keeps=keeps,
-    )
-    return DhcpServer(interface, core, store, publish)

@@ -1,16 +1,96 @@
-"""From racker.yaml and the network plan to the DHCP core's settings (layer 1: pure)."""
+"""The DHCP settings, and how racker.yaml, the network plan and the allocation table become
+them (layer 1: pure).
+
+``settings_from_config`` is the one way from racker's configuration to a ``DhcpSettings``:
+``racker serve`` builds its DHCP core from it at start (``core.build_core``) and hands a new
+one to the running server on SIGHUP (``DhcpServer.reload``).
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from racker.dhcp.boot import BootSettings
-from racker.dhcp.core import CoreSettings, DhcpCore, Segment
-from racker.dhcp.leases import PersistedLease
-from racker.events import Keeps
-from racker.model import BootPolicy, NetworkPlan, always_pxe
-from racker.rack.config import Config
+from racker.model import AddressKind
+
+if TYPE_CHECKING:
+    from racker.model import AddressRange, NetworkPlan
+    from racker.rack.allocation import Allocation
+    from racker.rack.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A subnet racker serves: the PXE interface's own, or one behind a relay."""
+
+    network: int
+    mask: int
+    pool: tuple[int, int] | None
+    router: bytes | None
+    mask_bytes: bytes
+    broadcast_bytes: bytes
+
+    @classmethod
+    def build(
+        cls,
+        subnet: ipaddress.IPv4Network,
+        pool: AddressRange | None = None,
+        gateway: ipaddress.IPv4Address | None = None,
+    ) -> Segment:
+        return cls(
+            network=int(subnet.network_address),
+            mask=int(subnet.netmask),
+            pool=(int(pool.first), int(pool.last)) if pool else None,
+            router=gateway.packed if gateway else None,
+            mask_bytes=subnet.netmask.packed,
+            broadcast_bytes=subnet.broadcast_address.packed,
+        )
+
+    def contains(self, address: int) -> bool:
+        return address & self.mask == self.network
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    server: ipaddress.IPv4Address  # our address on the PXE link: option 54 and siaddr
+    local: Segment
+    boot: BootSettings
+    relays: tuple[Segment, ...] = ()
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    lease_time: int = 86400
+    pool_lease_time: int = 600
+    unknown_clients: str = "ignore"  # or "pool"
+    offer_hold: float = 60.0  # an offered address is kept for the client this long
+    decline_quarantine: float = 600.0  # RFC 2131 §3.1 step 5: a declined address rests
+    cache_threshold: float = 0.0  # see memo.LeaseCaching (dhcp.cache_threshold: 0.25)
+
+
+@dataclass(frozen=True)
+class DhcpSettings:
+    """All a DHCP core is built from but its leases, its boot policy and its event budget."""
+
+    core: CoreSettings
+    reservations: Mapping[str, ipaddress.IPv4Address]  # MAC -> address: node NICs and BMCs
+    bmc_macs: frozenset[str] = frozenset()  # only labels events ("bmc")
+
+
+def settings_from_config(
+    config: Config,
+    plan: NetworkPlan,
+    allocations: Mapping[str, Allocation],
+    http_port: int | None = None,
+) -> DhcpSettings:
+    """The DHCP settings for ``racker serve``: ``allocations`` is the allocation table
+    (``Store.sync_allocations``), whose every MAC gets its reserved address."""
+    rows = allocations.values()
+    return DhcpSettings(
+        core_settings(config, plan, http_port),
+        {a.mac: a.address for a in rows},
+        frozenset(a.mac for a in rows if a.kind is AddressKind.BMC),
+    )
 
 
 def core_settings(config: Config, plan: NetworkPlan, http_port: int | None = None) -> CoreSettings:
@@ -32,31 +112,4 @@ def core_settings(config: Config, plan: NetworkPlan, http_port: int | None = Non
         pool_lease_time=dhcp.pool_lease_time,
         unknown_clients=dhcp.unknown_clients,
         cache_threshold=dhcp.cache_threshold,
-    )
-
-
-def build_core(
-    config: Config,
-    plan: NetworkPlan,
-    reservations: Mapping[str, ipaddress.IPv4Address],
-    *,
-    leases: Iterable[PersistedLease] = (),
-    http_port: int | None = None,
-    policy: BootPolicy = always_pxe,
-    bmc_macs: Iterable[str] = (),
-    keeps: Keeps | None = None,
-) -> DhcpCore:
-    """The DHCP core for ``racker serve``.
-
-    ``reservations``: MAC → address for every node primary MAC and BMC MAC (from
-    ``Store.sync_allocations``); ``leases``: ``Store.leases()``; ``bmc_macs`` only labels events;
-    ``keeps``: ``EventHub.keeps`` (None: every event is built).
-    """
-    return DhcpCore(
-        core_settings(config, plan, http_port),
-        reservations,
-        leases,
-        policy,
-        bmc_macs,
-        keeps=keeps,
     )

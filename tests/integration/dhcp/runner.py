@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from racker.app.hub import EventHub
-from racker.dhcp.server import create_server
+from racker.dhcp.core import build_core
+from racker.dhcp.server import DhcpServer
+from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.events import Event
 from racker.model import AddressRange, NetworkPlan
 from racker.rack.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegment
@@ -74,15 +76,12 @@ async def serve(spec: dict[str, Any]) -> None:
         if hub is not None:
             hub.publish(event)
 
-    server = create_server(
-        config,
-        plan,
-        reservations,
-        interface=spec["interface"],
-        store=store,
-        publish=publish,
+    core = build_core(
+        DhcpSettings(core_settings(config, plan), reservations),
+        store.leases() if store is not None else (),
         keeps=hub.keeps if hub is not None and events_file is None else None,
     )
+    server = DhcpServer(spec["interface"], core, publish, store)
     await server.start()
     if hub is not None:
         hub.start()

@@ -8,7 +8,8 @@ from typing import Any
 from scapy.layers.dhcp import BOOTP, DHCP
 
 from racker.dhcp.codec import Message, decode
-from racker.dhcp.core import MEMO_SIZE, DhcpCore, Outcome, ReceiveInfo
+from racker.dhcp.core import DhcpCore, Outcome, ReceiveInfo
+from racker.dhcp.memo import MEMO_SIZE
 from racker.dhcp.settings import core_settings
 from racker.events import Keeps
 from racker.model import AddressRange, BootAction, BootPolicy, NetworkPlan

@@ -12,7 +12,8 @@ from scapy.layers.dhcp import BOOTP
 
 from racker.dhcp.boot import classify
 from racker.dhcp.codec import decode
-from racker.dhcp.settings import build_core
+from racker.dhcp.core import build_core
+from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.model import bytes_to_mac
 from tests.unit.dhcp.corekit import (
     IP,
@@ -155,7 +156,7 @@ def test_real_firmware_gets_the_right_boot_file(
     mac = bytes_to_mac(decode(payloads[0]).chaddr)
     # Reserve the address dnsmasq gave in the capture: the REQUESTs ask for it.
     address = ip(decode(server_payloads(name)[0]).yiaddr)
-    core = build_core(config(), PLAN, {mac: IP(address)}, http_port=8080)
+    core = build_core(DhcpSettings(core_settings(config(), PLAN, 8080), {mac: IP(address)}))
     stages: dict[int, tuple[str | None, bool]] = {}
     for payload in payloads:
         msg = decode(payload)

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from racker.dhcp.events import Exchange
+from racker.dhcp.events import Exchange, stamped
 from racker.dhcp.options import MIN_MESSAGE_LEN
 from racker.dhcp.reply import BROADCAST, Destination
 from racker.errors import PacketError
@@ -339,9 +339,9 @@ def test_max_message_size_is_respected() -> None:
 
 
 def test_fast_dhcp_events_equal_constructed_ones() -> None:
-    # Exchange fills the instance dict directly (cheaper than the frozen __init__); it must
+    # stamped fills the instance dict directly (cheaper than the frozen __init__); it must
     # stay the same object a constructor would build, field for field, if DhcpEvent changes.
-    fast = Exchange(NODE_MAC, 1.5, 7, 7, "uefi").sent(5, NODE_IP, "ipxe.efi")
+    fast = stamped(Exchange(NODE_MAC, 1, 7, "uefi", None).sent(5, NODE_IP, "ipxe.efi"), 1.5, 7)
     built = DhcpEvent(
         kind="ack",
         mac=NODE_MAC,
@@ -362,7 +362,7 @@ def test_fast_dhcp_events_equal_constructed_ones() -> None:
 
 
 def test_fast_received_events_equal_constructed_ones() -> None:
-    fast = Exchange(NODE_MAC, 1.5, 7, None, "bios").received(3, NODE_IP, "a reason")
+    fast = stamped(Exchange(NODE_MAC, 3, None, "bios", NODE_IP).received(), 1.5, 7, "a reason")
     built = DhcpEvent(
         kind="request",
         mac=NODE_MAC,
@@ -378,7 +378,7 @@ def test_fast_received_events_equal_constructed_ones() -> None:
     )
     assert fast == built
     assert fast.to_dict() == built.to_dict()
-    assert set(vars(fast)) == {f.name for f in dataclasses.fields(DhcpEvent)}
+    assert list(vars(fast)) == [f.name for f in dataclasses.fields(DhcpEvent)]
     assert hash(fast) == hash(built)
 
 
@@ -407,3 +407,12 @@ def test_a_decline_without_a_requested_address_still_warns_readably() -> None:
     out = feed(make_core(), request("decline", NODE_MAC, [("server_id", SERVER)]))
     assert out.reply is None
     assert out.warning == f"{NODE_MAC} declined 0.0.0.0: DECLINE without a requested address (50)"
+
+
+@pytest.mark.parametrize("mtype", ["offer", "ack", "nak"])
+def test_server_messages_from_a_client_are_not_answered(mtype: str) -> None:
+    core = make_core()
+    out = feed(core, request(mtype, NODE_MAC))
+    assert out.reply is None
+    assert out.events[0].reason == f"{mtype.upper()} is a server message"  # type: ignore[attr-defined]
+    assert core.leases.for_mac(NODE_MAC) is None

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from racker.app.hub import EventHub
-from racker.dhcp.events import Exchange, log_line
+from racker.dhcp.events import Exchange, log_line, stamped
 from racker.dhcp.options import MessageType
 from racker.events import DhcpEvent, DiscoveryEvent
 
@@ -22,11 +22,11 @@ def event(
     reason: str = "",
     client_kind: str = "uefi",
 ) -> DhcpEvent:
-    exchange = Exchange(MAC, 0.0, 1, 7, client_kind)
+    exchange = Exchange(MAC, mtype.value, 7, client_kind, address)
     if direction == "in":
         assert boot_file is None  # a client's message names none
-        return exchange.received(mtype.value, address, reason)
-    return exchange.sent(mtype.value, address, boot_file, reason)
+        return stamped(exchange.received(), 0.0, 1, reason)
+    return stamped(exchange.sent(mtype.value, address, boot_file), 0.0, 1, reason)
 
 
 @pytest.mark.parametrize(
