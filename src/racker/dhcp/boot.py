@@ -29,7 +29,7 @@ from racker.dhcp.options import (
     Opt,
 )
 
-# Plain ints on the hot path (an IntEnum member lookup costs ~80 ns).
+# Plain ints on the hot path (an IntEnum member lookup is an attribute lookup and more).
 _CLIENT_ARCH = Opt.CLIENT_ARCH.value
 _IPXE_ENCAP = Opt.IPXE_ENCAP.value
 _USER_CLASS = Opt.USER_CLASS.value
