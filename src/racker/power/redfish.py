@@ -225,7 +225,7 @@ class RedfishDriver(PowerDriver):
             session = self._open(target, self.verify, deadline)
             with self._sessions_lock:
                 self._sessions[key] = session
-        session.begin(deadline)
+        session.begin(deadline, target)
         try:
             return steps(session)
         except Exception as exc:

@@ -16,8 +16,9 @@ What sushy (5.x) does that matters here:
   the ways sushy knows (weak ETag made strong, then none).
 - It logs every request at DEBUG (``Password`` and ``X-Auth-Token`` keys masked by its
   ``sanitize``) and routine events at WARNING/ERROR (the fallback to Basic auth logs an ERROR).
-  ``RedactSecrets`` shows sushy's records only at racker's -vv, as DEBUG, and removes
-  passwords, session tokens and ``Authorization``/``X-Auth-Token`` values from them.
+  ``RedactSecrets`` shows sushy's records only in racker's -vv output (as DEBUG, through
+  racker's handlers: sushy's own loggers have none), and removes passwords, session tokens and
+  ``Authorization``/``X-Auth-Token`` values from them.
 - ``Sushy.__del__`` deletes the session: racker ends sessions itself (``RedfishSession``), and
   resets a dead BMC's session first so garbage collection never waits on it.
 
@@ -80,8 +81,12 @@ _HEADER_VALUE = re.compile(
 )
 
 
+_SHOWN_AT = logging.getLogger("racker.power.sushy")
+
+
 class RedactSecrets(logging.Filter):
-    """On sushy's (and urllib3's) loggers: secrets out, and sushy's records down to DEBUG.
+    """On sushy's (and urllib3's) loggers: secrets out; sushy's records go to racker's
+    handlers as DEBUG (``racker.power.sushy``), and only when racker logs at DEBUG.
 
     A logger's filters do not apply to its children's records, so ``install`` puts one on
     every logger of those packages that exists (and is called again at each login).
@@ -106,11 +111,17 @@ class RedactSecrets(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("sushy"):
-            # sushy's warnings and errors are details of a failure racker reports itself.
-            if not logging.getLogger("racker").isEnabledFor(logging.DEBUG):
-                return False
+        self._redact_record(record)
+        if not record.name.startswith("sushy"):
+            return True
+        # sushy's warnings and errors are details of a failure racker reports itself: shown
+        # with racker's own debug output (-vv, through racker's handlers), never otherwise.
+        if _SHOWN_AT.isEnabledFor(logging.DEBUG):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            _SHOWN_AT.handle(record)
+        return False
+
+    def _redact_record(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: keep nothing of it
@@ -119,7 +130,6 @@ class RedactSecrets(logging.Filter):
         if record.exc_info:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
-        return True
 
     def install(self) -> None:
         for name in list(logging.root.manager.loggerDict):
@@ -167,8 +177,10 @@ class _DeadlineAdapter(HTTPAdapter):
 
 
 class RedfishSession:
-    """A logged-in client of one BMC and its chosen ComputerSystem (blocking; one thread at a
-    time, which ``BmcWorkers`` guarantees). ``begin`` starts each operation."""
+    """A logged-in client of one BMC (blocking; one thread at a time, which ``BmcWorkers``
+    guarantees). ``begin`` starts each operation for one node: a BMC that manages several
+    systems (a blade chassis) serves several nodes through one session, each its own system.
+    """
 
     def __init__(
         self, target: BmcTarget, root: Any, auth: Any, adapter: _DeadlineAdapter, system: Any
@@ -177,25 +189,31 @@ class RedfishSession:
         self.root = root
         self._auth = auth
         self._adapter = adapter
-        self._system = system
+        self._systems: dict[tuple[str, ...], Any] = {_node_key(target): system}
+        self._current = target
         self._operation = 0
-        self._fetched = 0  # the operation that last GET the system
+        self._fetched: dict[tuple[str, ...], int] = {_node_key(target): 1}  # fetched in login
 
-    def begin(self, deadline: float) -> None:
+    def begin(self, deadline: float, target: BmcTarget) -> None:
         self._adapter.deadline = deadline
+        self._current = target
         self._operation += 1
 
     def system(self) -> Any:
-        """The ComputerSystem, fetched once per operation (power state and boot override are
-        never older than the operation that reads them)."""
-        if self._fetched != self._operation:
-            self._system.refresh(force=True)
-            self._fetched = self._operation
-        return self._system
+        """The node's ComputerSystem, fetched once per operation (power state and boot
+        override are never older than the operation that reads them)."""
+        key = _node_key(self._current)
+        system = self._systems.get(key)
+        if system is None:
+            system = self._systems[key] = _choose_system(self.root, self._current)
+        elif self._fetched.get(key) != self._operation:
+            system.refresh(force=True)
+        self._fetched[key] = self._operation
+        return system
 
     def changed(self) -> None:
-        """After a PATCH: the next ``system()`` fetches again."""
-        self._fetched = 0
+        """After a PATCH or an action: the next ``system()`` fetches again."""
+        self._fetched.pop(_node_key(self._current), None)
 
     def reset(self, reset_type: str) -> None:
         """POST ``ComputerSystem.Reset`` (sushy checks the value against the allowed ones)."""
@@ -283,6 +301,11 @@ def open_session(target: BmcTarget, verify: Verify, deadline: float) -> RedfishS
         "session" if auth.get_session_key() else "basic",
     )
     return RedfishSession(target, root, auth, adapter, system)
+
+
+def _node_key(target: BmcTarget) -> tuple[str, ...]:
+    macs = (parse_mac(m) for m in (*target.node_macs, target.mac or ""))
+    return tuple(sorted({m for m in macs if m}))
 
 
 def _choose_system(root: Any, target: BmcTarget) -> Any:

@@ -76,7 +76,7 @@ class StubSession:
         self.target = target
         self.deadline = 0.0
 
-    def begin(self, deadline: float) -> None:
+    def begin(self, deadline: float, target: BmcTarget) -> None:
         self.deadline = deadline
 
     def _step(self, what: str) -> None:
