@@ -1,8 +1,9 @@
 """The real bundle (PyInstaller) runs on a host without Python (issue 9).
 
 Built once into a cache directory reused across runs (RACKER_BUNDLE_CACHE, default
-/tmp/racker-bundle-cache; rebuilt when racker's sources or packaging/'s build files are newer
-than the archive). Then run
+.cache/bundle in the checkout, which git ignores: not a temporary directory left behind;
+rebuilt when racker's sources or packaging/'s build files are newer than the archive, compiled
+bytecode not counted). Then run
 in a private mount namespace where every python3, its standard library, libpython and the
 venv are hidden, with ``env -i PATH=/usr/bin:/bin``.
 """
@@ -22,7 +23,7 @@ from racker.rack.oem import Secret, write_credentials
 from racker.release.bundle import archive_name, machine_arch, sha256_file, unpack_bundle
 
 REPO = Path(__file__).parents[3]
-CACHE = Path(os.environ.get("RACKER_BUNDLE_CACHE", "/tmp/racker-bundle-cache"))
+CACHE = Path(os.environ.get("RACKER_BUNDLE_CACHE", REPO / ".cache" / "bundle"))
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -42,6 +43,8 @@ def built_archive() -> Path:
     archive = CACHE / "dist" / archive_name(__version__, machine_arch())
     sources = [*(REPO / "src" / "racker").rglob("*"), *(REPO / "packaging").glob("*.py"),
                REPO / "packaging" / "racker.spec"]  # fmt: skip
+    # Importing racker (this very test run) writes __pycache__: not a change to the sources.
+    sources = [p for p in sources if "__pycache__" not in p.parts]
     newest = max(p.stat().st_mtime for p in sources if p.is_file())
     if not archive.exists() or archive.stat().st_mtime < newest:
         if shutil.which("pyinstaller", path=str(Path(sys.executable).parent)) is None:
