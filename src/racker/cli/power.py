@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from racker.cli.root import options_of, rack_options
+from racker.power.drivers import DRIVERS
 
 if TYPE_CHECKING:
     from racker.errors import BmcError
@@ -27,8 +28,8 @@ T = TypeVar("T")
 
 _DRIVER_OPTION = click.option(
     "--driver",
-    type=click.Choice(["ipmi", "fake"]),
-    help="Power driver. [default: bmc.driver in racker.yaml, else ipmi]",
+    type=click.Choice(sorted(DRIVERS)),
+    help="Power driver. [default: bmc.driver in racker.yaml, else auto]",
 )
 
 
@@ -143,13 +144,17 @@ def bootdev_cmd(
 @rack_options
 @click.pass_context
 def console_cmd(ctx: click.Context, node: str) -> None:
-    """Attach to NODE's serial console over IPMI serial-over-LAN (~. leaves)."""
-    from racker.errors import BmcError
-    from racker.power.console import ESCAPE_HELP, run_console
+    """Attach to NODE's serial console over IPMI serial-over-LAN (~. leaves).
 
-    _config, _state, [(found, target)] = _bmc_targets(ctx, (node,), False)
+    Redfish has no serial console: a BMC reached only over Redfish is refused."""
+    from racker.errors import BmcError
+    from racker.power.console import ESCAPE_HELP, require_ipmi, run_console
+
+    config, state, [(found, target)] = _bmc_targets(ctx, (node,), False)
     if isinstance(target, BmcError):
         raise target
+    driver = _power_driver(config, state, None)
+    _run_bmc(driver, require_ipmi(driver, target))
     click.echo(f"{found.hostname}: serial console via {target.address} ({ESCAPE_HELP})", err=True)
     sys.exit(run_console(target))
 

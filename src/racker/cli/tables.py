@@ -64,13 +64,14 @@ def bmc_check_table(rows: Sequence[CheckRow]) -> Table:
         return "[green]✓[/]" if value else "[red]✗[/]" if value is False else "[dim]-[/]"
 
     table = Table(title=f"BMCs ({sum(r.ok for r in rows)}/{len(rows)} fine)")
-    for column in ("Node", "Row", "BMC", "Reachable", "Login", "Power", "Boot", "Firmware"):
+    columns = ("Node", "Row", "BMC", "Protocol", "Reachable", "Login", "Power", "Boot", "Firmware")
+    for column in columns:
         table.add_column(column, no_wrap=column != "Firmware")
     table.add_column("Problem", overflow="fold")
     for r in rows:
         problem = r.error + (f"\nhint: {r.hint}" if r.hint else "")
         table.add_row(
-            r.node, str(r.row), r.address or "-", mark(r.reachable), mark(r.credentials),
-            r.power or "-", r.boot or "-", r.firmware or "-", problem,
+            r.node, str(r.row), r.address or "-", r.protocol or "-", mark(r.reachable),
+            mark(r.credentials), r.power or "-", r.boot or "-", r.firmware or "-", problem,
         )  # fmt: skip
     return table

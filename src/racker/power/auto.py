@@ -143,16 +143,26 @@ class AutoDriver(PowerDriver):
         return self._this_process.get(key) or self.memory.recall(key) or ""
 
     async def detect_protocol(self, target: BmcTarget) -> str:
-        """Redfish if its service root answers (remembered), else "ipmi" (not remembered:
-        IPMI was not asked)."""
+        """Redfish if its service root answers (remembered when its certificate passes
+        bmc.verify_tls), else "ipmi" (not remembered: IPMI was not asked)."""
         known = self.known_protocol(target)
         if known:
             return known
         probe = await asyncio.to_thread(self._probe, target, self._verify, self._probe_seconds())
         if probe is Probe.REDFISH:
             self.memory.remember(target.address, REDFISH)
-            return REDFISH
-        return IPMI
+        return IPMI if probe is Probe.NONE else REDFISH
+
+    async def ipmi_answers(self, target: BmcTarget) -> bool:
+        """Whether the BMC answers IPMI at all (refusing the password counts): a BMC that
+        serves Redfish may have IPMI on too (``racker console`` needs it)."""
+        try:
+            await self.drivers[IPMI].power_status(target)
+        except (BmcUnreachable, BmcTimeout):
+            return False
+        except BmcError:
+            return True
+        return True
 
     # -- operations: the same one on whichever driver the BMC speaks -----------------------
 

@@ -5,6 +5,10 @@ The password goes through the environment (``-E`` reads ``IPMI_PASSWORD``), neve
 argv, which any local user can read in /proc. Cipher suite 3 (RAKP-HMAC-SHA1, AES-128) is what
 every IPMI 2.0 BMC supports; without ``-C 3`` ipmitool first tries suite 17 and BMCs without it
 cost a 10 s wait.
+
+Redfish has no serial console (vendors offer theirs through their own web consoles), so a BMC
+reached only over Redfish is refused with that said (``require_ipmi``), not left to ipmitool's
+timeout.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
-from racker.errors import EnvironmentProblem
-from racker.power.base import BmcTarget
+from racker.errors import BmcUnsupported, EnvironmentProblem
+from racker.power.base import BmcTarget, PowerDriver
 
 ESCAPE_HELP = "~. leaves the console, ~? lists the escapes"
 
@@ -65,3 +69,28 @@ def run_console(target: BmcTarget, environ: Mapping[str, str] | None = None) -> 
     subprocess.run(argv, env={**env, **extra}, capture_output=True, check=False, timeout=30)
     argv, extra = sol_activate(target, ipmitool)
     return subprocess.run(argv, env={**env, **extra}, check=False).returncode
+
+
+async def require_ipmi(driver: PowerDriver, target: BmcTarget) -> None:
+    """Raise ``BmcUnsupported`` if ``target`` is reached only over Redfish (no serial-over-LAN):
+    a Redfish URL in bmc.addresses, bmc.driver redfish, or, under auto, a BMC that serves
+    Redfish and does not answer IPMI."""
+    from racker.power.auto import AutoDriver
+
+    protocol = await driver.detect_protocol(target)
+    if protocol != "redfish":
+        return
+    if isinstance(driver, AutoDriver) and target.scheme is None:
+        if await driver.ipmi_answers(target):
+            return
+        how = "answers Redfish only (no IPMI)"
+    elif target.scheme is not None:
+        how = "is given as a Redfish URL in bmc.addresses"
+    else:
+        how = "is driven over Redfish (bmc.driver: redfish)"
+    raise BmcUnsupported(
+        target.node,
+        f"no serial console: the BMC at {target.address} {how}, and Redfish has no serial-over-LAN",
+        "use the BMC's own web console, or enable IPMI over LAN on the BMC "
+        "(then bmc.driver auto or ipmi, and host or host:port in bmc.addresses)",
+    )

@@ -132,3 +132,40 @@ def test_console_runs_ipmitool_with_the_password_in_the_environment(
     )
     assert deactivate.startswith("-I lanplus -C 3 -H 127.0.0.2")
     assert "sol deactivate" in deactivate
+
+
+def test_driver_choices_come_from_the_registry(rack: list[str]) -> None:
+    code, out = run(rack, "power", "--help")
+    assert code == 0
+    assert "[auto|fake|ipmi|redfish]" in out and "else auto" in out
+    code, out = run(rack, "power", "2", "status", "--driver", "snmp")
+    assert code == 2 and "'snmp' is not one of 'auto', 'fake', 'ipmi', 'redfish'" in out
+
+
+def test_bmc_check_table_has_the_protocol(rack: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    _code, out = run(rack, "bmc", "check")
+    assert "Protocol" in out and "│ fake " in out
+    _code, out = run(rack, "bmc", "check", "--json")
+    assert [r["protocol"] for r in json.loads(out)] == ["fake"] * 5
+
+
+def test_console_refuses_a_redfish_only_bmc_before_ipmitool(
+    rack: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen"
+    fake = tmp_path / "ipmitool"
+    fake.write_text(f"#!/bin/sh\necho called >> {seen}\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    config = Path(rack[-1])
+    config.write_text(
+        config.read_text()
+        .replace("driver: fake", "driver: redfish")
+        .replace('"2": 127.0.0.2', '"2": https://127.0.0.2:8443')
+    )
+    code, out = run(rack, "console", "2")
+    assert code == 5, out
+    assert "no serial console: the BMC at https://127.0.0.2:8443 is given as a Redfish URL" in out
+    assert "Redfish has no serial-over-LAN" in out and "hint:" in out
+    assert not seen.exists()
