@@ -253,9 +253,9 @@ class RedfishLab:
         bmc.start()
         return bmc
 
-    def start_many(self, count: int, timeout: float = 120.0) -> list[RedfishBmc]:
+    def start_many(self, count: int, timeout: float = 120.0, **kwargs: Any) -> list[RedfishBmc]:
         """Start ``count`` emulators at once (each takes ~1 s of CPU to start)."""
-        bmcs = [self.add() for _ in range(count)]
+        bmcs = [self.add(**kwargs) for _ in range(count)]
         for bmc in bmcs:
             bmc.spawn()
         deadline = time.monotonic() + timeout
