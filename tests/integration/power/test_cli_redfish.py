@@ -4,6 +4,7 @@ over HTTPS (certificate checked against bmc.verify_tls); credentials from the OE
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -71,3 +72,17 @@ def test_power_bootdev_check_and_console_over_redfish(
     assert "answers Redfish only (no IPMI)" in result.output
     assert "Redfish has no serial-over-LAN" in result.output
     assert lab.password not in result.output
+
+
+def test_debug_output_shows_sushy_but_no_secret(tmp_path: Path, lab: RedfishLab) -> None:
+    bmc = lab.start()
+    args = rack_args(tmp_path, lab, f'bmc:\n  timeout: 3\n  addresses:\n    "2": "{bmc.url}"\n')
+    oem_password = lab.password
+    lab.write_users("the-bmc-has-another-one")  # the OEM files' password is now refused
+    result = CliRunner().invoke(cli, ["-vv", "power", "2", "status", *args])
+    assert result.exit_code == 5
+    assert "rejected the credentials (HTTP 401)" in result.output
+    assert "sushy.connector" in result.output  # -vv shows sushy's requests ...
+    basic = base64.b64encode(f"{lab.user}:{oem_password}".encode()).decode()
+    for secret in (oem_password, basic, "the-bmc-has-another-one"):
+        assert secret not in result.output  # ... and no password or Basic token
