@@ -106,10 +106,10 @@ def power_cmd(
 
 
 @click.command("bootdev")
-@click.argument("args", nargs=-1, required=True, metavar="NODE...|--all PXE|DISK|BIOS")
+@click.argument("args", nargs=-1, required=True, metavar="NODE...|--all PXE|DISK|BIOS|HTTP")
 @click.option("--all", "all_nodes", is_flag=True, help="Every node except the management node.")
 @click.option("--persistent", is_flag=True, help="For every boot, not only the next one.")
-@click.option("--efi", is_flag=True, help="Ask for a UEFI boot (the EFI boot-flag bit).")
+@click.option("--efi", is_flag=True, help="A UEFI boot, not legacy (http is always UEFI).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per node.")
 @_DRIVER_OPTION
 @rack_options
@@ -123,14 +123,17 @@ def bootdev_cmd(
     as_json: bool,
     driver: str | None,
 ) -> None:
-    """Set the device nodes boot from next (and keep it past the BMC's 60 s timer)."""
+    """Set the device nodes boot from next (and keep it past the BMC's 60 s timer).
+
+    HTTP is UEFI HTTP boot, which only Redfish BMCs offer."""
     from racker.power.actions import apply_to_all, bootdev_operation
     from racker.power.base import BootDevice, BootSetting
 
     *refs, device = args
-    if device not in ("pxe", "disk", "bios"):
+    if device not in ("pxe", "disk", "bios", "http"):
         raise click.BadParameter(
-            f"{device!r} is not one of pxe, disk, bios (it comes last)", param_hint="DEVICE"
+            f"{device!r} is not one of pxe, disk, bios, http (it comes last)",
+            param_hint="DEVICE",
         )
     setting = BootSetting(BootDevice(device), persistent, efi)
     config, state, entries = _bmc_targets(ctx, tuple(refs), all_nodes)

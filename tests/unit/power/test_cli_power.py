@@ -169,3 +169,10 @@ def test_console_refuses_a_redfish_only_bmc_before_ipmitool(
     assert "no serial console: the BMC at https://127.0.0.2:8443 is given as a Redfish URL" in out
     assert "Redfish has no serial-over-LAN" in out and "hint:" in out
     assert not seen.exists()
+
+
+def test_bootdev_http_is_a_uefi_boot(rack: list[str]) -> None:
+    code, out = run(rack, "bootdev", "2", "http")
+    assert (code, out) == (0, "✓ red-990010 (127.0.0.2): next boot: http (efi)\n")
+    code, out = run(rack, "bootdev", "2", "cd")
+    assert code == 2 and "not one of pxe, disk, bios, http" in out
