@@ -16,7 +16,7 @@ What sushy (5.x) does that matters here:
   the ways sushy knows (weak ETag made strong, then none).
 - It logs every request at DEBUG (``Password`` and ``X-Auth-Token`` keys masked by its
   ``sanitize``) and routine events at WARNING/ERROR (the fallback to Basic auth logs an ERROR).
-  ``RedactSecrets`` shows sushy's records only in racker's -vv output (as DEBUG, through
+  ``racker.power.redact`` shows sushy's records only in racker's -vv output (as DEBUG, through
   racker's handlers: sushy's own loggers have none), and removes passwords, session tokens and
   ``Authorization``/``X-Auth-Token`` values from them.
 - ``Sushy.__del__`` deletes the session: racker ends sessions itself (``RedfishSession``), and
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +49,7 @@ from racker.errors import (
 )
 from racker.model import parse_mac
 from racker.power.base import BmcTarget
+from racker.power.redact import REDACT, scrub
 
 log = logging.getLogger("racker.power")
 
@@ -70,81 +69,6 @@ TLS_HINT = (
 
 def verify_argument(verify_tls: bool | Path) -> Verify:
     return str(verify_tls) if isinstance(verify_tls, Path) else verify_tls
-
-
-# -- keeping secrets out of logs ---------------------------------------------------------
-
-_HEADER_VALUE = re.compile(
-    r"""(?P<name>authorization|x-auth-token)(?P<sep>['"]?\s*[:=]\s*['"]?)"""
-    r"""(?P<value>(?:basic\s+|bearer\s+)?[^'",}\s]+)""",
-    re.IGNORECASE,
-)
-
-
-_SHOWN_AT = logging.getLogger("racker.power.sushy")
-
-
-class RedactSecrets(logging.Filter):
-    """On sushy's (and urllib3's) loggers: secrets out; sushy's records go to racker's
-    handlers as DEBUG (``racker.power.sushy``), and only when racker logs at DEBUG.
-
-    A logger's filters do not apply to its children's records, so ``install`` puts one on
-    every logger of those packages that exists (and is called again at each login).
-    """
-
-    def __init__(self) -> None:
-        super().__init__("racker-redact")
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 3:  # shorter ones would blank out ordinary words
-            with self._lock:
-                self._secrets.add(secret)
-
-    def redact(self, text: str) -> str:
-        text = _HEADER_VALUE.sub(lambda m: f"{m['name']}{m['sep']}***", text)
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self._redact_record(record)
-        if not record.name.startswith("sushy"):
-            return True
-        # sushy's warnings and errors are details of a failure racker reports itself: shown
-        # with racker's own debug output (-vv, through racker's handlers), never otherwise.
-        if _SHOWN_AT.isEnabledFor(logging.DEBUG):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            _SHOWN_AT.handle(record)
-        return False
-
-    def _redact_record(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: keep nothing of it
-            message = "(unformattable log record)"
-        record.msg, record.args = self.redact(message), None
-        if record.exc_info:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-
-    def install(self) -> None:
-        for name in list(logging.root.manager.loggerDict):
-            if name.split(".")[0] in ("sushy", "urllib3", "requests"):
-                logger = logging.getLogger(name)
-                if self not in logger.filters:
-                    logger.addFilter(self)
-
-
-REDACT = RedactSecrets()
-
-
-def scrub(text: str) -> str:
-    """A third party's text (an exception, a BMC's message) without any secret racker knows."""
-    return REDACT.redact(text)
 
 
 # -- deadlines -------------------------------------------------------------------------

@@ -145,7 +145,7 @@ async def test_sessions_tokens_stay_out_of_the_debug_output(
     await driver.power(t, PowerAction.ON)
     assert bmc.sessions() == 1  # one session for both operations
     assert "(session auth)" in caplog.text
-    from racker.power.sushy_client import REDACT
+    from racker.power.redact import REDACT
 
     tokens = [s for s in REDACT._secrets if s not in (bmc.password,) and len(s) == 32]
     assert tokens, "the session token was registered for redaction"

@@ -21,7 +21,7 @@ from racker.errors import (
     BmcUnreachable,
     BmcUnsupported,
 )
-from racker.power import sushy_client
+from racker.power import redact, sushy_client
 from racker.power.base import BmcCredentials, BmcTarget
 
 from .conftest import PASSWORD
@@ -114,7 +114,7 @@ def test_a_certificate_failure_names_the_option() -> None:
 
 
 def test_no_error_text_carries_the_password() -> None:
-    sushy_client.REDACT.add(PASSWORD)
+    redact.REDACT.add(PASSWORD)
     echoed = sx.BadRequestError("POST", URL, response(400, f"bad password {PASSWORD}"))
     error = sushy_client.classify(echoed, TARGET, "log in")
     assert PASSWORD not in error.message and "***" in error.message
@@ -122,15 +122,15 @@ def test_no_error_text_carries_the_password() -> None:
 
 @pytest.fixture
 def sushy_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    sushy_client.REDACT.install()
+    redact.REDACT.install()
     return caplog
 
 
 def test_sushy_records_lose_their_secrets_and_wait_for_debug(
     sushy_logs: pytest.LogCaptureFixture,
 ) -> None:
-    sushy_client.REDACT.add(PASSWORD)
-    sushy_client.REDACT.add("tok-abcdef123456")
+    redact.REDACT.add(PASSWORD)
+    redact.REDACT.add("tok-abcdef123456")
     logger = logging.getLogger("sushy.connector")
     sushy_logs.set_level(logging.INFO)
     logger.error("Authentication failed for %s", "admin")
