@@ -106,17 +106,23 @@ def build_reply(
         offer[_BOOTFILE] = bootfile + b"\0"  # NUL: old PXE ROMs, as dnsmasq does
         if boot.http_client:  # UEFI spec §24.7: HTTP boot takes only offers that echo it
             offer[_VENDOR_CLASS] = b"HTTPClient"
+    # Positional, in field order: keyword arguments cost more, and this runs for every reply
+    # not remembered yet.
     return Message(
-        op=BOOTREPLY,
-        xid=msg.xid,
-        chaddr=msg.chaddr,
-        flags=msg.flags,
-        ciaddr=msg.ciaddr if mtype == _ACK else ZERO4,
-        yiaddr=yiaddr,
-        siaddr=server.id if boot is not None else ZERO4,
-        giaddr=msg.giaddr,
-        file=bootfile if len(bootfile) < FILE_LEN else b"",
-        options=ordered_options(msg, mtype, offer),
+        BOOTREPLY,  # op
+        msg.xid,
+        msg.chaddr,
+        1,  # htype: Ethernet, as the request's
+        0,  # hops
+        0,  # secs
+        msg.flags,
+        msg.ciaddr if mtype == _ACK else ZERO4,  # ciaddr
+        yiaddr,
+        server.id if boot is not None else ZERO4,  # siaddr
+        msg.giaddr,
+        b"",  # sname
+        bootfile if len(bootfile) < FILE_LEN else b"",  # file
+        ordered_options(msg, mtype, offer),
     )
 
 
