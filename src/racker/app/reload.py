@@ -51,6 +51,7 @@ def reload_from_files(stack: BootStack, load: Callable[[], Rack]) -> bool:
 def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
     """Apply ``rack`` to the running stack; return what changed but needs a restart.
     Everything that can fail (profiles, allocations) is built before anything is swapped."""
+    from racker.app.profiles_check import validate_profiles
     from racker.dhcp.server import DhcpServer
     from racker.dhcp.settings import settings_from_config as dhcp_settings_from_config
     from racker.profiles import load_catalog, settings_from_config
@@ -60,6 +61,7 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
     plan = stack.started_rack.plan  # the bound address stays until a restart
     settings = settings_from_config(rack.config, plan, stack._flatcar_version())
     catalog = load_catalog(rack.config.http.profiles_dir, settings)
+    validate_profiles(catalog, rack, settings, f"http://{plan.server}:{stack.http_port}")
     allocations = stack.store.sync_allocations(rack.oem.inventory, plan)
     dhcp = dhcp_settings_from_config(rack.config, plan, allocations, stack.http_port)
     directory = stack.directory

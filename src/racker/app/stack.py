@@ -115,6 +115,7 @@ class BootStack:
         )
 
     def _build_http(self) -> BootHttpServer:
+        from racker.app.profiles_check import validate_profiles
         from racker.profiles import NodeFacts, load_catalog, settings_from_config
         from racker.web.keyfile import load_or_create_key
         from racker.web.server import BootHttpServer
@@ -123,6 +124,7 @@ class BootStack:
         settings = settings_from_config(config, self.rack.plan, self._flatcar_version())
         catalog = load_catalog(config.http.profiles_dir, settings)
         server_url = f"http://{self.server_ip}:{self.http_port}"
+        validate_profiles(catalog, self.rack, settings, server_url)
         directory = self.directory
         self.render_settings = settings  # replaced by reload_stack on SIGHUP
 
