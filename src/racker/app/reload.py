@@ -11,7 +11,6 @@ from racker.rack.loading import Rack
 log = logging.getLogger("racker.serve")
 
 
-# --- reload on SIGHUP (issue 9) -------------------------------------------------------------
 # What a reload applies in place: nodes.csv and the OEM files (inventory, reservations, BMC
 # MACs), the DHCP settings racker.yaml gives (lease times, pool, relays, unknown clients) and
 # the profiles/templates with their render settings. Leases are flushed to the store and read
@@ -74,6 +73,3 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
     stack.rack = rack
     directory.rebind(rack, allocations)
     return pending
-
-
-# --- end of reload on SIGHUP (issue 9) ---

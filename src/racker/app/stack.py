@@ -39,7 +39,7 @@ class BootStack:
         self.hub.known = self.directory.knows
         self.servers: list[Any] = []
         self.http_port = rack.config.http.port
-        self.started_rack = rack  # issue 9: what the bound sockets were built from (reload)
+        self.started_rack = rack  # what the bound sockets were built from (reload)
 
     @property
     def server_ip(self) -> str:
@@ -78,7 +78,7 @@ class BootStack:
     # -- the servers ----------------------------------------------------------------------
 
     def _build_ra(self) -> Any:
-        # issue 8: answer IPv6 router solicitations so iPXE does not stall ~13 s (racker.ra)
+        # Answer IPv6 router solicitations, or iPXE waits for one before it goes on (racker.ra)
         if not self.rack.config.dhcp.router_advertisements:
             return None
         from racker.ra.server import RouterAdvertiser
