@@ -8,7 +8,6 @@ namespace). Without the variable (not under systemd) it does nothing.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -20,9 +19,10 @@ log = logging.getLogger("racker.release")
 UNIT_NAME = "racker.service"
 
 
-def notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Send ``message`` (e.g. "READY=1") to systemd; True when a socket took it."""
-    env = os.environ if environ is None else environ
+def notify(message: str, environ: Mapping[str, str]) -> bool:
+    """Send ``message`` (e.g. "READY=1") to systemd at ``environ``'s NOTIFY_SOCKET (the CLI
+    reads the environment); True when a socket took it."""
+    env = environ
     address = env.get("NOTIFY_SOCKET", "")
     if not address:
         return False
