@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from racker.app.directory import NodeDirectory
 from racker.app.hub import EventHub
@@ -22,10 +22,19 @@ from racker.store import Store
 
 if TYPE_CHECKING:  # imported where they are built, so importing this module loads no aiohttp
     from racker.dhcp.server import DhcpServer
+    from racker.ra.server import RouterAdvertiser
     from racker.tftp.server import TftpServer
     from racker.web.server import BootHttpServer
 
 log = logging.getLogger("racker.serve")
+
+
+class Server(Protocol):
+    """What the stack needs of each of its servers."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class BootStack:
@@ -37,7 +46,7 @@ class BootStack:
         self.hub = hub or EventHub(store)
         self.directory = NodeDirectory(rack, store)
         self.hub.known = self.directory.knows
-        self.servers: list[Any] = []
+        self.servers: list[Server] = []
         self.http_port = rack.config.http.port
         self.started_rack = rack  # what the bound sockets were built from (reload)
 
@@ -77,7 +86,7 @@ class BootStack:
 
     # -- the servers ----------------------------------------------------------------------
 
-    def _build_ra(self) -> Any:
+    def _build_ra(self) -> RouterAdvertiser | None:
         # Answer IPv6 router solicitations, or iPXE waits for one before it goes on (racker.ra)
         if not self.rack.config.dhcp.router_advertisements:
             return None
