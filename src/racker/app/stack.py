@@ -126,6 +126,7 @@ class BootStack:
     def _build_http(self) -> BootHttpServer:
         from racker.app.profiles_check import validate_profiles
         from racker.profiles import NodeFacts, load_catalog, settings_from_config
+        from racker.tftp.files import configured_roots
         from racker.web.keyfile import load_or_create_key
         from racker.web.server import BootHttpServer
 
@@ -162,6 +163,7 @@ class BootStack:
             address_of=directory.address_of,
             bind_to_lease=config.http.bind_to_lease,
             inventory=lambda: [node.primary_mac for node in directory.rack.oem.inventory.nodes],
+            loaders=configured_roots(config.tftp),  # UEFI HTTP Boot: what TFTP would send
         )
 
     def _assets_dir(self) -> Path:

@@ -21,10 +21,15 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from racker.tftp.admission import FileRefused
 from racker.tftp.packets import MAX_FILENAME, ErrorCode
+from racker.tftp.settings import search_roots
 from racker.tftp.transfer import BlockSource, BytesSource, netascii_encode
+
+if TYPE_CHECKING:
+    from racker.rack.config import TftpConfig
 
 log = logging.getLogger("racker.tftp")
 
@@ -188,3 +193,10 @@ class FileRoots:
     @property
     def open_files(self) -> int:
         return len(self._open)
+
+
+def configured_roots(config: TftpConfig) -> FileRoots:
+    """The lookup racker.yaml's ``tftp:`` section describes (the TFTP server's; the HTTP server
+    serves the same files to UEFI HTTP Boot)."""
+    roots, packaged = search_roots(config)
+    return FileRoots(roots, config.case_insensitive, packaged)

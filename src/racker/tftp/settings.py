@@ -27,11 +27,10 @@ class TftpSettings:
 
 def tftp_settings(config: TftpConfig, mtu: int) -> TftpSettings:
     """The server's settings; ``mtu`` is the PXE interface's (network.mtu, else the link's)."""
-    # The operator's root first, so it can override a packaged loader.
-    roots = (config.ipxe_dir,) if config.root is None else (config.root, config.ipxe_dir)
+    roots, packaged = search_roots(config)
     return TftpSettings(
         roots=roots,
-        packaged=(config.ipxe_dir,),
+        packaged=packaged,
         case_insensitive=config.case_insensitive,
         limits=TransferLimits(
             max_blksize=max_blksize_for_mtu(mtu),
@@ -40,3 +39,11 @@ def tftp_settings(config: TftpConfig, mtu: int) -> TftpSettings:
             retries=config.retries,
         ),
     )
+
+
+def search_roots(config: TftpConfig) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The roots a name is looked up in, in order, and those of them a package owns (the
+    TFTP server's, and the HTTP server's for UEFI HTTP Boot)."""
+    # The operator's root first, so it can override a packaged loader.
+    roots = (config.ipxe_dir,) if config.root is None else (config.root, config.ipxe_dir)
+    return roots, (config.ipxe_dir,)

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from racker.errors import EnvironmentProblem
 from racker.events import HttpEvent, Publish, discard
 from racker.model import parse_mac
+from racker.tftp.files import FileRoots
 from racker.web.ahead import RenderAhead
 from racker.web.fastpath import FastPathServer
 from racker.web.handlers import (
@@ -34,6 +35,7 @@ from racker.web.handlers import (
     _no_address,
     _no_nodes,
 )
+from racker.web.loaders import LoaderFiles
 from racker.web.metrics import HttpMetrics
 from racker.web.redact import server_logger
 
@@ -65,6 +67,7 @@ def make_app(
     registry: CollectorRegistry | None = None,
     token_ttl: int = 86400,
     clock: Callable[[], float] = time.time,
+    loaders: FileRoots | None = None,
 ) -> web.Application:
     svc = BootService(
         catalog=catalog,
@@ -95,6 +98,8 @@ def make_app(
             web.get("/healthz", svc.healthz),
         ]
     )
+    if loaders is not None:  # UEFI HTTP Boot's first stage; last, so it shadows nothing above
+        app.router.add_get("/{name:.+}", LoaderFiles(loaders).serve)
     return app
 
 
