@@ -11,6 +11,11 @@ Chainload loop: iPXE's ROM and the ``undionly.kpxe`` it would load send byte-ide
 never hands a loader to iPXE: any iPXE, first stage or chainloaded, gets the HTTP script URL.
 A loader is offered only to firmware that is not iPXE, and what it loads is iPXE, which then
 gets the script — so the chain always ends after at most one loader.
+
+UEFI HTTP Boot (``boot.uefi_http``): firmware that tries PXE before HTTP (OVMF, many servers)
+takes the TFTP path as soon as a PXE offer names a file. For the machines set to boot by HTTP,
+a UEFI ``PXEClient`` request is therefore answered with an address but no boot file, so the
+firmware moves on to its HTTP boot entry, whose ``HTTPClient`` request gets the loader's URL.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class BootSettings:
     uefi_loader: str = "ipxe.efi"
     arm64_loader: str | None = None
     script: str = "boot.ipxe"
+    # UEFI HTTP Boot only (no TFTP loader for UEFI PXE): every client (True), or these MACs.
+    uefi_http: bool = False
+    uefi_http_macs: frozenset[str] = frozenset()
 
     def url(self, path: str) -> str:
         return f"http://{self.server}:{self.http_port}/{path}"
@@ -97,14 +105,18 @@ def classify(options: dict[int, bytes]) -> ClientInfo:
     return ClientInfo(arches, vendor, ipxe, kind)
 
 
-def choose_boot(client: ClientInfo, settings: BootSettings) -> BootChoice | None:
-    """The boot file for ``client``, or None (no boot file: an OS, a BMC, an unknown arch)."""
+def choose_boot(client: ClientInfo, settings: BootSettings, mac: str = "") -> BootChoice | None:
+    """The boot file for ``client`` (from ``mac``), or None (no boot file: an OS, a BMC, an
+    unknown arch, UEFI PXE on a machine set to boot by HTTP)."""
     if client.ipxe:
         return BootChoice(settings.url(settings.script), tftp=False, http_client=False)
     http = client.vendor_class.startswith(HTTP_VENDOR_PREFIX)
+    uefi_tftp = not (settings.uefi_http or mac in settings.uefi_http_macs)
     for arch in client.arches:  # the client's order of preference
         if arch in BIOS_ARCHES and not http:
             return BootChoice(settings.bios_loader, tftp=True, http_client=False)
+        if (arch in UEFI_X86_ARCHES or arch in ARM64_ARCHES) and not http and not uefi_tftp:
+            return None  # so that it falls through to its HTTP boot entry
         if arch in UEFI_X86_ARCHES and not http:
             return BootChoice(settings.uefi_loader, tftp=True, http_client=False)
         if arch in ARM64_ARCHES and settings.arm64_loader and not http:

@@ -216,7 +216,7 @@ class DhcpCore:
             exchange.received(),
             segment,
             reason,
-            choose_boot(client, self.settings.boot),
+            choose_boot(client, self.settings.boot, mac),
             hostname.decode("utf-8", "replace")[:63] if hostname else None,
             {},
         )

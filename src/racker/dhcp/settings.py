@@ -9,7 +9,7 @@ one to the running server on SIGHUP (``DhcpServer.reload``).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from racker.dhcp.boot import BootSettings
 from racker.model import AddressKind
 
 if TYPE_CHECKING:
-    from racker.model import AddressRange, NetworkPlan
+    from racker.model import AddressRange, NetworkPlan, Node
     from racker.rack.allocation import Allocation
     from racker.rack.config import Config
 
@@ -82,20 +82,25 @@ def settings_from_config(
     plan: NetworkPlan,
     allocations: Mapping[str, Allocation],
     http_port: int | None = None,
+    nodes: Iterable[Node] = (),
 ) -> DhcpSettings:
     """The DHCP settings for ``racker serve``: ``allocations`` is the allocation table
-    (``Store.sync_allocations``), whose every MAC gets its reserved address."""
+    (``Store.sync_allocations``), whose every MAC gets its reserved address; ``nodes`` the
+    inventory's, whose types ``boot.uefi_http`` may name."""
     rows = allocations.values()
     return DhcpSettings(
-        core_settings(config, plan, http_port),
+        core_settings(config, plan, http_port, nodes),
         {a.mac: a.address for a in rows},
         frozenset(a.mac for a in rows if a.kind is AddressKind.BMC),
     )
 
 
-def core_settings(config: Config, plan: NetworkPlan, http_port: int | None = None) -> CoreSettings:
+def core_settings(
+    config: Config, plan: NetworkPlan, http_port: int | None = None, nodes: Iterable[Node] = ()
+) -> CoreSettings:
     dhcp = config.dhcp
     boot = config.boot
+    http_types = boot.uefi_http if isinstance(boot.uefi_http, list) else []
     return CoreSettings(
         server=plan.server,
         local=Segment.build(plan.subnet, dhcp.pool or plan.pool, plan.gateway),
@@ -105,6 +110,14 @@ def core_settings(config: Config, plan: NetworkPlan, http_port: int | None = Non
             bios_loader=boot.bios_loader,
             uefi_loader=boot.uefi_loader,
             arm64_loader=boot.arm64_loader,
+            uefi_http=boot.uefi_http is True,
+            uefi_http_macs=frozenset(
+                mac
+                for node in nodes
+                if node.node_type in http_types
+                for mac in (node.primary_mac, node.secondary_mac)
+                if mac
+            ),
         ),
         relays=tuple(Segment.build(r.subnet, r.pool, r.gateway) for r in dhcp.relays),
         dns=tuple(plan.dns),

@@ -109,6 +109,9 @@ class BootConfig:
     # An arm64 iPXE binary (file name under tftp.root or ipxe_dir); arm64 clients are not
     # offered a boot file unless this is set.
     arm64_loader: str | None = None
+    # UEFI HTTP Boot: false, true (every node), or a list of node types. Their UEFI PXE
+    # requests get no boot file, so the firmware falls through to its HTTP boot entry.
+    uefi_http: bool | list[str] = False
     console: list[str] = field(default_factory=lambda: ["tty0", "ttyS0,115200n8"])
 
 

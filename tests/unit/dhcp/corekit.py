@@ -12,7 +12,7 @@ from racker.dhcp.core import DhcpCore, Outcome, ReceiveInfo
 from racker.dhcp.memo import MEMO_SIZE
 from racker.dhcp.settings import core_settings
 from racker.events import Keeps
-from racker.model import AddressRange, BootAction, BootPolicy, NetworkPlan
+from racker.model import AddressRange, BootAction, BootPolicy, NetworkPlan, Node
 from racker.rack.config import BootConfig, Config, DhcpConfig, RelaySegment
 
 IP = ipaddress.IPv4Address
@@ -34,17 +34,23 @@ PLAN = NetworkPlan(
     dns=(IP("10.99.0.53"),),
 )
 RESERVATIONS = {NODE_MAC: IP(NODE_IP), BMC_MAC: IP(BMC_IP)}
+NODE = Node(
+    line=2, index=1, primary_mac=NODE_MAC, bmc_mac=BMC_MAC, secondary_mac=None, node_type="worker"
+)
 
 
 def config(
-    unknown: str = "ignore", arm64: str | None = None, relay_pool: str = "10.98.1.0-10.98.1.9"
+    unknown: str = "ignore",
+    arm64: str | None = None,
+    relay_pool: str = "10.98.1.0-10.98.1.9",
+    uefi_http: bool | list[str] = False,
 ) -> Config:
     relay = RelaySegment(
         ipaddress.IPv4Network("10.98.0.0/20"), AddressRange.parse(relay_pool), IP("10.98.0.1")
     )
     return Config(
         dhcp=DhcpConfig(unknown_clients=unknown, relays=[relay]),  # type: ignore[arg-type]
-        boot=BootConfig(arm64_loader=arm64),
+        boot=BootConfig(arm64_loader=arm64, uefi_http=uefi_http),
     )
 
 
@@ -57,11 +63,14 @@ def make_core(
     policy: BootPolicy | None = None,
     memo_size: int = MEMO_SIZE,
     keeps: Keeps | None = None,
+    uefi_http: bool | list[str] = False,
 ) -> DhcpCore:
     if policy is None:
         policy = (lambda _mac: BootAction.DISK) if disk else (lambda _mac: BootAction.PXE)
     return DhcpCore(
-        core_settings(config(unknown, arm64, relay_pool), PLAN, http_port=8080),
+        core_settings(
+            config(unknown, arm64, relay_pool, uefi_http), PLAN, http_port=8080, nodes=[NODE]
+        ),
         RESERVATIONS,
         leases,
         policy,

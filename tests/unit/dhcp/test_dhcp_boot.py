@@ -20,6 +20,7 @@ from tests.unit.dhcp.corekit import (
     NODE_MAC,
     PLAN,
     SERVER,
+    UNKNOWN_MAC,
     config,
     feed,
     ip,
@@ -132,6 +133,46 @@ def test_disk_policy_gives_an_address_but_no_boot_file() -> None:
     assert ip(reply.yiaddr) == "10.99.0.64"
     assert 67 not in reply.options
     assert reply.file == b""
+
+
+UEFI_PXE = [arch(7), vendor("PXEClient:Arch:00007:UNDI:003000")]
+UEFI_HTTP = [arch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")]
+
+UEFI_HTTP_TABLE: list[tuple[str, bool | list[str], str, list[Any], str | None]] = [
+    # (case, boot.uefi_http, client MAC, options, expected file); NODE_MAC is a "worker"
+    ("off: UEFI PXE gets the loader", False, NODE_MAC, UEFI_PXE, "ipxe.efi"),
+    ("off: HTTP boot still answered", False, NODE_MAC, UEFI_HTTP, HTTP_EFI),
+    ("on: UEFI PXE gets no file", True, NODE_MAC, UEFI_PXE, None),
+    ("on: UEFI IA32 PXE gets no file", True, NODE_MAC, [arch(6)], None),
+    ("on: arm64 PXE gets no file", True, NODE_MAC, [arch(11)], None),
+    ("on: HTTP boot gets the URL", True, NODE_MAC, UEFI_HTTP, HTTP_EFI),
+    ("on: BIOS PXE keeps TFTP", True, NODE_MAC, [arch(0)], "undionly.kpxe"),
+    ("on: iPXE gets the script", True, NODE_MAC, [*UEFI_PXE, ("user_class", b"iPXE")], SCRIPT),
+    ("on: an unknown MAC too", True, UNKNOWN_MAC, UEFI_PXE, None),
+    ("its type: UEFI PXE gets no file", ["worker"], NODE_MAC, UEFI_PXE, None),
+    ("its type: HTTP boot gets the URL", ["worker"], NODE_MAC, UEFI_HTTP, HTTP_EFI),
+    ("another type: the loader", ["storage"], NODE_MAC, UEFI_PXE, "ipxe.efi"),
+    ("a type: not an unknown MAC", ["worker"], UNKNOWN_MAC, UEFI_PXE, "ipxe.efi"),
+]
+
+
+@pytest.mark.parametrize(
+    ("uefi_http", "mac", "options", "expected"),
+    [row[1:] for row in UEFI_HTTP_TABLE],
+    ids=[row[0] for row in UEFI_HTTP_TABLE],
+)
+def test_uefi_http_boot_leaves_uefi_pxe_without_a_file(
+    uefi_http: bool | list[str], mac: str, options: list[Any], expected: str | None
+) -> None:
+    core = make_core("pool", arm64="arm64.efi", uefi_http=uefi_http)
+    for mtype in ("discover", "request"):
+        extra = [] if mtype == "discover" else [("requested_addr", ip(reply.yiaddr))]
+        reply = reply_of(feed(core, request(mtype, mac, options=[*options, *extra])))
+        got = reply.options.get(67)
+        assert (got.rstrip(b"\0").decode() if got else None) == expected
+        assert reply.yiaddr != bytes(4)  # an address either way
+        if expected is None:
+            assert (reply.file, reply.siaddr, 66 in reply.options) == (b"", bytes(4), False)
 
 
 # -- the real firmware captures -------------------------------------------------------------
@@ -255,3 +296,20 @@ def test_every_core_reply_decodes_identically_in_scapy(
     assert ref["file"] == ours.file
     assert ref["chaddr"] == ours.chaddr
     assert len(out.reply) >= 300
+
+
+def test_ovmf_set_to_boot_by_http_gets_no_pxe_file_then_the_url() -> None:
+    """OVMF's capture 4, with boot.uefi_http: its PXE DISCOVERs get an address only (so it
+    falls through), its HTTP boot the loader URL with 60 = HTTPClient, then iPXE the script."""
+    name = "ovmf-httpboot-virtio.pcap"
+    payloads = client_payloads(name)
+    mac = bytes_to_mac(decode(payloads[0]).chaddr)
+    address = ip(decode(server_payloads(name)[0]).yiaddr)
+    settings = core_settings(config(uefi_http=True), PLAN, 8080)
+    core = build_core(DhcpSettings(settings, {mac: IP(address)}))
+    stages: dict[int, str | None] = {}
+    for payload in payloads:
+        reply = reply_of(feed(core, payload))
+        boot = reply.options.get(67)
+        stages.setdefault(decode(payload).xid, boot.rstrip(b"\0").decode() if boot else None)
+    assert list(stages.values()) == [None, HTTP_EFI, SCRIPT]

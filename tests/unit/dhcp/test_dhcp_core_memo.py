@@ -27,6 +27,7 @@ from tests.unit.dhcp.corekit import (
 MACS = (NODE_MAC, BMC_MAC, UNKNOWN_MAC)
 PXE = [("client_arch", b"\x00\x07"), ("vendor_class_id", b"PXEClient:Arch:00007:UNDI:003016")]
 IPXE = [*PXE, ("user_class", b"iPXE")]
+HTTP = [("client_arch", b"\x00\x10"), ("vendor_class_id", b"HTTPClient:Arch:00016:UNDI:003000")]
 ADDRESSES = ("10.99.0.192", "10.98.1.0", NODE_IP)
 
 
@@ -34,7 +35,7 @@ def _requests() -> list[bytes]:
     """A small universe of requests, so a random sequence repeats them (and hits the memo)."""
     out: list[bytes] = []
     for mac in MACS:
-        for extra in ([], PXE, IPXE):
+        for extra in ([], PXE, IPXE, HTTP):
             out.append(request("discover", mac, extra))
             out.append(request("discover", mac, extra, giaddr=RELAY_IP, hops=1))
         out.append(request("inform", mac, PXE, ciaddr=NODE_IP))
@@ -88,17 +89,23 @@ step = st.tuples(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["pool", "ignore"]), st.lists(step, min_size=30, max_size=80))
+@given(
+    st.sampled_from(["pool", "ignore"]),
+    st.sampled_from([False, True, ["worker"]]),  # boot.uefi_http: the node's type, or all
+    st.lists(step, min_size=30, max_size=80),
+)
 def test_remembering_requests_never_changes_an_outcome(
-    unknown: str, steps: list[tuple[int, bool, bool, int, int, float, bool]]
+    unknown: str,
+    uefi_http: bool | list[str],
+    steps: list[tuple[int, bool, bool, int, int, float, bool]],
 ) -> None:
     disk: dict[str, bool] = {}
 
     def policy(mac: str) -> BootAction:
         return BootAction.DISK if disk.get(mac) else BootAction.PXE
 
-    remembering = make_core(unknown, policy=policy)
-    reference = make_core(unknown, policy=policy, memo_size=0)
+    remembering = make_core(unknown, policy=policy, uefi_http=uefi_http)
+    reference = make_core(unknown, policy=policy, memo_size=0, uefi_http=uefi_http)
     now = 1000.0
     for index, relayed, broadcast, xid, secs, dt, to_disk in steps:
         data, now = _with(REQUESTS[index], xid, secs, broadcast), now + dt
