@@ -1,27 +1,36 @@
 """racker's durable state: one SQLite database in the state directory (layer 2).
 
 WAL mode and a busy timeout let ``racker serve`` and other racker commands use it at the same
-time. The schema carries a version (``PRAGMA user_version``); ``MIGRATIONS[i]`` takes it from
-version ``i`` to ``i + 1``, and a database newer than this racker is refused, not damaged.
+time. ``racker serve`` writes through a ``StoreWriter``: a thread with its own connection, so no
+commit (and no fsync of a WAL checkpoint) runs on the event loop's thread.
+
+The schema carries a version (``PRAGMA user_version``); ``MIGRATIONS[i]`` takes it from version
+``i`` to ``i + 1``, and a database newer than this racker is refused, not damaged.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ipaddress
 import json
+import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from racker.errors import StateError
 from racker.events import Event
 from racker.model import AddressKind, Inventory, NetworkPlan, NodeState
 from racker.rack.allocation import Allocation, allocate, wanted_macs
+
+log = logging.getLogger("racker.store")
 
 DB_NAME = "racker.db"
 _OPEN_BUSY_SECONDS = 10.0  # like the connection's busy timeout
@@ -92,10 +101,14 @@ class Lease:
 LeaseRow = tuple[str, str, str, float, bytes | None, str | None]
 
 
-class Store:
-    """The SQLite store. One instance per process; not shared between threads."""
+Synchronous = Literal["NORMAL", "FULL"]
+T = TypeVar("T")
 
-    def __init__(self, path: Path) -> None:
+
+class Store:
+    """The SQLite store. One instance per thread: its connection is not shared."""
+
+    def __init__(self, path: Path, synchronous: Synchronous = "NORMAL") -> None:
         self.path = path
         try:
             self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
@@ -109,7 +122,9 @@ class Store:
         while True:
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                # NORMAL: a commit survives racker being killed (it is in the WAL file), a power
+                # loss may take the last commits; FULL: the WAL is fsynced at every commit.
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self._migrate()
                 return
@@ -264,6 +279,20 @@ class Store:
                 stamped,
             )
 
+    def commit_lease_rows(
+        self, rows: list[LeaseRow], now: float
+    ) -> concurrent.futures.Future[None]:
+        """``save_lease_rows`` now, on this thread, as the DHCP server's lease sink asks: the
+        future returned is done (``StoreWriter.commit_lease_rows`` is the one off the loop)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        try:
+            self.save_lease_rows(rows, now)
+        except Exception as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        return done
+
     def delete_leases(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:
         with self.transaction() as db:
             db.executemany("DELETE FROM leases WHERE address = ?", [(str(a),) for a in addresses])
@@ -356,3 +385,85 @@ class Store:
                 "SELECT data FROM events WHERE mac = ? ORDER BY id DESC LIMIT ?", (mac, limit)
             )
         return [json.loads(r["data"]) for r in reversed(rows.fetchall())]
+
+
+class StoreWriter:
+    """The store's writes, off the event loop: one thread with its own connection.
+
+    Jobs (a function of a ``Store``) run one at a time, in the order submitted, each in its
+    own transaction(s); ``submit`` returns a ``concurrent.futures.Future`` the thread completes
+    (the DHCP server and the event hub hand its completion to their loop with
+    ``loop.call_soon_threadsafe``). The queue is bounded: each producer keeps at most one job
+    in flight and batches while it waits (group commit), so a full queue means a stuck disk,
+    and ``submit`` then blocks its caller rather than buffer without end.
+
+    ``commit_delay`` (tests only, set by the composition root) sleeps before every job, as a
+    slow disk would.
+    """
+
+    QUEUE_SIZE = 64
+
+    def __init__(
+        self, path: Path, synchronous: Synchronous = "NORMAL", *, commit_delay: float = 0.0
+    ) -> None:
+        self.path = path
+        self._synchronous: Synchronous = synchronous
+        self._commit_delay = commit_delay
+        self._jobs: queue.Queue[
+            tuple[Callable[[Store], Any], concurrent.futures.Future[Any]] | None
+        ]
+        self._jobs = queue.Queue(self.QUEUE_SIZE)
+        self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, name="racker-store-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread and open its connection (raises ``StateError`` as ``Store`` does)."""
+        self._thread.start()
+        self._opened.result()
+
+    def submit(self, job: Callable[[Store], T]) -> concurrent.futures.Future[T]:
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if not self._thread.is_alive():
+            done.set_exception(StateError("the store's writer is not running"))
+            return done
+        self._jobs.put((job, done))
+        return done
+
+    def commit_lease_rows(
+        self, rows: list[LeaseRow], now: float
+    ) -> concurrent.futures.Future[None]:
+        """The DHCP server's lease sink: one transaction for a batch of lease changes."""
+        return self.submit(lambda store: store.save_lease_rows(rows, now))
+
+    def leases(self) -> list[Lease]:
+        """The leases as stored once every write submitted before is done (blocks: SIGHUP)."""
+        return self.submit(lambda store: store.leases()).result()
+
+    def close(self) -> None:
+        """Finish every job submitted, then stop the thread (blocks until it has)."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            store = Store(self.path, self._synchronous)
+        except BaseException as exc:
+            self._opened.set_exception(exc)
+            return
+        self._opened.set_result(None)
+        try:
+            while (item := self._jobs.get()) is not None:
+                job, done = item
+                if not done.set_running_or_notify_cancel():
+                    continue
+                if self._commit_delay:
+                    time.sleep(self._commit_delay)
+                try:
+                    result = job(store)
+                except BaseException as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(result)
+        finally:
+            store.close()

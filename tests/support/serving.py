@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from tests.support.netns import Link, link
 EXAMPLE = Path(__file__).parents[2] / "fixtures" / "oem" / "example"
 RACKER = str(Path(sys.executable).with_name("racker"))
 NODE_MAC = "52:54:00:99:00:10"  # line 4 of the example nodes.csv: the first node's address
+READY = "racker serve: ready"
 PXE_BIOS = ["-x", "0x3c:" + b"PXEClient:Arch:00000:UNDI:002001".hex(), "-x", "93:0000"]
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -44,8 +46,12 @@ def segment() -> Iterator[Link]:
 
 
 class Serve:
-    def __init__(self, net: Link, rack: Path) -> None:
+    def __init__(
+        self, net: Link, rack: Path, config: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.log = rack / "serve.log"
+        # The log is appended to across restarts: wait for one more "ready" than it has now.
+        ready_before = self.log.read_text().count(READY) if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.proc = net.server.popen(
                 [
@@ -56,12 +62,14 @@ class Serve:
                     str(rack / "oem"),
                     "--state-dir",
                     str(rack / "state"),
+                    *(["--config", str(config)] if config is not None else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                env={**os.environ, **(env or {})},
             )
         deadline = time.monotonic() + 30
-        while "racker serve: ready" not in self.log.read_text():
+        while self.log.read_text().count(READY) <= ready_before:
             assert self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "racker serve did not get ready"
             time.sleep(0.1)

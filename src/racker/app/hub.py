@@ -1,11 +1,14 @@
 """EventHub: every server's events fan out from here — logged, stored in batches, delivered.
 
 Servers only ever see the hub's ``publish`` (and ``keeps``, the DHCP hot path's question).
+With a ``StoreWriter`` (``racker serve``), the batches are written on the writer's thread, never
+on the event loop's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -13,7 +16,7 @@ from collections.abc import Callable
 
 from racker.dhcp.events import log_line as dhcp_log_line
 from racker.events import DhcpEvent, DiscoveryEvent, Event, EventLogOverflow, Publish
-from racker.store import Store
+from racker.store import Store, StoreWriter
 
 log = logging.getLogger("racker.serve")
 _dhcp_log = logging.getLogger("racker.dhcp")
@@ -46,8 +49,12 @@ class EventHub:
         flush_interval: float = 0.2,
         known: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        writer: StoreWriter | None = None,
     ) -> None:
         self.store = store
+        # Writes go through here when set (off the loop); else to ``store`` on the caller's.
+        self.writer = writer
+        self._writing: concurrent.futures.Future[None] | None = None  # the batch in flight
         self.subscribers: list[Publish] = []
         self.known = known  # is this MAC one of the rack's machines? (None: nobody is)
         self._pending: list[Event] = []
@@ -130,15 +137,27 @@ class EventHub:
             )
             self._warned = self._clock()
             self._left_out_since_warning = 0
-        if not self._pending or self.store is None:
+        if not self._pending or (self.store is None and self.writer is None):
             self._pending.clear()
             return
-        batch, self._pending = self._pending, []
-        try:
-            self.store.append_events(batch)
+        if self.writer is not None:
+            if self._writing is not None and not self._writing.done():
+                return  # one batch in flight at a time: this one grows meanwhile
+            batch, self._pending = self._pending, []
             self._flushes += 1
-            if self._flushes % self.PRUNE_EVERY == 0:
-                self.store.prune_events(self.KEEP_EVENTS)
+            prune = self._flushes % self.PRUNE_EVERY == 0
+            self._writing = self.writer.submit(lambda store: self._write(store, batch, prune))
+            return
+        assert self.store is not None
+        batch, self._pending = self._pending, []
+        self._flushes += 1
+        self._write(self.store, batch, self._flushes % self.PRUNE_EVERY == 0)
+
+    def _write(self, store: Store, batch: list[Event], prune: bool) -> None:
+        try:
+            store.append_events(batch)
+            if prune:
+                store.prune_events(self.KEEP_EVENTS)
         except Exception as exc:
             log.warning("could not write %d events to the store: %s", len(batch), exc)
 
@@ -147,7 +166,17 @@ class EventHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._written()  # the batch in flight first, then the rest
         self.flush()
+        await self._written()
+
+    async def _written(self) -> None:
+        if self._writing is None:
+            return
+        try:
+            await asyncio.wrap_future(self._writing)
+        except Exception as exc:  # the writer stopped: nothing more can be stored
+            log.warning("could not write events to the store: %s", exc)
 
 
 def _log_event(event: Event) -> None:

@@ -9,6 +9,7 @@ subscribers (the orchestrator). Servers only ever see the hub's ``publish``.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,7 +19,7 @@ from racker.app.preview import render_context
 from racker.model import BootAction
 from racker.profiles import RenderContext
 from racker.rack.loading import Rack
-from racker.store import Store
+from racker.store import Store, StoreWriter
 
 if TYPE_CHECKING:  # imported where they are built, so importing this module loads no aiohttp
     from racker.dhcp.server import DhcpServer
@@ -27,6 +28,10 @@ if TYPE_CHECKING:  # imported where they are built, so importing this module loa
     from racker.web.server import BootHttpServer
 
 log = logging.getLogger("racker.serve")
+
+# Tests only: every commit of the store's writer takes this many seconds more (a slow disk), to
+# show that nothing but the ACKs waiting for those commits is slowed.
+COMMIT_DELAY_ENV = "RACKER_TEST_COMMIT_DELAY"
 
 
 class Server(Protocol):
@@ -49,12 +54,21 @@ class BootStack:
         self.servers: list[Server] = []
         self.http_port = rack.config.http.port
         self.started_rack = rack  # what the bound sockets were built from (reload)
+        self.writer: StoreWriter | None = None  # the store's writes, off the loop (start)
 
     @property
     def server_ip(self) -> str:
         return str(self.rack.plan.server)
 
     async def start(self) -> None:
+        self.writer = StoreWriter(
+            self.store.path,
+            "FULL" if self.rack.config.dhcp.lease_sync else "NORMAL",
+            commit_delay=float(os.environ.get(COMMIT_DELAY_ENV) or 0),
+        )
+        self.writer.start()
+        if self.hub.store is self.store:
+            self.hub.writer = self.writer
         self.hub.start()
         try:
             builds = (self._build_dhcp, self._build_ra, self._build_tftp, self._build_http)
@@ -83,6 +97,10 @@ class BootStack:
                 log.exception("closing %s failed", type(server).__name__)
         self.servers.clear()
         await self.hub.close()
+        if self.writer is not None:  # every write submitted is done before this returns
+            self.hub.writer = None
+            self.writer.close()
+            self.writer = None
 
     # -- the servers ----------------------------------------------------------------------
 
@@ -105,7 +123,9 @@ class BootStack:
         core = build_core(
             settings, self.store.leases(), policy=self.directory.boot_action, keeps=self.hub.keeps
         )
-        server = DhcpServer(self.rack.interface.name, core, self.hub.publish, self.store)
+        server = DhcpServer(
+            self.rack.interface.name, core, self.hub.publish, self.writer or self.store
+        )
         self.directory.lease_lookup = server.lease_holder  # follows the core a reload swaps in
         return server
 

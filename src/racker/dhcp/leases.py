@@ -5,6 +5,10 @@ worth keeping (bound, released, declined) is queued; the server takes the queue 
 writes it to SQLite (``racker.store``, layer 2, which this module must not import: it is seeded
 from anything shaped like ``store.Lease`` and hands back its own ``LeaseEntry`` copies).
 Offers are not persisted: a client whose offer is lost by a restart simply sends DISCOVER again.
+A change is *unsettled* from when it is made until the server says it is committed
+(``settle``): a reply about an unsettled address waits for that commit (no ACK before its lease
+is stored), and an address released by one client is not free for another before its release
+is stored (a crash in between would bring back the old binding next to the new one).
 
 A lease's life is the one table ``TRANSITIONS``: a lease starts as an offer, a binding or a
 quarantine, and ends released or declined (the address's next lease is a new record). Every
@@ -117,6 +121,7 @@ class LeaseTable:
         self._reserved = frozenset(reserved)
         self._cursor: dict[tuple[int, int], int] = {}
         self._dirty: dict[int, LeaseEntry] = {}
+        self._in_flight: dict[int, int] = {}  # address -> changes taken but not yet settled
         for lease in leases:
             state = _RESTORED.get(lease.state)
             if state is None:
@@ -142,7 +147,11 @@ class LeaseTable:
     def is_free_for(self, address: int, mac: str, now: float) -> bool:
         """Nobody else holds ``address`` (an expired lease or quarantine holds nothing)."""
         entry = self._by_addr.get(address)
-        if entry is None or entry.expires <= now or entry.state is RELEASED:
+        if entry is None:
+            return True
+        if entry.mac != mac and entry.state is RELEASED and self.is_unsettled(address):
+            return False  # its release is not stored yet
+        if entry.expires <= now or entry.state is RELEASED:
             return True
         return entry.mac == mac and entry.state is not DECLINED
 
@@ -227,7 +236,32 @@ class LeaseTable:
             for e in self._dirty.values()
         ]
         self._dirty = {}
+        in_flight = self._in_flight
+        for change in changes:
+            in_flight[change.address] = in_flight.get(change.address, 0) + 1
         return changes
+
+    def settle(self, changes: Iterable[LeaseEntry], committed: bool = True) -> None:
+        """``changes`` (from ``take_changes``) are stored; or, not ``committed``, they failed
+        to be and are pending again (unless the address changed since: its newer change is)."""
+        in_flight = self._in_flight
+        for change in changes:
+            left = in_flight.get(change.address, 0) - 1
+            if left > 0:
+                in_flight[change.address] = left
+            else:
+                in_flight.pop(change.address, None)
+            if not committed and change.address not in self._dirty:
+                self._dirty[change.address] = self._by_addr.get(change.address, change)
+
+    def is_unsettled(self, address: int) -> bool:
+        """Has ``address`` a change not yet committed (pending, or taken and in flight)?"""
+        return address in self._dirty or address in self._in_flight
+
+    @property
+    def unsettled(self) -> int:
+        """How many addresses have changes not yet committed (0: nothing to wait for)."""
+        return len(self._dirty) + len(self._in_flight)
 
     @property
     def pending(self) -> int:

@@ -10,10 +10,15 @@
 - Sending: to a client on the link, a whole Ethernet frame built here (a client without an
   address cannot be reached through the IP stack: RFC 2131 §4.1); to a relay agent, a normal
   UDP datagram from port 67 (the kernel routes and resolves it).
-- Persisting: lease changes are taken from the core in batches and written to the lease store
-  (``LeaseStore``: racker's SQLite store) every ``flush_interval`` seconds (write-behind), and
-  on ``close()`` and ``reload()``, so no ACKed lease is lost on a clean shutdown and the
-  database never sits on the hot path.
+- Persisting (group commit, as ISC dhcpd and Kea commit before they ACK): the lease changes
+  decided in one drain of the sockets are handed to the lease store (``LeaseStore``: racker's
+  ``StoreWriter``, a thread with its own SQLite connection) as one batch, and every reply about
+  an address whose change is not committed yet (an ACK, above all) is held until that commit
+  returns; the store's thread completes a future, and its completion comes back to the loop
+  through ``loop.call_soon_threadsafe``. One batch is in flight at a time: what is decided
+  meanwhile waits, and is committed together, when it returns. Replies about settled addresses
+  (OFFERs, NAKs, a cached ACK of a stored lease) go out at once. So an ACKed lease is on disk
+  before the client has it, even if racker is killed the next moment.
 - Reloading (SIGHUP): ``reload(settings)`` swaps in a core built from new settings, holding the
   leases just persisted; the sockets stay as they are.
 - Bad input: a malformed packet raises ``PacketError`` in the core; it is dropped and logged
@@ -23,6 +28,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import ctypes
 import ipaddress
 import logging
@@ -30,6 +37,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from racker.dhcp.core import DhcpCore, ReceiveInfo
@@ -41,7 +49,7 @@ from racker.dhcp.frames import (
     build_frame,
     parse_frame,
 )
-from racker.dhcp.leases import LeaseEntry, PersistedLease
+from racker.dhcp.leases import LeaseEntry, LeaseTable, PersistedLease
 from racker.dhcp.options import SERVER_PORT
 from racker.dhcp.reply import Destination
 from racker.errors import EnvironmentProblem, PacketError
@@ -53,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("racker.dhcp")
 
 SO_ATTACH_FILTER = 26
+_U32 = struct.Struct("!I")
 _BATCH = 256  # datagrams drained per wake-up before yielding to the loop
 _RCVBUF = 4 << 20
 _RELAYED, _DIRECT = ReceiveInfo(relayed=True), ReceiveInfo(relayed=False)  # not one per packet
@@ -64,11 +73,31 @@ LeaseRow = tuple[str, str, str, float, bytes | None, str | None]
 
 
 class LeaseStore(Protocol):
-    """What the server needs of a store (``racker.store.Store`` is one)."""
+    """What the server needs of a store (``racker.store.StoreWriter`` off the loop;
+    ``racker.store.Store``, committing on the caller's thread, in tests)."""
 
-    def save_lease_rows(self, rows: Iterable[LeaseRow], now: float | None = None) -> None: ...
+    def commit_lease_rows(
+        self, rows: list[LeaseRow], now: float
+    ) -> concurrent.futures.Future[None]: ...
 
-    def leases(self) -> Iterable[PersistedLease]: ...
+    def leases(self) -> Iterable[PersistedLease]:
+        """The leases as stored, after every commit asked for before."""
+        ...
+
+
+# A reply held until a commit: where to, and the bytes.
+_Held = tuple[Destination, bytes]
+
+
+@dataclass(eq=False)
+class _Commit:
+    """One batch of lease changes in the store's hands, and the replies waiting for it."""
+
+    table: LeaseTable  # the core's table when taken (a reload may swap the core meanwhile)
+    changes: list[LeaseEntry]
+    replies: list[_Held]
+    future: concurrent.futures.Future[None]
+    finished: bool = False
 
 
 class DhcpServer:
@@ -82,21 +111,21 @@ class DhcpServer:
         publish: Publish,
         lease_store: LeaseStore | None = None,
         *,
-        flush_interval: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.interface = interface
         self.core = core
         self._store = lease_store
         self._publish = publish
-        self._flush_interval = flush_interval
         self._clock = clock
+        self._commit: _Commit | None = None  # the batch in flight
+        self._waiting: list[_Held] = []  # replies for the next commit
+        self._idle: list[asyncio.Future[None]] = []  # close(): woken when nothing is unsettled
         self._server_ip = core.settings.server.packed
         self._raw: socket.socket | None = None
         self._udp: socket.socket | None = None
         self._mac = b""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._flush_handle: asyncio.TimerHandle | None = None
         self._log_budget = _RateLimit(10, 10.0)
         self.received = 0
         self.sent = 0
@@ -120,29 +149,39 @@ class DhcpServer:
         log.info("DHCP serving on %s as %s", self.interface, self.core.settings.server)
 
     async def close(self) -> None:
-        """Stop reading and persist every pending lease change (no ACKed lease is lost)."""
+        """Stop reading, commit every pending lease change and send the replies held for it
+        (no ACKed lease is lost, no committed ACK unsent), then close the sockets."""
         if self._loop is not None:
             for sock in (self._raw, self._udp):
                 if sock is not None:
                     self._loop.remove_reader(sock.fileno())
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self.flush()
+            if self._busy():
+                idle = self._loop.create_future()
+                self._idle.append(idle)
+                if self._commit is None:
+                    self._start_commit()
+                if not idle.done():
+                    await idle
+        else:
+            self.flush()
         self._close_sockets()
         suppressed = self._log_budget.take_suppressed()
         if suppressed:
             log.warning("DHCP: %d more malformed packets were dropped (not logged)", suppressed)
 
     def flush(self) -> None:
-        self._flush_handle = None
-        changes = self.core.leases.take_changes()
-        if not changes or self._store is None:
-            return
-        try:
-            self._store.save_lease_rows([_lease_row(c) for c in changes], now=self._clock())
-        except Exception:
-            log.exception("DHCP: saving %d lease changes failed; they stay in memory", len(changes))
+        """Commit every pending lease change now and send the replies held for it; blocks the
+        caller until the store has committed (SIGHUP's reload, and a server never started)."""
+        while True:
+            commit = self._commit
+            if commit is not None:
+                concurrent.futures.wait([commit.future])
+                if not self._finish(commit):
+                    return  # logged: the changes stay in memory, pending
+            elif self._busy():
+                self._start_commit()
+            else:
+                return
 
     def reload(self, settings: DhcpSettings) -> None:
         """Serve with new settings from now on: pending lease changes are persisted, and the
@@ -193,6 +232,9 @@ class DhcpServer:
         where: str,
     ) -> None:
         core, publish, now = self.core, self._publish, self._clock()
+        leases = core.leases
+        holding = self._store is not None
+        held: list[_Held] = []
         for _ in range(_BATCH):
             try:
                 datagram = receive(recv)
@@ -222,10 +264,96 @@ class DhcpServer:
                     publish(event)
                 except Exception:
                     log.exception("DHCP: event subscriber failed")
-            if outcome.reply is not None and outcome.destination is not None:
-                self._send(outcome.destination, outcome.reply)
-        if self._flush_handle is None and self.core.leases.pending and self._loop is not None:
-            self._flush_handle = self._loop.call_later(self._flush_interval, self.flush)
+            reply = outcome.reply
+            if reply is not None and outcome.destination is not None:
+                # An answer about an address with a change not yet committed (the ACK of a
+                # binding just made, above all) waits for the commit; yiaddr is bytes 16-19.
+                if (
+                    holding
+                    and leases.unsettled
+                    and leases.is_unsettled(_U32.unpack_from(reply, 16)[0])
+                ):
+                    held.append((outcome.destination, reply))
+                else:
+                    self._send(outcome.destination, reply)
+        if held:
+            self._waiting.extend(held)
+        if self._commit is None and (self.core.leases.pending or self._waiting):
+            self._start_commit()
+
+    # -- group commit ----------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return self._commit is not None or bool(self.core.leases.pending or self._waiting)
+
+    def _start_commit(self) -> None:
+        """Hand the pending lease changes to the store as one batch, with the replies held for
+        them; without changes, the replies held go out (what they waited for is committed)."""
+        table, store = self.core.leases, self._store
+        changes = table.take_changes()
+        replies, self._waiting = self._waiting, []
+        if store is None:
+            table.settle(changes)  # kept in memory only
+        if store is None or not changes:
+            for dest, reply in replies:
+                self._send(dest, reply)
+            self._wake_idle()
+            return
+        rows = [_lease_row(c) for c in changes]
+        try:
+            future = store.commit_lease_rows(rows, self._clock())
+        except Exception as exc:  # a store that fails to take the batch fails the batch
+            future = concurrent.futures.Future()
+            future.set_exception(exc)
+        commit = self._commit = _Commit(table, changes, replies, future)
+        if future.done():  # a store committing on this thread (tests): no loop needed
+            self._finish(commit)
+            return
+        loop = self._loop or asyncio.get_running_loop()
+
+        def committed(_: concurrent.futures.Future[None]) -> None:  # on the store's thread
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody left to answer
+                loop.call_soon_threadsafe(self._finish, commit)
+
+        future.add_done_callback(committed)
+
+    def _finish(self, commit: _Commit) -> bool:
+        """A commit returned (on the loop): send its replies, or, if it failed, keep its
+        changes pending (its replies are dropped: the clients ask again). Then commit what was
+        decided meanwhile. True if it was committed."""
+        if commit.finished:
+            return commit.future.exception() is None
+        commit.finished = True
+        if self._commit is commit:
+            self._commit = None
+        error = commit.future.exception()
+        commit.table.settle(commit.changes, committed=error is None)
+        if error is not None:
+            self.dropped += len(commit.replies)
+            log.error(
+                "DHCP: committing %d lease changes failed (%s); %d replies withheld, the"
+                " changes stay in memory and are tried again",
+                len(commit.changes),
+                error,
+                len(commit.replies),
+            )
+            self._wake_idle(failed=True)
+            return False
+        for dest, reply in commit.replies:
+            self._send(dest, reply)
+        if self.core.leases.pending or self._waiting:
+            self._start_commit()
+        else:
+            self._wake_idle()
+        return True
+
+    def _wake_idle(self, failed: bool = False) -> None:
+        if self._commit is not None or (not failed and self._busy()):
+            return
+        idle, self._idle = self._idle, []
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _send(self, dest: Destination, reply: bytes) -> None:
         raw, udp = self._raw, self._udp

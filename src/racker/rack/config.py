@@ -66,6 +66,9 @@ class DhcpConfig:
     # A client asking again while less than this fraction of its lease has passed is told the
     # time left instead of getting a new lease: nothing to write (ISC dhcpd, Kea do the same).
     cache_threshold: float = 0.25
+    # Every lease is committed before its ACK is sent, so it survives racker being killed;
+    # true: each commit is also fsynced (SQLite synchronous=FULL), so it survives a power loss.
+    lease_sync: bool = False
     relays: list[RelaySegment] = field(default_factory=list)
     # Answer IPv6 router solicitations so iPXE does not wait ~13 s for one.
     router_advertisements: bool = True

@@ -251,7 +251,33 @@ def test_release_frees_the_pool_address() -> None:
             "release", UNKNOWN_MAC, [("server_id", SERVER)], ciaddr="10.98.1.0", giaddr=RELAY_IP
         ),
     )
-    assert [c.state for c in core.leases.take_changes()] == ["released"]
+    # Not before the release is committed: a crash in between would bring the binding back.
+    unsaved = feed(core, request("discover", "52:54:00:dd:00:01", giaddr=RELAY_IP))
+    assert unsaved.reply is None and "exhausted" in unsaved.events[0].reason  # type: ignore[attr-defined]
+    changes = core.leases.take_changes()
+    assert [c.state for c in changes] == ["released"]
+    in_flight = feed(core, request("discover", "52:54:00:dd:00:01", giaddr=RELAY_IP))
+    assert in_flight.reply is None
+    core.leases.settle(changes)
+    again = feed(core, request("discover", "52:54:00:dd:00:01", giaddr=RELAY_IP))
+    assert ip(reply_of(again).yiaddr) == "10.98.1.0"
+
+
+def test_a_release_that_failed_to_commit_is_pending_again_and_keeps_the_address() -> None:
+    core = make_core("pool", relay_pool="10.98.1.0-10.98.1.0")
+    dora(core, UNKNOWN_MAC, giaddr=RELAY_IP)
+    core.leases.settle(core.leases.take_changes())
+    release = request(
+        "release", UNKNOWN_MAC, [("server_id", SERVER)], ciaddr="10.98.1.0", giaddr=RELAY_IP
+    )
+    feed(core, release)
+    changes = core.leases.take_changes()
+    core.leases.settle(changes, committed=False)
+    assert core.leases.pending == 1 and core.leases.is_unsettled(int(IP("10.98.1.0")))
+    other = feed(core, request("discover", "52:54:00:dd:00:01", giaddr=RELAY_IP))
+    assert other.reply is None
+    core.leases.settle(core.leases.take_changes())
+    assert core.leases.unsettled == 0
     again = feed(core, request("discover", "52:54:00:dd:00:01", giaddr=RELAY_IP))
     assert ip(reply_of(again).yiaddr) == "10.98.1.0"
 
