@@ -58,6 +58,11 @@ class NodeDirectory:
         """Is ``mac`` one of the rack's machines (a node's NIC or BMC in nodes.csv)?"""
         return mac in self._by_mac
 
+    def knows_ip(self, ip: str) -> bool:
+        """Does ``ip`` belong to one of the rack's machines (by reservation or lease)?"""
+        mac = self.mac_for_ip(ip)
+        return mac is not None and mac in self._by_mac
+
     def boot_action(self, mac: str) -> BootAction:
         if mac in self.overrides:
             return self.overrides[mac]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -27,6 +28,7 @@ def run_event_loop(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> 
     is read and written through Python: several times the server CPU per MiB (figures in
     docs/benchmarks.md).
     """
+    raise_open_file_limit()
     choice = loop or "asyncio"
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     name = "asyncio"
@@ -40,6 +42,22 @@ def run_event_loop(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> 
     log.info("event loop: %s", name)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open descriptors to the hard one (systemd's default soft limit,
+    1024, is what a boot storm and a flood of TFTP requests share with HTTP, the store and
+    the BMC sessions); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    log.info("open-file limit: %d", soft)
+    return soft
 
 
 async def serve_until_signal(

@@ -141,6 +141,7 @@ class BootStack:
             self.hub.publish,
             policy=self.directory.may_fetch_boot_files,
             mac_for=self.directory.mac_for_ip,
+            known=self.directory.knows_ip,
         )
 
     def _build_http(self) -> BootHttpServer:

@@ -71,14 +71,48 @@ def refuse(code: ErrorCode, reason: str) -> Refuse:
     return Refuse(code, CLIENT_TEXT.get(code, reason), reason)
 
 
+BUSY = "Server busy, try again later"
+
+
+@dataclass(frozen=True)
+class Load:
+    """Transfers running now, in all and from the requesting client, and the caps on each;
+    a ``stranger`` (a client that is none of the rack's machines) gets only ``cap_strangers``
+    of the total, so a flood from outside nodes.csv leaves room for the rack's own."""
+
+    running: int = 0
+    from_client: int = 0
+    cap: int = 1 << 30
+    cap_per_client: int = 1 << 30
+    stranger: bool = False
+    cap_strangers: int = 1 << 30
+
+
 def admit(
     request: Request,
     client: str,
     limits: TransferLimits,
     may_fetch: MayFetch,
     open_file: OpenFile,
+    load: Load | None = None,
 ) -> Decision:
-    """Serve ``request`` from ``client`` (its IP address), or refuse it (see the module)."""
+    """Serve ``request`` from ``client`` (its IP address), or refuse it (see the module).
+
+    A full server refuses before it opens anything: one client's own cap first (a client
+    flooding requests meets it long before the rest of the rack does), then strangers' share
+    of the total, then the total."""
+    if load is not None:
+        if load.from_client >= load.cap_per_client:
+            reason = f"busy: {load.from_client} transfers to {client} already (per-client cap)"
+            return Refuse(ErrorCode.NOT_DEFINED, BUSY, reason)
+        if load.stranger and load.running >= load.cap_strangers:
+            reason = (
+                f"busy: {load.running} transfers at once (the share of clients outside nodes.csv)"
+            )
+            return Refuse(ErrorCode.NOT_DEFINED, BUSY, reason)
+        if load.running >= load.cap:
+            reason = f"busy: {load.running} transfers at once (the server's cap)"
+            return Refuse(ErrorCode.NOT_DEFINED, BUSY, reason)
     if request.opcode == Opcode.WRQ:
         return refuse(ErrorCode.ACCESS_VIOLATION, "write requests are refused (read-only server)")
     if request.mode not in MODES:

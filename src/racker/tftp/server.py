@@ -18,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Publish, TftpEvent
-from racker.tftp.admission import Accept, Refuse, admit
+from racker.tftp.admission import BUSY, Accept, Load, Refuse, admit
 from racker.tftp.files import FileRoots
 from racker.tftp.packets import Request, decode, encode_error
 from racker.tftp.session import Address, Session
-from racker.tftp.settings import TftpSettings
+from racker.tftp.settings import TftpSettings, capacity_for
 
 log = logging.getLogger("racker.tftp")
 
@@ -45,7 +47,8 @@ class TftpServer:
     """Serves files read-only from ``settings.roots`` (searched in order) on ``host:port``.
 
     ``settings``: ``tftp_settings(config.tftp, mtu)``; ``policy(ip)``: may this client fetch
-    boot files; ``mac_for(ip)``: the MAC the events name.
+    boot files; ``mac_for(ip)``: the MAC the events name; ``known(ip)``: one of the rack's
+    machines, which a flood of strangers' requests must not crowd out.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class TftpServer:
         *,
         policy: Callable[[str], bool] = _allow_all,
         mac_for: Callable[[str], str | None] = _no_mac,
+        known: Callable[[str], bool] = _allow_all,
         port: int = 69,
     ) -> None:
         self.host = host
@@ -65,7 +69,12 @@ class TftpServer:
         self.publish = publish
         self.policy = policy
         self.mac_for = mac_for
+        self.known = known  # is this IP one of the rack's machines (not capped as a stranger)
         self.transfers: dict[Address, Session] = {}
+        self.capacity = settings.capacity
+        self._per_client: Counter[str] = Counter()  # running transfers per client IP
+        self.busy_refusals = 0  # requests refused because the server was full (a metric)
+        self._busy_logged: dict[str, tuple[float, int]] = {}  # IP -> (last line, left out)
         self.gso = True  # cleared the first time the kernel or the device refuses UDP GSO
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,9 +94,17 @@ class TftpServer:
             ) from None
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
+        self.capacity = capacity_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0], self.capacity)
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._on_listener_readable)
-        log.info("TFTP listening on %s:%d (roots: %s)", self.host, self.port, self.files.roots)
+        log.info(
+            "TFTP listening on %s:%d (roots: %s; at most %d transfers at once, %d per client)",
+            self.host,
+            self.port,
+            self.files.roots,
+            self.capacity.total,
+            self.capacity.per_client,
+        )
 
     async def close(self) -> None:
         if self._sock is not None and self._loop is not None:
@@ -130,11 +147,38 @@ class TftpServer:
             return
         if addr in self.transfers:
             return  # the client retransmitted its request; the transfer already answers it
-        decision = admit(packet, addr[0], self.limits, self._may_fetch, self.files.open)
+        load = Load(
+            len(self.transfers),
+            self._per_client[addr[0]],
+            self.capacity.total,
+            self.capacity.per_client,
+            stranger=not self._is_known(addr[0]),
+            cap_strangers=self.capacity.strangers,
+        )
+        decision = admit(packet, addr[0], self.limits, self._may_fetch, self.files.open, load)
         if isinstance(decision, Refuse):
-            self._refuse(addr, packet, decision)
+            if decision.message == BUSY:
+                self._busy(addr, packet, decision)
+            else:
+                self._refuse(addr, packet, decision)
         else:
             self._begin(addr, packet, decision)
+
+    def ended(self, addr: Address) -> None:
+        """A transfer's session is over (``Session.finish``)."""
+        if self.transfers.pop(addr, None) is not None:
+            left = self._per_client[addr[0]] - 1
+            if left > 0:
+                self._per_client[addr[0]] = left
+            else:
+                del self._per_client[addr[0]]
+
+    def _is_known(self, ip: str) -> bool:
+        try:
+            return self.known(ip)
+        except Exception:
+            log.exception("TFTP: known(%s) failed; treating it as a stranger", ip)
+            return False
 
     def _may_fetch(self, ip: str) -> bool:
         try:
@@ -154,7 +198,32 @@ class TftpServer:
             log.error("TFTP: cannot open a transfer socket for %s:%d: %s", *addr, exc)
             return
         self.transfers[addr] = session
+        self._per_client[addr[0]] += 1
         session.begin()
+
+    # A full server's refusals cost no descriptor (they go out from port 69: the client will
+    # ask again anyway) and at most one log line per client per BUSY_LOG_INTERVAL, which says
+    # how many were left out; every one is counted (``busy_refusals``) and published.
+    BUSY_LOG_INTERVAL = 60.0
+
+    def _busy(self, addr: Address, request: Request, refused: Refuse) -> None:
+        self.busy_refusals += 1
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.sendto(encode_error(refused.code, refused.message), addr)
+        now = time.monotonic()
+        last, left_out = self._busy_logged.get(addr[0], (now - self.BUSY_LOG_INTERVAL, 0))
+        if now - last >= self.BUSY_LOG_INTERVAL:
+            more = f" ({left_out} more refused since the last line)" if left_out else ""
+            log.warning(
+                "TFTP: refused %r to %s:%d: %s%s", request.filename, *addr, refused.reason, more
+            )
+            if len(self._busy_logged) >= 4096:  # bounded under a flood from many addresses
+                self._busy_logged.clear()
+            self._busy_logged[addr[0]] = (now, 0)
+        else:
+            self._busy_logged[addr[0]] = (last, left_out + 1)
+        self.event("transfer-failed", addr, request.filename, error=refused.reason)
 
     def _refuse(self, addr: Address, request: Request, refused: Refuse) -> None:
         log.warning("TFTP: refused %r to %s:%d: %s", request.filename, *addr, refused.reason)

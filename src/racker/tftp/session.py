@@ -40,6 +40,8 @@ class SessionOwner(Protocol):
     gso: bool  # cleared the first time the kernel or the device refuses UDP GSO
     transfers: dict[Address, Session]
 
+    def ended(self, addr: Address) -> None: ...
+
     def event(
         self,
         kind: str,
@@ -279,7 +281,7 @@ class Session:
         self.sock.close()
         self.guard.close()
         self.opened.close()
-        self.server.transfers.pop(self.peer, None)
+        self.server.ended(self.peer)
         t = self.transfer
         duration = time.monotonic() - self.started
         ok = t.status is Status.FINISHED

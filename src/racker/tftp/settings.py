@@ -16,6 +16,28 @@ if TYPE_CHECKING:
     from racker.rack.config import TftpConfig
 
 
+# Each transfer holds FDS_PER_TRANSFER descriptors (its socket, the guard socket for strangers
+# on its port, the file); RESERVED_FDS stay for everything else the process needs (HTTP
+# connections, the store, BMC sessions), so a flood of requests never starves them.
+FDS_PER_TRANSFER = 3
+RESERVED_FDS = 256
+MAX_TRANSFERS = 400  # a rack's boot storm with room to spare: ~2 per node of a 200-node rack
+MAX_TRANSFERS_PER_CLIENT = 8  # OVMF's size probe + download, and retries, with room
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many transfers run at once: in all, and from one client address."""
+
+    total: int = MAX_TRANSFERS
+    per_client: int = MAX_TRANSFERS_PER_CLIENT
+
+    @property
+    def strangers(self) -> int:
+        """Clients outside nodes.csv share three quarters: the rest is the rack's own."""
+        return max(1, self.total * 3 // 4)
+
+
 @dataclass(frozen=True)
 class TftpSettings:
     roots: tuple[Path, ...]  # searched in order
@@ -23,6 +45,14 @@ class TftpSettings:
     packaged: tuple[Path, ...] = ()
     case_insensitive: bool = False  # firmware written for Windows servers asks in any case
     limits: TransferLimits = field(default_factory=TransferLimits)
+    capacity: Capacity = field(default_factory=Capacity)
+
+
+def capacity_for(open_files: int, wanted: Capacity) -> Capacity:
+    """``wanted``, with fewer transfers when the process may open only ``open_files``
+    descriptors (its soft RLIMIT_NOFILE): ``RESERVED_FDS`` of them stay for the rest."""
+    total = min(wanted.total, max(1, (open_files - RESERVED_FDS) // FDS_PER_TRANSFER))
+    return Capacity(total, min(wanted.per_client, total))
 
 
 def tftp_settings(config: TftpConfig, mtu: int) -> TftpSettings:

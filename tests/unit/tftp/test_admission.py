@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from racker.tftp.admission import Accept, FileRefused, Refuse, admit
+from racker.tftp.admission import BUSY, Accept, FileRefused, Load, Refuse, admit
 from racker.tftp.files import split_filename
 from racker.tftp.packets import ErrorCode, Opcode, Options, Request
+from racker.tftp.settings import Capacity, capacity_for
 from racker.tftp.transfer import BytesSource, Negotiated, TransferLimits, max_blksize_for_mtu
 
 CLIENT = "10.99.0.2"
@@ -168,3 +169,54 @@ def test_an_accepted_file_is_left_open_for_the_transfer() -> None:
     decision = admit(rrq(), CLIENT, LAN, lambda _ip: True, lambda _n, _m: stub)
     assert isinstance(decision, Accept)
     assert decision.opened is stub and not stub.closed
+
+
+# (case, load, expected reason or None for accepted)
+LOADS = [
+    ("idle", Load(0, 0, 400, 8), None),
+    ("room in all and for the client", Load(399, 7, 400, 8), None),
+    ("the client's cap", Load(10, 8, 400, 8), "busy: 8 transfers to 10.99.0.2 already"),
+    ("the server's cap", Load(400, 0, 400, 8), "busy: 400 transfers at once"),
+    ("both: the client's cap is said first", Load(400, 8, 400, 8), "busy: 8 transfers to"),
+    ("a stranger at strangers' share", Load(300, 0, 400, 8, True, 300), "busy: 300 transfers at"),
+    ("a rack machine past strangers' share", Load(300, 0, 400, 8, False, 300), None),
+    ("a rack machine at the cap", Load(400, 0, 400, 8, False, 300), "busy: 400 transfers at"),
+]
+
+
+@pytest.mark.parametrize(("case", "load", "reason"), LOADS, ids=[r[0] for r in LOADS])
+def test_a_full_server_refuses_before_it_asks_or_opens_anything(
+    case: str, load: Load, reason: str | None
+) -> None:
+    calls: list[str] = []
+
+    def may_fetch(_ip: str) -> bool:
+        calls.append("policy")
+        return True
+
+    def open_file(_name: str, _mode: str) -> StubFile:
+        calls.append("open")
+        return StubFile(BytesSource(b"boot"))
+
+    decision = admit(rrq(), CLIENT, LAN, may_fetch, open_file, load)
+    if reason is None:
+        assert isinstance(decision, Accept) and calls == ["policy", "open"]
+    else:
+        assert isinstance(decision, Refuse) and calls == []
+        assert decision.code == ErrorCode.NOT_DEFINED and decision.message == BUSY
+        assert decision.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("open_files", "wanted", "expected"),
+    [
+        (1024, Capacity(400, 8), Capacity(256, 8)),  # systemd's default soft limit
+        (65536, Capacity(400, 8), Capacity(400, 8)),
+        (300, Capacity(400, 8), Capacity(14, 8)),
+        (100, Capacity(400, 8), Capacity(1, 1)),  # never zero: one transfer still runs
+    ],
+)
+def test_capacity_leaves_descriptors_for_the_rest(
+    open_files: int, wanted: Capacity, expected: Capacity
+) -> None:
+    assert capacity_for(open_files, wanted) == expected
