@@ -4,6 +4,7 @@
                                    [--rmem-default BYTES] [--no-event-log] [--no-ceiling]
                                    [--perfdhcp-threads single|multi] [--no-pin] [--core]
                                    [--cache-threshold FRACTION] [--null-options minimal|racker]
+                                   [--lease-sync]
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so the
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
@@ -13,7 +14,8 @@ the rate (perfdhcp's own limit) is reported, and the most ACKs/s served in any r
 drops, with the server's CPU there: perfdhcp on its one core sends slower than asked from
 ~26000-38000/s (less against racker than against the null responder, whose replies carry 4
 options to racker's 7), and a server below full CPU there had room left.
-racker runs as `racker serve` does: leases persisted to SQLite (write-behind), events through
+racker runs as `racker serve` does: each lease committed to SQLite before its ACK, by the store's
+writer thread (--lease-sync: fsynced too, as dhcp.lease_sync: true), events through
 serve's EventHub into the store's event log (perfdhcp's clients are not in nodes.csv: their
 events are stored at most 1000/s, the rest counted); --no-event-log drops the events instead,
 as this benchmark did before 2026-12-03. dnsmasq with --no-ping --quiet-dhcp --leasefile-ro
@@ -276,7 +278,12 @@ def py_spy_path() -> str:
 
 @contextlib.contextmanager
 def racker_server(
-    net: Link, workdir: Path, profile: bool, event_log: bool, cache_threshold: float | None
+    net: Link,
+    workdir: Path,
+    profile: bool,
+    event_log: bool,
+    cache_threshold: float | None,
+    lease_sync: bool = False,
 ) -> Iterator[int]:
     relays = [{"subnet": RELAY_NET, "pool": f"{POOL[0]}-{POOL[1]}"}]
     caching = {} if cache_threshold is None else {"cache_threshold": cache_threshold}
@@ -288,6 +295,7 @@ def racker_server(
         events=None,
         event_log=event_log,
         log_level="WARNING",  # `racker serve` without -v
+        lease_sync=lease_sync,
         **caching,
     )
     served = start(net, workdir, spec)
@@ -463,6 +471,11 @@ def main() -> int:
         " and rewrites its lease, as before lease caching)",
     )
     parser.add_argument(
+        "--lease-sync",
+        action="store_true",
+        help="racker's dhcp.lease_sync: every lease commit fsynced (SQLite synchronous=FULL)",
+    )
+    parser.add_argument(
         "--rmem-default",
         type=int,
         metavar="BYTES",
@@ -500,7 +513,12 @@ def main() -> int:
             net,
             stack.enter_context(
                 racker_server(
-                    net, Path(tmp), args.profile, not args.no_event_log, args.cache_threshold
+                    net,
+                    Path(tmp),
+                    args.profile,
+                    not args.no_event_log,
+                    args.cache_threshold,
+                    args.lease_sync,
                 )
             ),
         )
@@ -562,7 +580,11 @@ def main() -> int:
     threshold = args.cache_threshold
     if threshold is None:
         threshold = f"{DhcpConfig().cache_threshold} (default)"
-    print(f"racker: {persisted} persisted to SQLite; dhcp.cache_threshold {threshold}")
+    sync = "fsynced at every commit" if args.lease_sync else "not fsynced (synchronous=NORMAL)"
+    print(
+        f"racker: {persisted} persisted to SQLite off the loop, leases before their ACKs,"
+        f" {sync}; dhcp.cache_threshold {threshold}"
+    )
     print(
         f"net.core.rmem_default {rmem} bytes: the receive buffer of dnsmasq's and perfdhcp's"
         " sockets (racker asks for 4 MiB on its own)"

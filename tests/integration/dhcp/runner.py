@@ -21,7 +21,7 @@ from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.events import Event
 from racker.model import AddressRange, NetworkPlan
 from racker.rack.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegment
-from racker.store import Store
+from racker.store import Store, StoreWriter
 
 IP = ipaddress.IPv4Address
 
@@ -62,13 +62,18 @@ def build(spec: dict[str, Any]) -> tuple[Config, NetworkPlan, dict[str, ipaddres
 async def serve(spec: dict[str, Any]) -> None:
     config, plan, reservations = build(spec)
     store = Store.open(Path(spec["state_dir"])) if spec.get("state_dir") else None
+    # As `racker serve`: leases (committed before their ACKs) and events written off the loop.
+    writer = None
+    if store is not None:
+        writer = StoreWriter(store.path, "FULL" if spec.get("lease_sync") else "NORMAL")
+        writer.start()
     events_file = None
     if spec.get("events"):  # closed at the end of serve()
         events_file = open(spec["events"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
     hub = None
     if store is not None and spec.get("event_log"):  # the rack's machines: the reserved MACs
-        hub = EventHub(store, known=reservations.__contains__)
+        hub = EventHub(store, known=reservations.__contains__, writer=writer)
 
     def publish(event: Event) -> None:
         if events_file is not None:
@@ -81,7 +86,7 @@ async def serve(spec: dict[str, Any]) -> None:
         store.leases() if store is not None else (),
         keeps=hub.keeps if hub is not None and events_file is None else None,
     )
-    server = DhcpServer(spec["interface"], core, publish, store)
+    server = DhcpServer(spec["interface"], core, publish, writer)
     await server.start()
     if hub is not None:
         hub.start()
@@ -96,6 +101,8 @@ async def serve(spec: dict[str, Any]) -> None:
         await hub.close()
     if events_file is not None:
         events_file.close()
+    if writer is not None:
+        writer.close()
     if store is not None:
         store.close()
     print(

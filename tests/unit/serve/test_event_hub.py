@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
 
 from racker.app.hub import EventHub
 from racker.events import DhcpEvent, Event, HttpEvent, NodeStateEvent
-from racker.store import Store
+from racker.store import Store, StoreWriter
 
 
 def test_flush_writes_batches_and_prunes_periodically(tmp_path: Path) -> None:
@@ -127,3 +128,24 @@ def test_keeps_says_whether_events_would_be_stored_and_counts_those_it_turns_awa
         (overflow,) = [e for e in store.events(limit=10_000) if e["kind"] == "event-log-overflow"]
         assert overflow["left_out"] == 3
         assert hub.keeps(stranger, 2)  # a new flush interval, a new budget
+
+
+async def test_with_a_writer_flush_never_waits_for_the_disk_and_close_stores_everything(
+    tmp_path: Path,
+) -> None:
+    Store.open(tmp_path).close()
+    writer = StoreWriter(tmp_path / "racker.db", commit_delay=0.3)  # a slow disk
+    writer.start()
+    try:
+        hub = EventHub(Store.open(tmp_path), writer=writer)
+        for batch in range(3):
+            hub.publish(DhcpEvent("ack", "m", 0.0, xid=batch))
+            started = time.monotonic()
+            hub.flush()  # the first batch goes to the writer; the others wait behind it
+            assert time.monotonic() - started < 0.1
+        assert hub._pending and [e.xid for e in hub._pending] == [1, 2]  # type: ignore[attr-defined]
+        await hub.close()
+        with Store.open(tmp_path) as reader:
+            assert [e["xid"] for e in reader.events()] == [0, 1, 2]
+    finally:
+        writer.close()

@@ -1,0 +1,172 @@
+"""The DHCP server's group commit: an ACK leaves only once its lease is committed.
+
+The server is driven through its drain with a lease store whose commits the test completes by
+hand (as the store's writer thread would), and its sends recorded instead of put on a wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+from pathlib import Path
+
+from racker.dhcp.codec import decode
+from racker.dhcp.core import ReceiveInfo
+from racker.dhcp.reply import Destination
+from racker.dhcp.server import DhcpServer, LeaseRow
+from racker.store import Lease, Store, StoreWriter
+from tests.unit.dhcp.corekit import RELAY_IP, SERVER, ip, make_core, request
+
+A, B = "52:54:00:cc:00:0a", "52:54:00:cc:00:0b"
+RELAYED = ReceiveInfo(relayed=True)
+
+
+class HandCommits:
+    """A lease store whose commits are completed by the test."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[list[LeaseRow], concurrent.futures.Future[None]]] = []
+
+    def commit_lease_rows(
+        self, rows: list[LeaseRow], now: float
+    ) -> concurrent.futures.Future[None]:
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.commits.append((rows, future))
+        return future
+
+    def leases(self) -> list[Lease]:
+        return []
+
+
+class Wire:
+    """The server's sends, as (message type, yiaddr); and datagrams for it to drain."""
+
+    def __init__(self, server: DhcpServer) -> None:
+        self.server = server
+        self.sent: list[tuple[int, str]] = []
+        server._send = self._record  # type: ignore[method-assign]
+
+    def _record(self, dest: Destination, reply: bytes) -> None:
+        message = decode(reply)
+        self.sent.append((message.options[53][0], ip(message.yiaddr)))
+
+    def deliver(self, *payloads: bytes) -> None:
+        """One drain of the socket holding ``payloads``."""
+        queued = [(p, RELAYED, RELAY_IP) for p in payloads]
+
+        def receive(_recv: object) -> tuple[bytes, ReceiveInfo, str]:
+            if not queued:
+                raise BlockingIOError
+            return queued.pop(0)
+
+        self.server._drain(receive, lambda _n: b"", "relay agents")  # type: ignore[arg-type]
+
+
+def discover(mac: str, xid: int) -> bytes:
+    return request("discover", mac, xid=xid, giaddr=RELAY_IP)
+
+
+def select(mac: str, address: str, xid: int) -> bytes:
+    options = [("server_id", SERVER), ("requested_addr", address)]
+    return request("request", mac, options, xid=xid, giaddr=RELAY_IP)
+
+
+OFFER, ACK = 2, 5
+
+
+async def settled() -> None:
+    """Let the loop run the completions the writer thread scheduled."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_acks_wait_for_their_commit_and_what_comes_meanwhile_is_committed_together() -> None:
+    store = HandCommits()
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store)
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    wire.deliver(discover(A, 1), discover(B, 2))
+    assert wire.sent == [(OFFER, "10.98.1.0"), (OFFER, "10.98.1.1")]  # OFFERs: no commit
+    assert store.commits == []
+    wire.deliver(select(A, "10.98.1.0", 3))
+    assert wire.sent[2:] == []  # held
+    assert [row[:3] for row in store.commits[0][0]] == [("10.98.1.0", A, "bound")]
+    # While that commit is out: B's REQUEST, A's retransmission (acknowledged as the lease
+    # stands, nothing new to write, but its lease is not stored yet) and a new DISCOVER.
+    wire.deliver(select(B, "10.98.1.1", 4), select(A, "10.98.1.0", 5), discover(B, 6))
+    assert wire.sent[2:] == []  # B's OFFER of its own uncommitted address waits too
+    assert len(store.commits) == 1  # one commit in flight; B's change waits for it
+    store.commits[0][1].set_result(None)
+    await settled()
+    assert wire.sent[2:] == [(ACK, "10.98.1.0")]
+    assert [row[:3] for row in store.commits[1][0]] == [("10.98.1.1", B, "bound")]
+    store.commits[1][1].set_result(None)
+    await settled()
+    assert sorted(wire.sent[3:]) == [(OFFER, "10.98.1.1"), (ACK, "10.98.1.0"), (ACK, "10.98.1.1")]
+    assert server.core.leases.unsettled == 0
+    await server.close()
+
+
+async def test_a_failed_commit_sends_no_ack_and_the_change_is_committed_on_the_next_try() -> None:
+    store = HandCommits()
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store)
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    wire.deliver(discover(A, 1))
+    wire.deliver(select(A, "10.98.1.0", 2))
+    store.commits[0][1].set_exception(sqlite3.OperationalError("disk I/O error"))
+    await settled()
+    assert wire.sent == [(OFFER, "10.98.1.0")]  # no ACK for a lease not stored
+    assert server.dropped == 1 and server.core.leases.pending == 1
+    wire.deliver(select(A, "10.98.1.0", 3))  # the client asks again
+    assert [row[:3] for row in store.commits[1][0]] == [("10.98.1.0", A, "bound")]
+    store.commits[1][1].set_result(None)
+    await settled()
+    assert wire.sent[1:] == [(ACK, "10.98.1.0")]
+
+
+async def test_close_waits_for_the_commit_in_flight_and_sends_its_acks() -> None:
+    store = HandCommits()
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store)
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    wire.deliver(discover(A, 1))
+    wire.deliver(select(A, "10.98.1.0", 2))
+    closing = asyncio.ensure_future(server.close())
+    await settled()
+    assert not closing.done()
+    store.commits[0][1].set_result(None)
+    await asyncio.wait_for(closing, 1)
+    assert wire.sent[1:] == [(ACK, "10.98.1.0")]
+
+
+async def test_through_the_store_writer_the_lease_is_on_disk_when_the_ack_leaves(
+    tmp_path: Path,
+) -> None:
+    Store.open(tmp_path).close()
+    writer = StoreWriter(tmp_path / "racker.db", "FULL")
+    writer.start()
+    try:
+        server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, writer)
+        server._loop = asyncio.get_running_loop()
+        wire = Wire(server)
+        on_disk: list[list[str]] = []
+
+        def record(dest: Destination, reply: bytes) -> None:
+            with Store.open(tmp_path) as reader:  # another connection, as after a crash
+                on_disk.append([x.mac for x in reader.leases()])
+            Wire._record(wire, dest, reply)
+
+        server._send = record  # type: ignore[method-assign]
+        wire.deliver(discover(A, 1))
+        wire.deliver(select(A, "10.98.1.0", 2))
+        await asyncio.wait_for(server.close(), 5)
+        assert wire.sent == [(OFFER, "10.98.1.0"), (ACK, "10.98.1.0")]
+        assert on_disk == [[], [A]]
+        # dhcp.lease_sync: the writer's connection fsyncs every commit (FULL = 2).
+        assert (
+            writer.submit(lambda s: s._db.execute("PRAGMA synchronous").fetchone()[0]).result() == 2
+        )
+    finally:
+        writer.close()
