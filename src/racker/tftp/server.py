@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Publish, TftpEvent
+from racker.logbudget import LogBudget
 from racker.tftp.admission import BUSY, Accept, Load, Refuse, admit
 from racker.tftp.files import FileRoots
 from racker.tftp.packets import Request, decode, encode_error
@@ -74,6 +75,10 @@ class TftpServer:
         self.capacity = settings.capacity
         self._per_client: Counter[str] = Counter()  # running transfers per client IP
         self.busy_refusals = 0  # requests refused because the server was full (a metric)
+        self.dropped = 0  # malformed or unexpected datagrams on port 69 (a metric)
+        # Bad input is logged within a budget per client and kind (a flood stays a few lines).
+        self.log_budget = LogBudget(log)
+        self._budget_timer: asyncio.TimerHandle | None = None
         self._busy_logged: dict[str, tuple[float, int]] = {}  # IP -> (last line, left out)
         self.gso = True  # cleared the first time the kernel or the device refuses UDP GSO
         self._sock: socket.socket | None = None
@@ -97,6 +102,7 @@ class TftpServer:
         self.capacity = capacity_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0], self.capacity)
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._on_listener_readable)
+        self._budget_timer = self._loop.call_later(self.log_budget.period, self._flush_budget)
         log.info(
             "TFTP listening on %s:%d (roots: %s; at most %d transfers at once, %d per client)",
             self.host,
@@ -106,7 +112,15 @@ class TftpServer:
             self.capacity.per_client,
         )
 
+    def _flush_budget(self) -> None:
+        self.log_budget.flush()
+        if self._loop is not None and self._sock is not None:
+            self._budget_timer = self._loop.call_later(self.log_budget.period, self._flush_budget)
+
     async def close(self) -> None:
+        if self._budget_timer is not None:
+            self._budget_timer.cancel()
+        self.log_budget.flush()
         if self._sock is not None and self._loop is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
@@ -135,15 +149,18 @@ class TftpServer:
         try:
             packet = decode(data)
         except PacketError as exc:
-            log.warning("TFTP: dropped a malformed packet from %s:%d: %s", *addr, exc.message)
+            self.dropped += 1
+            self.log_budget.note(
+                addr[0], "malformed", "TFTP: dropped a malformed packet from %s:%d: %s", *addr,
+                exc.message,
+            )  # fmt: skip
             return
         if not isinstance(packet, Request):
-            log.warning(
-                "TFTP: dropped a %s sent to port %d by %s:%d",
-                type(packet).__name__,
-                self.port,
-                *addr,
-            )
+            self.dropped += 1
+            self.log_budget.note(
+                addr[0], "unexpected", "TFTP: dropped a %s sent to port %d by %s:%d",
+                type(packet).__name__, self.port, *addr,
+            )  # fmt: skip
             return
         if addr in self.transfers:
             return  # the client retransmitted its request; the transfer already answers it
@@ -226,7 +243,10 @@ class TftpServer:
         self.event("transfer-failed", addr, request.filename, error=refused.reason)
 
     def _refuse(self, addr: Address, request: Request, refused: Refuse) -> None:
-        log.warning("TFTP: refused %r to %s:%d: %s", request.filename, *addr, refused.reason)
+        self.log_budget.note(
+            addr[0], "refused", "TFTP: refused %r to %s:%d: %s", request.filename, *addr,
+            refused.reason,
+        )  # fmt: skip
         # From a fresh port, as the transfer would have come (RFC 1350 section 4).
         with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)

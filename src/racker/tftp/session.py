@@ -18,6 +18,7 @@ import socket
 import time
 from typing import Protocol
 
+from racker.logbudget import LogBudget
 from racker.tftp.admission import Accept
 from racker.tftp.packets import ErrorCode, Request, encode_error
 from racker.tftp.transfer import Status, Transfer, TransferLimits
@@ -39,6 +40,8 @@ class SessionOwner(Protocol):
     limits: TransferLimits
     gso: bool  # cleared the first time the kernel or the device refuses UDP GSO
     transfers: dict[Address, Session]
+
+    log_budget: LogBudget
 
     def ended(self, addr: Address) -> None: ...
 
@@ -193,9 +196,10 @@ class Session:
 
     def _stranger(self, addr: Address) -> None:
         # RFC 1350 section 4: answer a stranger with error 5, keep the transfer going.
-        log.warning(
-            "TFTP: packet from unknown TID %s:%d on the transfer to %s:%d", *addr, *self.peer
-        )
+        self.server.log_budget.note(
+            addr[0], "unknown TID", "TFTP: packet from unknown TID %s:%d on the transfer to %s:%d",
+            *addr, *self.peer,
+        )  # fmt: skip
         with contextlib.suppress(OSError):
             self.guard.sendto(encode_error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID"), addr)
 

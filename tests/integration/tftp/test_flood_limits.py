@@ -93,3 +93,62 @@ def test_a_request_flood_leaves_room_for_a_real_client_and_http(net: Link, tmp_p
     assert "transfers at once (the share of clients outside nodes.csv)" in text
     warnings = [ln for ln in text.splitlines() if " WARNING " in ln or " ERROR " in ln]
     assert len(warnings) < 1000, f"{len(warnings)} warning lines for the flood"
+
+
+JUNK = """
+import socket, sys, time
+sources = sys.argv[1].split(",")
+count, seconds = int(sys.argv[2]), float(sys.argv[3])
+kinds = [b"\\x00\\x09junk", b"\\xff", b"\\x00\\x02upload.bin\\x00octet\\x00",
+         b"\\x00\\x04\\x00\\x01", b"\\x00\\x01undionly.kpxe\\x00mail\\x00"]
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in sources]
+for s, a in zip(socks, sources):
+    s.bind((a, 0))
+start = time.monotonic()
+for i in range(count):
+    socks[i % len(socks)].sendto(kinds[i % len(kinds)], ("10.99.0.1", 69))
+    if i % 100 == 0:
+        time.sleep(max(0.0, start + seconds * (i + 1) / count - time.monotonic()))
+"""
+
+
+def test_a_flood_of_bad_datagrams_is_a_few_log_lines(net: Link, tmp_path: Path) -> None:
+    """60,000 malformed or unexpected datagrams (unknown opcode, too short, a write request,
+    an ACK to port 69, an unknown mode) from 40 addresses: every kind from every address is
+    logged once or a few times, the rest counted; a node is still served."""
+    rack = prepare_rack(tmp_path)
+    log = rack / "serve.log"
+    for address in ["10.99.0.65", *FLOODERS]:
+        net.client.run("ip", "addr", "add", f"{address}/24", "dev", net.cli_if)
+    with log.open("ab") as out:
+        serve = net.server.popen(
+            [RACKER, "serve", "--oem-dir", str(rack / "oem"), "--state-dir", str(rack / "state")],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while READY not in log.read_text():
+            assert serve.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "racker serve did not get ready"
+            time.sleep(0.1)
+        junk = net.client.run("python3", "-c", JUNK, ",".join(FLOODERS), "60000", "10")
+        assert junk.returncode == 0, junk.stderr
+        out_file = tmp_path / "undionly.kpxe"
+        net.client.run("curl", "-sS", "--max-time", "20", "-o", str(out_file),
+                       "tftp://10.99.0.1/undionly.kpxe")  # fmt: skip
+        assert out_file.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+    finally:
+        serve.terminate()
+        serve.wait(20)
+    text = log.read_text()
+    warnings = [ln for ln in text.splitlines() if " WARNING " in ln or " ERROR " in ln]
+    assert len(warnings) <= 2000, f"{len(warnings)} warning lines for 60,000 bad datagrams"
+    for what in ("malformed packet from 10.99.0.150", "dropped a Ack sent to port 69 by 10.99.0.1",
+                 "refused 'upload.bin'", "refused 'undionly.kpxe'"):  # fmt: skip
+        assert what in text, what  # the first of each kind is there
+    # and the totals: what was left out is said when racker stops
+    told = sum(
+        int(ln.split("racker.tftp: ")[1].split()[0]) for ln in warnings if "not logged" in ln
+    )
+    assert told > 50_000, told

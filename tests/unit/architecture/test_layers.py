@@ -23,6 +23,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.errors",
             "racker.model",
             "racker.events",
+            "racker.logbudget",
             "racker.dhcp",
             "racker.dhcp.options",
             "racker.tftp",
