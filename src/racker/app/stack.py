@@ -81,6 +81,7 @@ class BootStack:
         except BaseException:
             await self.close()
             raise
+        self._watch_counters()
         log.info(
             "boot stack up on %s (%s): %d nodes, %s",
             self.rack.interface.name,
@@ -101,6 +102,43 @@ class BootStack:
             self.hub.writer = None
             self.writer.close()
             self.writer = None
+
+    def _watch_counters(self) -> None:
+        """The DHCP and TFTP servers' counts of what they dropped or refused, on /metrics."""
+        from racker.dhcp.server import DhcpServer
+        from racker.tftp.server import TftpServer
+        from racker.web.server import BootHttpServer
+
+        http = next((s for s in self.servers if isinstance(s, BootHttpServer)), None)
+        if http is None:
+            return
+        watch = http.metrics.watch
+        dhcp = next((s for s in self.servers if isinstance(s, DhcpServer)), None)
+        if dhcp is not None:
+            watch(
+                "racker_dhcp_dropped",
+                "DHCP datagrams dropped: malformed, a full send queue, replies of a failed commit",
+                lambda: dhcp.dropped,
+            )
+        tftp = next((s for s in self.servers if isinstance(s, TftpServer)), None)
+        if tftp is not None:
+            watch(
+                "racker_tftp_dropped",
+                "TFTP datagrams to port 69 dropped: malformed or not a request",
+                lambda: tftp.dropped,
+            )
+            watch(
+                "racker_tftp_busy_refusals",
+                "TFTP requests refused because the transfer caps were reached",
+                lambda: tftp.busy_refusals,
+            )
+            watch("racker_tftp_transfers", "TFTP transfers running", lambda: len(tftp.transfers),
+                  gauge=True)  # fmt: skip
+            watch(
+                "racker_tftp_log_lines_suppressed",
+                "TFTP warnings left out of the log by its budget (counted, not lost)",
+                lambda: tftp.log_budget.suppressed,
+            )
 
     # -- the servers ----------------------------------------------------------------------
 

@@ -6,7 +6,10 @@ TFTP servers' collectors in it too; ``/metrics`` then exposes everything in one 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Renders are jinja2 in-process: sub-millisecond to a few ms is the interesting range.
@@ -54,5 +57,20 @@ class HttpMetrics:
         if sent:
             children[1].inc(sent)
 
+    def watch(self, name: str, doc: str, read: Callable[[], float], gauge: bool = False) -> None:
+        """Expose a number another server keeps (``read`` is called at each scrape): the
+        DHCP and TFTP servers count their drops and refusals without knowing Prometheus."""
+        self.registry.register(_Read(name, doc, read, gauge))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Read:
+    def __init__(self, name: str, doc: str, read: Callable[[], float], gauge: bool) -> None:
+        self.name, self.doc, self.read, self.gauge = name, doc, read, gauge
+
+    def collect(self) -> Iterator[Metric]:
+        family = (GaugeMetricFamily if self.gauge else CounterMetricFamily)(self.name, self.doc)
+        family.add_metric([], float(self.read()))
+        yield family
