@@ -178,3 +178,39 @@ def test_a_bare_pxe_nic_gets_racker_s_address_and_serves(rack: Path) -> None:
         assert "172.24.213.1/24" in after
     log = serve.log.read_text()
     assert "the PXE interface pxe0 had no IPv4 address: added 172.24.213.1/24" in log
+
+
+PXE_UEFI = ["-x", "0x3c:" + b"PXEClient:Arch:00007:UNDI:003000".hex(), "-x", "93:0007"]
+HTTP_UEFI = ["-x", "0x3c:" + b"HTTPClient:Arch:00016:UNDI:003000".hex(), "-x", "93:0010"]
+
+
+def test_uefi_http_boot_gets_a_url_that_serves_the_loader(net: Link, rack: Path) -> None:
+    """boot.uefi_http: UEFI PXE gets no boot file; UEFI HTTP Boot a URL, which serves the
+    loader TFTP would have sent, byte for byte (EDK2 sends HEAD first, then GET)."""
+    config = rack / "racker.yaml"
+    config.write_text("boot:\n  uefi_http: true\n")
+    serve = Serve(net, rack, config)
+    try:
+        pxe = udhcpc(net, rack, *PXE_UEFI)
+        assert pxe["ip"] == "10.99.0.65"
+        assert pxe["boot_file"] == ""  # so that the firmware falls through to HTTP boot
+        http = udhcpc(net, rack, *HTTP_UEFI)
+        assert http["boot_file"] == "http://10.99.0.1:8080/ipxe.efi"
+        net.client.run("ip", "addr", "add", "10.99.0.65/24", "dev", net.cli_if)
+        loader = Path("/usr/lib/ipxe/ipxe.efi").read_bytes()
+        head = net.client.run("curl", "-sS", "-f", "-I", http["boot_file"]).stdout
+        assert f"Content-Length: {len(loader)}" in head, head
+        out = rack / "ipxe.efi"
+        net.client.run("curl", "-sS", "-f", "-o", str(out), http["boot_file"])
+        assert out.read_bytes() == loader
+        missing = net.client.run(
+            "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://10.99.0.1:8080/nope.efi"
+        ).stdout
+        assert missing == "404"
+    finally:
+        assert serve.stop() == 0
+    log = serve.log.read_text()
+    assert "Traceback" not in log
+    assert (
+        f"DHCP ACK 10.99.0.65 to {NODE_MAC} (uefi-http), boot http://10.99.0.1:8080/ipxe.efi" in log
+    )
