@@ -165,9 +165,10 @@ def test_uefi_http_boot_leaves_uefi_pxe_without_a_file(
     uefi_http: bool | list[str], mac: str, options: list[Any], expected: str | None
 ) -> None:
     core = make_core("pool", arm64="arm64.efi", uefi_http=uefi_http)
-    for mtype in ("discover", "request"):
-        extra = [] if mtype == "discover" else [("requested_addr", ip(reply.yiaddr))]
-        reply = reply_of(feed(core, request(mtype, mac, options=[*options, *extra])))
+    offer = reply_of(feed(core, request("discover", mac, options=options)))
+    asked = [("requested_addr", ip(offer.yiaddr))]
+    ack = reply_of(feed(core, request("request", mac, options=[*options, *asked])))
+    for reply in (offer, ack):
         got = reply.options.get(67)
         assert (got.rstrip(b"\0").decode() if got else None) == expected
         assert reply.yiaddr != bytes(4)  # an address either way
