@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from racker.sim.spec import FIRMWARE_CHOICES
+
 _SIM_NAME = click.option(
     "--name", default="rack", show_default=True, help="Sim name (namespaces rsim-NAME-m/-r)."
 )
@@ -29,9 +31,7 @@ def sim() -> None:
 
 @sim.command("up")
 @click.option("--nodes", "count", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option(
-    "--firmware", type=click.Choice(["bios", "uefi", "mixed"]), default="mixed", show_default=True
-)
+@click.option("--firmware", type=click.Choice(FIRMWARE_CHOICES), default="mixed", show_default=True)
 @click.option("--subnet", default="10.99.0.0/24", show_default=True, help="The rack segment.")
 @_SIM_NAME
 def sim_up_cmd(count: int, firmware: str, subnet: str, name: str) -> None:
@@ -98,9 +98,7 @@ def sim_status_cmd(as_json: bool, name: str) -> None:
 
 @click.command("demo")
 @click.option("--nodes", "count", type=click.IntRange(1, 8), default=3, show_default=True)
-@click.option(
-    "--firmware", type=click.Choice(["bios", "uefi", "mixed"]), default="mixed", show_default=True
-)
+@click.option("--firmware", type=click.Choice(FIRMWARE_CHOICES), default="mixed", show_default=True)
 @click.option("--keep", is_flag=True, help="Leave the sim up afterwards (racker sim down).")
 def demo_cmd(count: int, firmware: str, keep: bool) -> None:
     """Simulate a rack, provision it with racker bootstrap, show racker status, tear down."""

@@ -35,6 +35,7 @@ from racker.sim.spec import (
     UPLINK,
     SimNode,
     SimSpec,
+    uefi_http,
 )
 from racker.sim.vm import SERIAL_LOG, VmConfig, installed
 
@@ -145,6 +146,7 @@ def _racker_files(spec: SimSpec, guest: GuestFiles, password: Secret) -> None:
         f"  # Debian's /usr/lib/ipxe/ipxe.efi is a symlink to /boot, which racker's TFTP\n"
         f"  # refuses; the sim serves dereferenced copies of Debian's loaders.\n"
         f"  ipxe_dir: {spec.root / 'ipxe'}\n"
+        f"{_boot_section(spec)}"
         f"install:\n"
         f'  version: "{SIM_VERSION}"\n'
         f"bmc:\n"
@@ -165,6 +167,13 @@ def _racker_files(spec: SimSpec, guest: GuestFiles, password: Secret) -> None:
     (flatcar / "current-stable").symlink_to(SIM_VERSION)
 
 
+def _boot_section(spec: SimSpec) -> str:
+    if not uefi_http(spec):
+        return ""
+    # OVMF tries PXEv4 before HTTPv4: racker must leave its PXE request without a boot file.
+    return "boot:\n  uefi_http: true\n"
+
+
 def _node(spec: SimSpec, node: SimNode, guest: GuestFiles, python: str, password: Secret) -> None:
     d = spec.node_dir(node)
     d.mkdir(mode=0o700)
@@ -176,7 +185,7 @@ def _node(spec: SimSpec, node: SimNode, guest: GuestFiles, python: str, password
     disk = d / "disk.img"
     with disk.open("wb") as f:
         f.truncate(DISK_MIB << 20)
-    if node.firmware == "uefi":
+    if node.firmware != "bios":
         shutil.copyfile(OVMF_VARS, d / "vars.fd")
     VmConfig(
         name=f"{spec.name}-{node.name}",

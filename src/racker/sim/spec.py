@@ -17,12 +17,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-Firmware = Literal["bios", "uefi"]
-FIRMWARE_CHOICES = ("bios", "uefi", "mixed")
+# uefi: OVMF's own PXE (TFTP ipxe.efi); uefi-http: OVMF's UEFI HTTP Boot (HTTP ipxe.efi).
+Firmware = Literal["bios", "uefi", "uefi-http"]
+FIRMWARE_CHOICES = ("bios", "uefi", "uefi-http", "mixed")
 DEFAULT_ROOT = Path("/run/racker-sim")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 BMC_PORT = 623
@@ -60,7 +62,7 @@ class SimNode:
 @dataclass(frozen=True)
 class SimSpec:
     name: str
-    firmware: str  # bios, uefi or mixed
+    firmware: str  # bios, uefi, uefi-http or mixed
     nodes: tuple[SimNode, ...]
     subnet: str
     directory: str
@@ -134,9 +136,8 @@ def plan_sim(
         raise SimSpecError(f"subnet {subnet} is too small for a rack")
     nodes = []
     for i in range(count):
-        kind: Firmware = (
-            "bios" if firmware == "bios" or (firmware == "mixed" and i % 2 == 0) else "uefi"
-        )
+        mixed: Firmware = "bios" if i % 2 == 0 else "uefi"
+        kind = mixed if firmware == "mixed" else typing.cast(Firmware, firmware)
         nodes.append(
             SimNode(
                 index=i,
@@ -149,3 +150,8 @@ def plan_sim(
             )
         )
     return SimSpec(name, firmware, tuple(nodes), str(network), str(root / name))
+
+
+def uefi_http(spec: SimSpec) -> bool:
+    """Does racker.yaml set ``boot.uefi_http`` (some node boots by UEFI HTTP)?"""
+    return any(node.firmware == "uefi-http" for node in spec.nodes)

@@ -34,7 +34,7 @@ BOOT_FILE = "boot"  # the boot device chassis_control recorded ("pxe", "default"
 @dataclass(frozen=True)
 class VmConfig:
     name: str
-    firmware: str  # bios or uefi
+    firmware: str  # bios, uefi or uefi-http
     mac: str
     uuid: str
     tap: str
@@ -79,12 +79,17 @@ def qemu_argv(vm: VmConfig, boot: str) -> list[str]:
         "-device",
         "virtio-blk-pci,drive=d0",
     ]
-    if vm.firmware == "uefi":
-        # OVMF's own PXE on virtio-net (no option ROM): UEFI PXE -> TFTP ipxe.efi -> iPXE.
+    if vm.firmware in ("uefi", "uefi-http"):
+        # OVMF's own network stack on virtio-net (no option ROM). uefi: UEFI PXE -> TFTP
+        # ipxe.efi -> iPXE. uefi-http: OVMF tries PXEv4 (racker gives it no boot file), then
+        # HTTPv4 -> HTTP ipxe.efi -> iPXE.
         argv += ["-machine", "q35"]
         argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}"]
         argv += ["-drive", f"if=pflash,format=raw,file={vm.vars}"]
         argv += ["-device", f"virtio-net-pci,netdev=n0,mac={vm.mac},romfile="]
+        if vm.firmware == "uefi-http":
+            # No PXEv6 attempt (nothing answers DHCPv6: ~1 min of timeouts before HTTPv4).
+            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
     else:
         # SeaBIOS runs the iPXE ROM of the e1000 (ipxe-qemu).
         argv += ["-machine", "pc"]

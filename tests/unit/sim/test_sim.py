@@ -18,6 +18,7 @@ from racker.sim.vm import MARKER, VmConfig, installed, qemu_argv, take_boot_devi
     [
         ("bios", 2, ["bios", "bios"]),
         ("uefi", 1, ["uefi"]),
+        ("uefi-http", 2, ["uefi-http", "uefi-http"]),
         ("mixed", 3, ["bios", "uefi", "bios"]),
     ],
 )
@@ -76,8 +77,9 @@ def test_qemu_bios_pxe_uses_the_ipxe_rom_of_an_e1000() -> None:
     assert flag_values(argv, "-accel") == ["tcg"]
 
 
-def test_qemu_uefi_pxe_uses_ovmfs_own_pxe_on_virtio() -> None:
-    argv = qemu_argv(vm("uefi"), "pxe")
+@pytest.mark.parametrize("firmware", ["uefi", "uefi-http"])
+def test_qemu_uefi_pxe_uses_ovmfs_own_network_stack_on_virtio(firmware: str) -> None:
+    argv = qemu_argv(vm(firmware), "pxe")
     assert flag_values(argv, "-machine") == ["q35"]
     drives = flag_values(argv, "-drive")
     assert "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd" in drives
@@ -85,7 +87,7 @@ def test_qemu_uefi_pxe_uses_ovmfs_own_pxe_on_virtio() -> None:
     assert "virtio-net-pci,netdev=n0,mac=52:54:00:5a:01:10,romfile=" in flag_values(argv, "-device")
 
 
-@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+@pytest.mark.parametrize("firmware", ["bios", "uefi", "uefi-http"])
 def test_qemu_disk_boot_starts_the_installed_system(firmware: str) -> None:
     argv = qemu_argv(vm(firmware), "disk")
     assert flag_values(argv, "-kernel") == ["/k"] and flag_values(argv, "-initrd") == ["/i"]
