@@ -12,11 +12,22 @@ import sqlite3
 from pathlib import Path
 
 from racker.dhcp.codec import decode
-from racker.dhcp.core import ReceiveInfo
+from racker.dhcp.core import ReceiveInfo, build_core
 from racker.dhcp.reply import Destination
 from racker.dhcp.server import DhcpServer, LeaseRow
+from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.store import Lease, Store, StoreWriter
-from tests.unit.dhcp.corekit import RELAY_IP, SERVER, ip, make_core, request
+from tests.unit.dhcp.corekit import (
+    BMC_MAC,
+    PLAN,
+    RELAY_IP,
+    RESERVATIONS,
+    SERVER,
+    config,
+    ip,
+    make_core,
+    request,
+)
 
 A, B = "52:54:00:cc:00:0a", "52:54:00:cc:00:0b"
 RELAYED = ReceiveInfo(relayed=True)
@@ -83,7 +94,7 @@ async def settled() -> None:
 
 async def test_acks_wait_for_their_commit_and_what_comes_meanwhile_is_committed_together() -> None:
     store = HandCommits()
-    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store)
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store, commit_window=0)
     server._loop = asyncio.get_running_loop()
     wire = Wire(server)
     wire.deliver(discover(A, 1), discover(B, 2))
@@ -110,7 +121,7 @@ async def test_acks_wait_for_their_commit_and_what_comes_meanwhile_is_committed_
 
 async def test_a_failed_commit_sends_no_ack_and_the_change_is_committed_on_the_next_try() -> None:
     store = HandCommits()
-    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store)
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store, commit_window=0)
     server._loop = asyncio.get_running_loop()
     wire = Wire(server)
     wire.deliver(discover(A, 1))
@@ -128,7 +139,7 @@ async def test_a_failed_commit_sends_no_ack_and_the_change_is_committed_on_the_n
 
 async def test_close_waits_for_the_commit_in_flight_and_sends_its_acks() -> None:
     store = HandCommits()
-    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store)
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store, commit_window=0)
     server._loop = asyncio.get_running_loop()
     wire = Wire(server)
     wire.deliver(discover(A, 1))
@@ -148,7 +159,9 @@ async def test_through_the_store_writer_the_lease_is_on_disk_when_the_ack_leaves
     writer = StoreWriter(tmp_path / "racker.db", "FULL")
     writer.start()
     try:
-        server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, writer)
+        server = DhcpServer(
+            "dhcp-test0", make_core("pool"), lambda _e: None, writer, commit_window=0
+        )
         server._loop = asyncio.get_running_loop()
         wire = Wire(server)
         on_disk: list[list[str]] = []
@@ -170,3 +183,54 @@ async def test_through_the_store_writer_the_lease_is_on_disk_when_the_ack_leaves
         )
     finally:
         writer.close()
+
+
+async def test_a_reload_waits_for_the_commit_in_flight_and_the_new_core_holds_the_lease(
+    tmp_path: Path,
+) -> None:
+    Store.open(tmp_path).close()
+    writer = StoreWriter(tmp_path / "racker.db", commit_delay=0.2)  # a slow disk
+    writer.start()
+    try:
+        settings = DhcpSettings(
+            core_settings(config("pool"), PLAN, 8080), RESERVATIONS, frozenset({BMC_MAC})
+        )
+        server = DhcpServer(
+            "dhcp-test0", build_core(settings), lambda _e: None, writer, commit_window=0
+        )
+        server._loop = asyncio.get_running_loop()
+        wire = Wire(server)
+        wire.deliver(discover(A, 1))
+        wire.deliver(select(A, "10.98.1.0", 2))
+        assert wire.sent == [(OFFER, "10.98.1.0")]  # the commit is under way
+        old = server.core
+        server.reload(settings)  # SIGHUP: blocks until the store has it all
+        assert wire.sent == [(OFFER, "10.98.1.0"), (ACK, "10.98.1.0")]
+        assert server.core is not old
+        held = server.core.leases.for_mac(A)
+        assert held is not None and ip(held.address.to_bytes(4, "big")) == "10.98.1.0"
+        await settled()  # the writer's own completion, arriving late, changes nothing
+        assert len(wire.sent) == 2
+        await server.close()
+    finally:
+        writer.close()
+
+
+async def test_the_changes_of_drains_within_the_commit_window_share_one_commit() -> None:
+    store = HandCommits()
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store, commit_window=0.05)
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    wire.deliver(discover(A, 1), discover(B, 2))
+    wire.deliver(select(A, "10.98.1.0", 3))
+    wire.deliver(select(B, "10.98.1.1", 4))
+    assert store.commits == []  # the window is open
+    await asyncio.sleep(0.1)
+    assert [row[:3] for row in store.commits[0][0]] == [
+        ("10.98.1.0", A, "bound"),
+        ("10.98.1.1", B, "bound"),
+    ]
+    assert wire.sent[2:] == []
+    store.commits[0][1].set_result(None)
+    await settled()
+    assert wire.sent[2:] == [(ACK, "10.98.1.0"), (ACK, "10.98.1.1")]
