@@ -76,9 +76,10 @@ BUSY = "Server busy, try again later"
 
 @dataclass(frozen=True)
 class Load:
-    """Transfers running now, in all and from the requesting client, and the caps on each;
-    a ``stranger`` (a client that is none of the rack's machines) gets only ``cap_strangers``
-    of the total, so a flood from outside nodes.csv leaves room for the rack's own."""
+    """Transfers running now, in all and from the requesting client, and the caps on each.
+    A ``stranger`` (a client that is none of the rack's machines) may run ``cap_per_client``
+    at once, and strangers together ``cap_strangers`` of the total, so a flood from outside
+    nodes.csv leaves room for the rack's own; the rack's machines meet only the total."""
 
     running: int = 0
     from_client: int = 0
@@ -98,11 +99,11 @@ def admit(
 ) -> Decision:
     """Serve ``request`` from ``client`` (its IP address), or refuse it (see the module).
 
-    A full server refuses before it opens anything: one client's own cap first (a client
-    flooding requests meets it long before the rest of the rack does), then strangers' share
-    of the total, then the total."""
+    A full server refuses before it opens anything: a stranger's own cap first (one flooding
+    requests meets it long before the rest of the rack does), then strangers' share of the
+    total, then the total."""
     if load is not None:
-        if load.from_client >= load.cap_per_client:
+        if load.stranger and load.from_client >= load.cap_per_client:
             reason = f"busy: {load.from_client} transfers to {client} already (per-client cap)"
             return Refuse(ErrorCode.NOT_DEFINED, BUSY, reason)
         if load.stranger and load.running >= load.cap_strangers:

@@ -173,11 +173,16 @@ def test_an_accepted_file_is_left_open_for_the_transfer() -> None:
 
 # (case, load, expected reason or None for accepted)
 LOADS = [
-    ("idle", Load(0, 0, 400, 8), None),
-    ("room in all and for the client", Load(399, 7, 400, 8), None),
-    ("the client's cap", Load(10, 8, 400, 8), "busy: 8 transfers to 10.99.0.2 already"),
+    ("idle", Load(0, 0, 400, 8, True, 300), None),
+    ("room in all and for the client", Load(299, 7, 400, 8, True, 300), None),
+    ("a stranger's cap", Load(10, 8, 400, 8, True, 300), "busy: 8 transfers to 10.99.0.2"),
+    ("a rack machine has no cap of its own", Load(10, 100, 400, 8, False, 300), None),
     ("the server's cap", Load(400, 0, 400, 8), "busy: 400 transfers at once"),
-    ("both: the client's cap is said first", Load(400, 8, 400, 8), "busy: 8 transfers to"),
+    (
+        "both: the client's cap is said first",
+        Load(400, 8, 400, 8, True, 300),
+        "busy: 8 transfers to",
+    ),
     ("a stranger at strangers' share", Load(300, 0, 400, 8, True, 300), "busy: 300 transfers at"),
     ("a rack machine past strangers' share", Load(300, 0, 400, 8, False, 300), None),
     ("a rack machine at the cap", Load(400, 0, 400, 8, False, 300), "busy: 400 transfers at"),
