@@ -298,9 +298,10 @@ class _Builder:
             non_none = [a for a in args if a is not type(None)]
             if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
                 return None
-            if bool in non_none and isinstance(node, yaml.ScalarNode):
-                # e.g. bool | Path: a YAML boolean is the bool, any other value the other type
-                is_bool = node.tag.endswith(":bool")
+            if bool in non_none:
+                # e.g. bool | Path, bool | list[str]: a YAML boolean is the bool, any other
+                # value (a list too) the other type
+                is_bool = isinstance(node, yaml.ScalarNode) and node.tag.endswith(":bool")
                 non_none = [a for a in non_none if (a is bool) == is_bool] or non_none
             return self.convert(non_none[0], node, path)
         if dataclasses.is_dataclass(hint) and hint not in _SCALAR_TYPES:

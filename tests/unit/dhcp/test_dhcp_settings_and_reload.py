@@ -7,13 +7,17 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from racker.dhcp.core import DhcpCore, build_core
 from racker.dhcp.leases import BOUND, DECLINED
 from racker.dhcp.server import DhcpServer
 from racker.dhcp.settings import DhcpSettings, core_settings, settings_from_config
+from racker.errors import ConfigError
 from racker.events import Event
-from racker.model import AddressKind, BootAction
+from racker.model import AddressKind, BootAction, Node
 from racker.rack.allocation import Allocation
+from racker.rack.config import parse_config
 from racker.store import Store
 from tests.unit.dhcp.corekit import (
     BMC_IP,
@@ -82,6 +86,37 @@ def test_settings_from_config_reserves_every_allocated_mac_and_labels_the_bmcs()
 def test_the_http_port_is_the_configs_unless_given() -> None:
     assert settings_from_config(config(), PLAN, {}).core.boot.http_port == config().http.port
     assert settings_from_config(config(), PLAN, {}, 8123).core.boot.http_port == 8123
+
+
+def test_uefi_http_names_the_macs_of_the_node_types_it_lists() -> None:
+    nodes = [
+        Node(2, 1, "52:54:00:aa:00:01", "52:54:00:bb:00:01", "52:54:00:aa:10:01", "worker"),
+        Node(3, 2, "52:54:00:aa:00:02", "52:54:00:bb:00:02", None, "storage"),
+    ]
+    boot = settings_from_config(config(uefi_http=["worker"]), PLAN, {}, nodes=nodes).core.boot
+    # Both of a worker's NICs may PXE boot; its BMC does not, and a storage node keeps TFTP.
+    assert (boot.uefi_http, boot.uefi_http_macs) == (
+        False,
+        {"52:54:00:aa:00:01", "52:54:00:aa:10:01"},
+    )
+    every = settings_from_config(config(uefi_http=True), PLAN, {}, nodes=nodes).core.boot
+    assert (every.uefi_http, every.uefi_http_macs) == (True, frozenset())
+    off = settings_from_config(config(), PLAN, {}, nodes=nodes).core.boot
+    assert (off.uefi_http, off.uefi_http_macs) == (False, frozenset())
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("false", False), ("[worker, storage]", ["worker", "storage"]), ("yes", True)],
+)
+def test_boot_uefi_http_in_racker_yaml(text: str, value: bool | list[str]) -> None:
+    assert parse_config(f"boot:\n  uefi_http: {text}\n").boot.uefi_http == value
+
+
+@pytest.mark.parametrize("text", ["worker", "3", "{a: b}"])
+def test_boot_uefi_http_refuses_anything_but_a_boolean_or_a_list(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"boot\.uefi_http"):
+        parse_config(f"boot:\n  uefi_http: {text}\n")
 
 
 def test_reload_persists_pending_leases_and_the_new_core_holds_them(tmp_path: Path) -> None:
