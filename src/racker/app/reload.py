@@ -62,7 +62,10 @@ def reload_stack(stack: BootStack, rack: Rack) -> list[str]:
     catalog = load_catalog(rack.config.http.profiles_dir, settings)
     validate_profiles(catalog, rack, settings, f"http://{plan.server}:{stack.http_port}")
     allocations = stack.store.sync_allocations(rack.oem.inventory, plan)
-    dhcp = dhcp_settings_from_config(rack.config, plan, allocations, stack.http_port)
+    inventory = rack.oem.inventory
+    dhcp = dhcp_settings_from_config(
+        rack.config, plan, allocations, stack.http_port, inventory.nodes, inventory.management
+    )
     directory = stack.directory
     for server in stack.servers:
         if isinstance(server, DhcpServer):

@@ -155,8 +155,14 @@ class BootStack:
         from racker.dhcp.server import DhcpServer
         from racker.dhcp.settings import settings_from_config
 
+        inventory = self.rack.oem.inventory
         settings = settings_from_config(
-            self.rack.config, self.rack.plan, self.directory.allocations, self.http_port
+            self.rack.config,
+            self.rack.plan,
+            self.directory.allocations,
+            self.http_port,
+            inventory.nodes,
+            inventory.management,
         )
         core = build_core(
             settings, self.store.leases(), policy=self.directory.boot_action, keeps=self.hub.keeps

@@ -106,12 +106,14 @@ class DhcpCore:
         *,
         memo_size: int = MEMO_SIZE,
         keeps: Keeps | None = None,
+        ignored: Iterable[str] = (),
     ) -> None:
         self.settings = settings
         self._reserved = {mac: int(addr) for mac, addr in reservations.items()}
         self.leases = LeaseTable(leases, reserved=self._reserved.values())
         self._policy = policy
         self._bmc_macs = frozenset(bmc_macs)
+        self._ignored = frozenset(ignored)  # never answered (a fixed part of the memo's key)
         self._server = Server(
             settings.server.packed,
             str(settings.server).encode(),
@@ -200,6 +202,8 @@ class DhcpCore:
         asked = options.get(_REQUESTED_ADDRESS) or msg.ciaddr
         hostname = options.get(_HOSTNAME)
         segment, reason = self._segment(msg, info)
+        if mac in self._ignored:
+            segment, reason = None, "the management node's own NIC: racker never answers it"
         exchange = Exchange(
             mac,
             mtype,
@@ -390,6 +394,7 @@ def build_core(
         settings.bmc_macs,
         memo_size=memo_size,
         keeps=keeps,
+        ignored=settings.ignored,
     )
 
 

@@ -75,6 +75,9 @@ class DhcpSettings:
     core: CoreSettings
     reservations: Mapping[str, ipaddress.IPv4Address]  # MAC -> address: node NICs and BMCs
     bmc_macs: frozenset[str] = frozenset()  # only labels events ("bmc")
+    # The management node's own NICs: racker is this network's DHCP server and never answers
+    # the machine it runs on (its PXE NIC has racker's static address).
+    ignored: frozenset[str] = frozenset()
 
 
 def settings_from_config(
@@ -83,15 +86,20 @@ def settings_from_config(
     allocations: Mapping[str, Allocation],
     http_port: int | None = None,
     nodes: Iterable[Node] = (),
+    management: Node | None = None,
 ) -> DhcpSettings:
     """The DHCP settings for ``racker serve``: ``allocations`` is the allocation table
-    (``Store.sync_allocations``), whose every MAC gets its reserved address; ``nodes`` the
+    (``Store.sync_allocations``), whose every MAC gets its reserved address, but those of
+    ``management`` (the node racker runs on), which are never answered; ``nodes`` the
     inventory's, whose types ``boot.uefi_http`` may name."""
-    rows = allocations.values()
+    nodes = list(nodes)
+    ignored = frozenset(management.macs) if management is not None else frozenset()
+    rows = [a for a in allocations.values() if a.mac not in ignored]
     return DhcpSettings(
         core_settings(config, plan, http_port, nodes),
         {a.mac: a.address for a in rows},
         frozenset(a.mac for a in rows if a.kind is AddressKind.BMC),
+        ignored,
     )
 
 
