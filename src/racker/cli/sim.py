@@ -46,7 +46,7 @@ def sim_up_cmd(count: int, firmware: str, subnet: str, name: str) -> None:
     sim_up(spec, guest_cache=_guest_cache())
     click.echo(f"sim {name} up: {count} node(s) in {spec.rack_ns}, management in {spec.mgmt_ns}")
     for node in spec.nodes:
-        click.echo(f"  {node.hostname}  {node.mac}  {node.firmware:4}  BMC {node.bmc_host}:623")
+        click.echo(f"  {node.hostname}  {node.mac}  {node.firmware:9}  BMC {node.bmc_host}:623")
     run = f"ip netns exec {spec.mgmt_ns} racker --config {spec.config_path}"
     click.echo(f"next: {run} bootstrap      (or serve, status, power ...)")
     click.echo(f"done: racker sim down --name {name}")
@@ -92,7 +92,7 @@ def sim_status_cmd(as_json: bool, name: str) -> None:
     for d in data:
         bmc = d["bmc"] if d["bmc_up"] else f"{d['bmc']} (DOWN)"
         disk = "installed" if d["installed"] else "empty"
-        click.echo(f"  {d['node']:6} {d['firmware']:4} {bmc:18} power {d['power']:3} ", nl=False)
+        click.echo(f"  {d['node']:6} {d['firmware']:9} {bmc:18} power {d['power']:3} ", nl=False)
         click.echo(f"boot {d['boot']:7} disk {disk:9} {d['console']}")
 
 

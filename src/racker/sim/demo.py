@@ -55,7 +55,7 @@ def run_demo(
     code = 1
     try:
         for node in spec.nodes:
-            echo(f"   {node.hostname}  {node.mac}  {node.firmware:4}  BMC {node.bmc_host}:623")
+            echo(f"   {node.hostname}  {node.mac}  {node.firmware:9}  BMC {node.bmc_host}:623")
         echo("== racker bootstrap (boot stack + BMCs; TCG emulation: a few minutes)")
         bootstrap = racker_argv(spec, "bootstrap", "--on-failure", "exclude", "--stagger", "1")
         code = subprocess.run(bootstrap, check=False).returncode
