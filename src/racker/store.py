@@ -6,6 +6,10 @@ commit (and no fsync of a WAL checkpoint) runs on the event loop's thread.
 
 The schema carries a version (``PRAGMA user_version``); ``MIGRATIONS[i]`` takes it from version
 ``i`` to ``i + 1``, and a database newer than this racker is refused, not damaged.
+
+Over 400 lines with ``StoreWriter`` beside ``Store``: the writer runs the store's own write
+methods on its connection, so both read as one; ``StoreWriter`` is the piece to move into a
+module of its own next.
 """
 
 from __future__ import annotations
