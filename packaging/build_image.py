@@ -34,6 +34,10 @@ from pathlib import Path
 
 from build_bundle import REPO, source_date_epoch
 
+# The project's home, as the systemd unit's Documentation= gives it: the image's source label
+# when neither --source, $RACKER_SOURCE_URL nor a git remote says otherwise.
+PROJECT_URL = "https://github.com/kinvolk/racker"
+
 NAME = "racker-installer"
 CONTAINERFILE = REPO / "packaging" / "Containerfile"
 # ldd's lines: "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" and, for the loader,
@@ -174,7 +178,7 @@ def main() -> int:
     parser.add_argument("--tag", help=f"image name [default: localhost/{NAME}:VERSION]")
     parser.add_argument("--source", default=os.environ.get("RACKER_SOURCE_URL"),
                         help="org.opencontainers.image.source [default: $RACKER_SOURCE_URL, "
-                        "else git's remote origin]")  # fmt: skip
+                        "else git's remote origin, else the project's URL]")  # fmt: skip
     parser.add_argument("--keep-image", action="store_true",
                         help="leave the image in podman's storage (default: remove it once "
                         "saved; `podman load` brings it back)")  # fmt: skip
@@ -193,7 +197,7 @@ def main() -> int:
     info = read_manifest(archive)
     version, arch = str(info["version"]), str(info["arch"])
     tag = args.tag or f"localhost/{NAME}:{version}"
-    source = args.source or git("remote", "get-url", "origin") or "unknown (no git remote)"
+    source = args.source or git("remote", "get-url", "origin") or PROJECT_URL
     epoch = source_date_epoch()
 
     context = prepare_context(archive, args.work)
