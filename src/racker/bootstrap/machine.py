@@ -134,7 +134,9 @@ class Deadlines:
             P.BMC_OK: 60,
             P.PXE_ARMED: 60,
             P.POWER_CYCLED: 180,  # POST of a big server, then the first DHCP
-            P.DHCP_SEEN: 120,
+            # UEFI firmware sent to HTTP boot (boot.uefi_http) first runs out its PXEv4 and
+            # PXEv6 attempts (~60 s each in OVMF) before it fetches the loader over HTTP.
+            P.DHCP_SEEN: 300,
             P.LOADER_FETCHED: 120,
             P.SCRIPT_FETCHED: 300,  # kernel + initrd download
             P.KERNEL_FETCHED: 300,  # boot to Ignition
