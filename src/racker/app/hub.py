@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from racker.dhcp.events import log_line as dhcp_log_line
 from racker.events import DhcpEvent, DiscoveryEvent, Event, EventLogOverflow, Publish
-from racker.store import Store, StoreWriter
+from racker.store import Store
+from racker.store_writer import StoreWriter
 
 log = logging.getLogger("racker.serve")
 _dhcp_log = logging.getLogger("racker.dhcp")

@@ -19,7 +19,8 @@ from racker.app.preview import render_context
 from racker.model import BootAction
 from racker.profiles import RenderContext
 from racker.rack.loading import Rack
-from racker.store import Store, StoreWriter
+from racker.store import Store
+from racker.store_writer import StoreWriter
 
 if TYPE_CHECKING:  # imported where they are built, so importing this module loads no aiohttp
     from racker.dhcp.server import DhcpServer

@@ -81,7 +81,7 @@ LeaseRow = tuple[str, str, str, float, bytes | None, str | None]
 
 
 class LeaseStore(Protocol):
-    """What the server needs of a store (``racker.store.StoreWriter`` off the loop;
+    """What the server needs of a store (``racker.store_writer.StoreWriter`` off the loop;
     ``racker.store.Store``, committing on the caller's thread, in tests)."""
 
     def commit_lease_rows(

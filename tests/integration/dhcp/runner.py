@@ -21,7 +21,8 @@ from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.events import Event
 from racker.model import AddressRange, NetworkPlan
 from racker.rack.config import BootConfig, Config, DhcpConfig, HttpConfig, RelaySegment
-from racker.store import Store, StoreWriter
+from racker.store import Store
+from racker.store_writer import StoreWriter
 
 IP = ipaddress.IPv4Address
 

@@ -54,6 +54,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         2,
         [
             "racker.store",
+            "racker.store_writer",
             "racker.download",
             "racker.ignition_validate",
             "racker.rack.interfaces",

@@ -16,7 +16,8 @@ from racker.dhcp.core import ReceiveInfo, build_core
 from racker.dhcp.reply import Destination
 from racker.dhcp.server import DhcpServer, LeaseRow
 from racker.dhcp.settings import DhcpSettings, core_settings
-from racker.store import Lease, Store, StoreWriter
+from racker.store import Lease, Store
+from racker.store_writer import StoreWriter
 from tests.unit.dhcp.corekit import (
     BMC_MAC,
     PLAN,

@@ -10,7 +10,8 @@ import pytest
 
 from racker.app.hub import EventHub
 from racker.events import DhcpEvent, Event, HttpEvent, NodeStateEvent
-from racker.store import Store, StoreWriter
+from racker.store import Store
+from racker.store_writer import StoreWriter
 
 
 def test_flush_writes_batches_and_prunes_periodically(tmp_path: Path) -> None:

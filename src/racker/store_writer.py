@@ -1,0 +1,99 @@
+"""``StoreWriter``: the store's writes off the event loop, on a thread with its own connection
+(layer 2, beside ``racker.store``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from racker.errors import StateError
+from racker.store import Lease, LeaseRow, Store, Synchronous
+
+T = TypeVar("T")
+
+
+class StoreWriter:
+    """The store's writes, off the event loop: one thread with its own connection.
+
+    Jobs (a function of a ``Store``) run one at a time, in the order submitted, each in its
+    own transaction(s); ``submit`` returns a ``concurrent.futures.Future`` the thread completes
+    (the DHCP server and the event hub hand its completion to their loop with
+    ``loop.call_soon_threadsafe``). The queue is bounded: each producer keeps at most one job
+    in flight and batches while it waits (group commit), so a full queue means a stuck disk,
+    and ``submit`` then blocks its caller rather than buffer without end.
+
+    ``commit_delay`` (tests only, set by the composition root) sleeps before every job, as a
+    slow disk would.
+    """
+
+    QUEUE_SIZE = 64
+
+    def __init__(
+        self, path: Path, synchronous: Synchronous = "NORMAL", *, commit_delay: float = 0.0
+    ) -> None:
+        self.path = path
+        self._synchronous: Synchronous = synchronous
+        self._commit_delay = commit_delay
+        self._jobs: queue.Queue[
+            tuple[Callable[[Store], Any], concurrent.futures.Future[Any]] | None
+        ]
+        self._jobs = queue.Queue(self.QUEUE_SIZE)
+        self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, name="racker-store-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread and open its connection (raises ``StateError`` as ``Store`` does)."""
+        self._thread.start()
+        self._opened.result()
+
+    def submit(self, job: Callable[[Store], T]) -> concurrent.futures.Future[T]:
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if not self._thread.is_alive():
+            done.set_exception(StateError("the store's writer is not running"))
+            return done
+        self._jobs.put((job, done))
+        return done
+
+    def commit_lease_rows(
+        self, rows: list[LeaseRow], now: float
+    ) -> concurrent.futures.Future[None]:
+        """The DHCP server's lease sink: one transaction for a batch of lease changes."""
+        return self.submit(lambda store: store.save_lease_rows(rows, now))
+
+    def leases(self) -> list[Lease]:
+        """The leases as stored once every write submitted before is done (blocks: SIGHUP)."""
+        return self.submit(lambda store: store.leases()).result()
+
+    def close(self) -> None:
+        """Finish every job submitted, then stop the thread (blocks until it has)."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            store = Store(self.path, self._synchronous)
+        except BaseException as exc:
+            self._opened.set_exception(exc)
+            return
+        self._opened.set_result(None)
+        try:
+            while (item := self._jobs.get()) is not None:
+                job, done = item
+                if not done.set_running_or_notify_cancel():
+                    continue
+                if self._commit_delay:
+                    time.sleep(self._commit_delay)
+                try:
+                    result = job(store)
+                except BaseException as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(result)
+        finally:
+            store.close()
