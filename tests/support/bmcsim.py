@@ -22,9 +22,7 @@ The password is handed to the pyghmi fake through its environment, never argv.
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import racker
+from tests.support.simprocess import SimulatorProcess
 
 # racker.sim.rack.DATA, without importing racker.sim (it pulls in http.client, which bench/http.py
 # shadows for the benchmark scripts that use this module).
@@ -74,7 +73,7 @@ def udp_bound(host: str, port: int) -> bool:
 
 
 @dataclass
-class SimBmc:
+class SimBmc(SimulatorProcess):
     """One simulated BMC (ipmi_sim or pyghmi's fake) and its state directory."""
 
     name: str
@@ -88,16 +87,7 @@ class SimBmc:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        log = (self.state / "sim.log").open("ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
-        log.close()
+        self._spawn("sim.log")
         deadline = time.monotonic() + timeout
         while not udp_bound(self.host, self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -106,45 +96,12 @@ class SimBmc:
                 raise RuntimeError(f"BMC simulator {self.name} did not start: {text}")
             time.sleep(0.02)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """Die at once (SIGKILL), as a BMC that loses power mid-session."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
     def restart(self) -> None:
         self.stop()
         self.start()
 
-    def freeze(self) -> None:
-        """Stop answering without closing anything (SIGSTOP); ``thaw`` resumes."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def set_delay(self, seconds: float) -> None:
-        (self.state / "delay").write_text(f"{seconds:g}" if seconds else "")
-
     def calls(self) -> list[str]:
-        try:
-            return (self.state / "calls.log").read_text().splitlines()
-        except FileNotFoundError:
-            return []
+        return self._lines("calls.log")
 
     def set_power(self, on: bool) -> None:
         (self.state / "power").write_text("1" if on else "0")

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -35,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.simprocess import SimulatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR = str(Path(sys.executable).with_name("sushy-emulator"))
@@ -58,7 +58,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass
-class RedfishBmc:
+class RedfishBmc(SimulatorProcess):
     """One emulator process and its state directory."""
 
     name: str
@@ -78,16 +78,7 @@ class RedfishBmc:
 
     def spawn(self) -> None:
         """Start the process; ``wait_ready`` waits until it serves."""
-        log = (self.state / "emulator.log").open("ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
-        log.close()
+        self._spawn("emulator.log")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -109,42 +100,9 @@ class RedfishBmc:
             return False
         return True
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """Die at once (SIGKILL), as a BMC that loses power mid-request."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
-    def freeze(self) -> None:
-        """Stop answering without closing anything (SIGSTOP); ``thaw`` resumes."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def set_delay(self, seconds: float) -> None:
-        (self.state / "delay").write_text(f"{seconds:g}" if seconds else "")
-
     def calls(self) -> list[str]:
         """What the BMC was asked, after authentication: ``METHOD PATH [JSON]``."""
-        try:
-            return (self.state / "requests.log").read_text().splitlines()
-        except FileNotFoundError:
-            return []
+        return self._lines("requests.log")
 
     def sessions(self) -> int:
         """Open sessions (only with ``sessions=True``)."""
