@@ -112,3 +112,52 @@ class NodeDirectory:
                 }
             )
         return rows
+
+    # -- the rack page (racker.web.page): fixed columns, no store access ----------------------
+
+    def page_rows(self) -> list[dict[str, Any]]:
+        """Each inventory node's fixed columns for the rack page: names, addresses, its BMC's
+        address and protocol. Built once per (re)load; the page asks every half second."""
+        cached: tuple[object, object, list[dict[str, Any]]] | None = getattr(
+            self, "_page_rows", None
+        )
+        if cached is None or cached[0] is not self.rack or cached[1] is not self.allocations:
+            cached = (self.rack, self.allocations, _page_rows(self.rack, self.address_of_mac))
+            self._page_rows = cached
+        return cached[2]
+
+
+def _page_rows(rack: Rack, address_of: dict[str, str]) -> list[dict[str, Any]]:
+    from racker.errors import ConfigError
+    from racker.power.base import IPMI_PORT, BmcCredentials, BmcTarget
+    from racker.power.targets import BmcAddress, static_addresses
+
+    inventory, config = rack.oem.inventory, rack.config
+    try:
+        static = static_addresses(inventory, config.bmc.addresses)
+    except ConfigError:  # racker serve started, so the power commands report it; show none
+        static = {}
+    rows = []
+    for node in inventory.nodes:
+        bmc = static.get(node.primary_mac)
+        if bmc is None:
+            allocated = address_of.get(node.bmc_mac)
+            bmc = BmcAddress(allocated, IPMI_PORT, None) if allocated else None
+        # BmcTarget names the BMC as the auto driver remembers it (host[:port] or its URL).
+        target = BmcTarget(node.hostname, bmc.host, BmcCredentials("", ""), bmc.port,
+                           scheme=bmc.scheme) if bmc else None  # fmt: skip
+        rows.append(
+            {
+                "hostname": node.hostname,
+                "node_type": node.node_type,
+                "primary_mac": node.primary_mac,
+                "bmc_mac": node.bmc_mac,
+                "secondary_mac": node.secondary_mac,
+                "address": address_of.get(node.primary_mac),
+                "bmc_address": target.address if target else None,
+                "bmc_key": target.address if target else None,
+                "bmc_protocol": "redfish" if bmc and bmc.scheme else config.bmc.driver,
+                "management": node is inventory.management,
+            }
+        )
+    return rows

@@ -8,6 +8,7 @@ on the event loop's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -57,6 +58,7 @@ class EventHub:
         self.writer = writer
         self._writing: concurrent.futures.Future[None] | None = None  # the batch in flight
         self.subscribers: list[Publish] = []
+        self.streams: list[Subscription] = []  # subscribe(): bounded queues (the rack page)
         self.known = known  # is this MAC one of the rack's machines? (None: nobody is)
         self._pending: list[Event] = []
         self._flush_interval = flush_interval
@@ -79,6 +81,8 @@ class EventHub:
                 subscriber(event)
             except Exception:  # a broken subscriber must not break a server's hot path
                 log.exception("event subscriber failed on %s", event.kind)
+        for stream in self.streams:
+            stream.put(event)
 
     def keeps(self, mac: str, count: int) -> bool:
         """Would ``count`` boot-server events about ``mac`` be stored, logged or delivered?
@@ -178,6 +182,63 @@ class EventHub:
             await asyncio.wrap_future(self._writing)
         except Exception as exc:  # the writer stopped: nothing more can be stored
             log.warning("could not write events to the store: %s", exc)
+
+
+# -- subscriptions: bounded queues for readers that may fall behind (the rack page) -----------
+
+
+class TooManySubscribers(RuntimeError):
+    """``EventHub.subscribe`` refused: ``MAX_STREAMS`` subscriptions are open."""
+
+
+class Subscription:
+    """Events from the hub in a bounded queue, read by an asyncio task at its own pace.
+
+    ``put`` is the hub's, on the event loop and cheap (an append). When the reader falls more
+    than ``limit`` events behind, the queue is emptied and ``overflowed`` set: the reader must
+    resynchronise from the store (what it missed is there), not trust a gap. Unlike
+    ``subscribers``, a subscription does not make ``keeps`` say yes: the DHCP hot path still
+    skips building the events of clients outside nodes.csv beyond the stored budget.
+    """
+
+    def __init__(self, hub: EventHub, limit: int) -> None:
+        self._hub = hub
+        self.limit = limit
+        self._queue: collections.deque[Event] = collections.deque()
+        self.overflowed = False
+        self._ready = asyncio.Event()
+
+    def put(self, event: Event) -> None:
+        if len(self._queue) >= self.limit:
+            self._queue.clear()
+            self.overflowed = True
+        else:
+            self._queue.append(event)
+        self._ready.set()
+
+    async def get(self) -> tuple[list[Event], bool]:
+        """Wait for events; returns them and whether some were dropped since the last get."""
+        await self._ready.wait()
+        self._ready.clear()
+        events, self._queue = list(self._queue), collections.deque()
+        overflowed, self.overflowed = self.overflowed, False
+        return events, overflowed
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._hub.streams.remove(self)
+
+
+def subscribe(hub: EventHub, limit: int = 10_000) -> Subscription:
+    """A new ``Subscription`` to ``hub`` (at most ``MAX_STREAMS`` at a time); ``close`` it."""
+    if len(hub.streams) >= MAX_STREAMS:
+        raise TooManySubscribers(f"{MAX_STREAMS} event subscriptions are open already")
+    stream = Subscription(hub, limit)
+    hub.streams.append(stream)
+    return stream
+
+
+MAX_STREAMS = 8
 
 
 def _log_event(event: Event) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported where they are built, so importing this module loa
     from racker.dhcp.server import DhcpServer
     from racker.ra.server import RouterAdvertiser
     from racker.tftp.server import TftpServer
+    from racker.web.page.feed import RackFeed
     from racker.web.server import BootHttpServer
 
 log = logging.getLogger("racker.serve")
@@ -230,7 +231,16 @@ class BootStack:
             bind_to_lease=config.http.bind_to_lease,
             inventory=lambda: [node.primary_mac for node in directory.rack.oem.inventory.nodes],
             loaders=configured_roots(config.tftp),  # UEFI HTTP Boot: what TFTP would send
+            page=self._rack_page(),
         )
+
+    def _rack_page(self) -> RackFeed:
+        # The rack page at / : the hub's events (a bounded subscription) and the store's
+        # node states, read on a thread of its own (racker.web.page).
+        from racker.app.hub import subscribe
+        from racker.web.page.feed import RackFeed
+
+        return RackFeed(self.store.path, self.directory.page_rows, lambda: subscribe(self.hub))
 
     def _assets_dir(self) -> Path:
         return self.rack.config.http.assets_dir or self.rack.state_dir / "assets"

@@ -37,6 +37,8 @@ from racker.web.handlers import (
 )
 from racker.web.loaders import LoaderFiles
 from racker.web.metrics import HttpMetrics
+from racker.web.page.feed import RackFeed
+from racker.web.page.routes import add_page_routes
 from racker.web.redact import server_logger
 
 log = logging.getLogger("racker.http")
@@ -68,6 +70,7 @@ def make_app(
     token_ttl: int = 86400,
     clock: Callable[[], float] = time.time,
     loaders: FileRoots | None = None,
+    page: RackFeed | None = None,
 ) -> web.Application:
     svc = BootService(
         catalog=catalog,
@@ -98,6 +101,8 @@ def make_app(
             web.get("/healthz", svc.healthz),
         ]
     )
+    if page is not None:  # the rack page at / (racker serve)
+        add_page_routes(app, page, svc.metrics.registry)
     if loaders is not None:  # UEFI HTTP Boot's first stage; last, so it shadows nothing above
         app.router.add_get("/{name:.+}", LoaderFiles(loaders).serve)
     return app

@@ -1,0 +1,250 @@
+"""RackView: what the rack page shows, kept in memory and fed events (pure: no I/O, no clock).
+
+Events arrive in their ``to_dict`` form, from the hub (this process's servers) and from the
+store's event log (a ``racker bootstrap`` in another process writes its node-state changes
+there). Every string that reaches the page passes ``clean``: tokens in URLs are blanked and
+fields named like secrets are dropped, so the page can never show one.
+
+Changed rows are remembered (``dirty``) so the stream sends only those, at most a few times a
+second, however many events a burst brings.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from racker.web.redact import redact
+
+# Warning entries kept per category; the oldest goes first.
+WARNINGS_KEPT = 50
+WARNING_KINDS = ("rogue-dhcp", "decline", "bmc-error", "failed")
+_SECRET_WORDS = ("token", "password", "secret", "ignition_config", "credential")
+FAILED_STATES = frozenset({"failed"})
+# A power action that succeeded tells the power state it left behind.
+_POWER_AFTER = {"power-on": "on", "power-cycle": "on", "power-off": "off", "power-soft": "off"}
+
+
+def clean(value: Any) -> Any:
+    """``value`` with every token redacted and every secret-named field dropped."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {
+            str(k): clean(v)
+            for k, v in value.items()
+            if not any(word in str(k).lower() for word in _SECRET_WORDS)
+        }
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def summary(event: Mapping[str, Any]) -> str:
+    """One short line for an event, as the page's "last event" column shows it."""
+    source, kind = str(event.get("source", "")), str(event.get("kind", ""))
+    if source == "dhcp" and event.get("message"):
+        arrow = "←" if event.get("direction") == "in" else "→"
+        text = f"DHCP {arrow} {event['message']}"
+        if event.get("address"):
+            text += f" {event['address']}"
+    elif source == "tftp":
+        text = f"TFTP {kind} {event.get('file', '')}"
+        if event.get("error"):
+            text += f" ({event['error']})"
+    elif source == "http":
+        text = f"HTTP {event.get('method', '')} {event.get('path', '')} {event.get('status', '')}"
+    elif source == "bmc":
+        text = f"BMC {event.get('action', kind)} {'ok' if event.get('ok', True) else 'failed'}"
+    elif source == "bootstrap":
+        text = f"state {event.get('old') or '-'} → {event.get('new', '')}"
+    elif source == "phone-home":
+        text = f"phone-home {kind} {event.get('message', '')}".rstrip()
+    else:
+        text = f"{source} {kind}"
+    return str(redact(text.strip()))
+
+
+class RackView:
+    """Rows by primary MAC, warnings by category, and counts of the events seen."""
+
+    def __init__(self, nodes: Iterable[Mapping[str, Any]]) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._primary: dict[str, str] = {}  # any of a node's MACs -> its primary MAC
+        self.warnings: dict[str, collections.OrderedDict[str, dict[str, Any]]] = {
+            kind: collections.OrderedDict() for kind in WARNING_KINDS
+        }
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.dirty: set[str] = set()
+        self.warnings_changed = False
+        self.set_nodes(nodes)
+
+    def set_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
+        """The inventory's nodes (at start, after a reload): static columns, state unknown."""
+        old = self.rows
+        self.rows, self._primary = {}, {}
+        for node in nodes:
+            mac = str(node["primary_mac"])
+            row = {
+                "state": "unknown",
+                "since": None,
+                "attempt": 0,
+                "reason": "",
+                "role": None,
+                "power": "unknown",
+                "power_ts": None,
+                "last_event": None,
+                "last_ts": None,
+            }
+            row.update(old.get(mac, {}))
+            row.update(clean(dict(node)))
+            self.rows[mac] = row
+            for key in ("primary_mac", "bmc_mac", "secondary_mac"):
+                if node.get(key):
+                    self._primary[str(node[key])] = mac
+        self.dirty = set(self.rows)
+
+    # -- state from the store --------------------------------------------------------------
+
+    def set_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Provisioning states as the store has them ({mac: {state, since, attempt, ...}})."""
+        for mac, row in self.rows.items():
+            state = states.get(mac)
+            fields = {
+                "state": str(state["state"]) if state else "unknown",
+                "since": state.get("since") if state else None,
+                "attempt": state.get("attempt", 0) if state else 0,
+                "reason": redact(str(state.get("reason") or "")) if state else "",
+                "role": (state.get("data") or {}).get("role") if state else None,
+            }
+            if any(row.get(k) != v for k, v in fields.items()):
+                row.update(fields)
+                self.dirty.add(mac)
+            self._failed(mac, row)
+
+    def set_protocols(self, known: Mapping[str, str]) -> None:
+        """What the auto power driver found for each BMC ({host[:port]: protocol})."""
+        for mac, row in self.rows.items():
+            found = known.get(str(row.get("bmc_key") or ""))
+            if row.get("bmc_protocol") == "auto" and found and row.get("bmc_found") != found:
+                row["bmc_found"] = found
+                self.dirty.add(mac)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def concerns(self, mac: str) -> bool:
+        """Is ``mac`` one of the inventory's (a node's NIC or BMC)?"""
+        return mac in self._primary
+
+    def apply(self, event: Mapping[str, Any], count: bool = True) -> None:
+        """Show ``event``; ``count``: add it to the counts (live events, not the store's)."""
+        source, kind = event.get("source"), event.get("kind")
+        if count:
+            self._count(event)
+        if kind == "rogue-dhcp":
+            self._rogue(event)
+            return
+        if source == "dhcp" and (kind == "decline" or event.get("message") == "DECLINE"):
+            self._warn(
+                "decline",
+                str(event.get("address") or event.get("mac")),
+                event,
+                f"{event.get('mac')} declined {event.get('address') or 'an address'}"
+                + (f": {event['reason']}" if event.get("reason") else ""),
+            )
+        mac = self._primary.get(str(event.get("mac")))
+        if mac is None:
+            return
+        row = self.rows[mac]
+        ts = event.get("ts")
+        if source == "bmc":
+            self._bmc(mac, row, event)
+        elif source == "bootstrap" and event.get("new"):
+            row["state"], row["since"] = str(event["new"]), ts
+            row["attempt"] = event.get("attempt", row["attempt"])
+            row["reason"] = redact(str(event.get("reason") or ""))
+            if event["new"] == "power-cycled":
+                row["power"], row["power_ts"] = "on", ts
+            self._failed(mac, row)
+        elif source in ("dhcp", "tftp", "http", "phone-home") and event.get("mac") != row.get(
+            "bmc_mac"
+        ):
+            row["power"], row["power_ts"] = "on", ts  # the node itself spoke: it is powered
+        row["last_event"], row["last_ts"] = summary(event), ts
+        self.dirty.add(mac)
+
+    def _count(self, event: Mapping[str, Any]) -> None:
+        source = event.get("source")
+        if source == "dhcp" and event.get("message"):
+            self.counts[f"dhcp {event.get('direction', 'in')} {event['message']}"] += 1
+        elif source == "tftp":
+            self.counts[f"tftp {event.get('kind')}"] += 1
+            self.counts["tftp bytes"] += int(event.get("bytes") or 0)
+
+    def _bmc(self, mac: str, row: dict[str, Any], event: Mapping[str, Any]) -> None:
+        action, ts = str(event.get("action", "")), event.get("ts")
+        if event.get("ok", True):
+            if action in _POWER_AFTER:
+                row["power"], row["power_ts"] = _POWER_AFTER[action], ts
+            self._drop_warning("bmc-error", mac)
+            return
+        self._warn(
+            "bmc-error",
+            mac,
+            event,
+            f"{row.get('hostname', mac)}: {action} failed: {event.get('error', '')}",
+        )
+
+    def _rogue(self, event: Mapping[str, Any]) -> None:
+        ip, mac = event.get("server_ip", "?"), event.get("server_mac", "?")
+        key = f"{ip} {mac}"
+        seen = self.warnings["rogue-dhcp"].get(key)
+        count = (seen or {}).get("count", 0) + 1
+        self._warn("rogue-dhcp", key, event, f"another DHCP server answers: {ip} ({mac})")
+        self.warnings["rogue-dhcp"][key]["count"] = count
+
+    def _failed(self, mac: str, row: Mapping[str, Any]) -> None:
+        if row.get("state") in FAILED_STATES:
+            text = f"{row.get('hostname', mac)} failed"
+            if row.get("reason"):
+                text += f": {row['reason']}"
+            current = self.warnings["failed"].get(mac)
+            if current is None or current["text"] != text:
+                self._warn("failed", mac, {"ts": row.get("since")}, text)
+        else:
+            self._drop_warning("failed", mac)
+
+    def _warn(self, kind: str, key: str, event: Mapping[str, Any], text: str) -> None:
+        entries = self.warnings[kind]
+        entries.pop(key, None)
+        entries[key] = {"key": key, "ts": event.get("ts"), "text": redact(text)}
+        while len(entries) > WARNINGS_KEPT:
+            entries.popitem(last=False)
+        self.warnings_changed = True
+
+    def _drop_warning(self, kind: str, key: str) -> None:
+        if self.warnings[kind].pop(key, None) is not None:
+            self.warnings_changed = True
+
+    # -- what the page gets ----------------------------------------------------------------
+
+    def warnings_json(self) -> dict[str, list[dict[str, Any]]]:
+        return {kind: list(entries.values()) for kind, entries in self.warnings.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "nodes": list(self.rows.values()),
+            "warnings": self.warnings_json(),
+            "counts": dict(self.counts),
+        }
+
+    def take_delta(self) -> dict[str, Any] | None:
+        """The rows changed since the last call (and the warnings, if they changed), or None."""
+        if not self.dirty and not self.warnings_changed:
+            return None
+        delta: dict[str, Any] = {"nodes": [self.rows[m] for m in self.dirty if m in self.rows]}
+        if self.warnings_changed:
+            delta["warnings"] = self.warnings_json()
+        self.dirty, self.warnings_changed = set(), False
+        return delta
