@@ -66,6 +66,21 @@ class DiscoveryEvent(Event):
 
 
 @dataclass(frozen=True)
+class RogueDhcpEvent(Event):
+    """A DHCP server other than racker answered on the PXE network (kind "rogue-dhcp"; at most
+    once a minute per server). ``mac`` is None: the event concerns no client of the rack."""
+
+    source: ClassVar[str] = "dhcp"
+
+    server_ip: str = ""
+    server_mac: str = ""
+    message_type: str = ""  # OFFER, ACK, NAK or BOOTP
+    interface: str = ""
+    offered: str | None = None  # the address it offered or acknowledged
+    replies: int = 0  # its replies seen so far
+
+
+@dataclass(frozen=True)
 class TftpEvent(Event):
     source: ClassVar[str] = "tftp"
 

@@ -376,6 +376,15 @@ class Store:
         row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
         return int(row[0] or 0)
 
+    def events_of_kind(self, kind: str, since: float, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` events of ``kind`` since ``since``, oldest first (a scan: for
+        commands like ``racker status``, not for a hot path)."""
+        rows = self._db.execute(
+            "SELECT data FROM events WHERE kind = ? AND ts >= ? ORDER BY id DESC LIMIT ?",
+            (kind, since, limit),
+        )
+        return [json.loads(r["data"]) for r in reversed(rows.fetchall())]
+
     def events(self, mac: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` events (for one MAC when given), oldest first."""
         if mac is None:

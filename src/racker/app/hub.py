@@ -43,6 +43,9 @@ class EventHub:
     PRUNE_EVERY = 300
     STRANGER_EVENTS_PER_SECOND = 1000
     BUDGETED_SOURCES = frozenset({"dhcp", "tftp", "http"})
+    # Always stored: rare by construction (a rogue DHCP server: once a minute per server, a
+    # bounded number a minute in all, dhcp/rogue.py), and what an operator must not miss.
+    ALWAYS_KEPT_KINDS = frozenset({"rogue-dhcp"})
     OVERFLOW_WARNING_INTERVAL = 60.0
 
     def __init__(
@@ -99,6 +102,8 @@ class EventHub:
     def _within_budget(self, event: Event) -> bool:
         mac, known = event.mac, self.known
         if event.source not in self.BUDGETED_SOURCES or (mac and known and known(mac)):
+            return True
+        if event.kind in self.ALWAYS_KEPT_KINDS:
             return True
         if self._budget > 0:
             self._budget -= 1

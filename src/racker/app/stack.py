@@ -23,6 +23,9 @@ from racker.store import Store
 from racker.store_writer import StoreWriter
 
 if TYPE_CHECKING:  # imported where they are built, so importing this module loads no aiohttp
+    from collections.abc import Callable
+
+    from racker.dhcp.rogue_watch import RogueWatcher
     from racker.dhcp.server import DhcpServer
     from racker.ra.server import RouterAdvertiser
     from racker.tftp.server import TftpServer
@@ -73,7 +76,13 @@ class BootStack:
             self.hub.writer = self.writer
         self.hub.start()
         try:
-            builds = (self._build_dhcp, self._build_ra, self._build_tftp, self._build_http)
+            builds = (
+                self._build_dhcp,
+                self._build_rogue_watch,
+                self._build_ra,
+                self._build_tftp,
+                self._build_http,
+            )
             for build in builds:
                 server = build()
                 if server is None:
@@ -122,6 +131,7 @@ class BootStack:
                 "DHCP datagrams dropped: malformed, a full send queue, replies of a failed commit",
                 lambda: dhcp.dropped,
             )
+        self._watch_rogues(watch)
         tftp = next((s for s in self.servers if isinstance(s, TftpServer)), None)
         if tftp is not None:
             watch(
@@ -141,6 +151,29 @@ class BootStack:
                 "TFTP warnings left out of the log by its budget (counted, not lost)",
                 lambda: tftp.log_budget.suppressed,
             )
+
+    def _watch_rogues(self, watch: Callable[..., None]) -> None:
+        from racker.dhcp.rogue_watch import RogueWatcher
+
+        rogue = next((s for s in self.servers if isinstance(s, RogueWatcher)), None)
+        if rogue is None:
+            return
+        watch(
+            "racker_dhcp_rogue_servers",
+            "DHCP servers other than racker seen answering on the PXE network in the last hour",
+            rogue.servers_seen,
+            gauge=True,
+        )
+        watch(
+            "racker_dhcp_rogue_replies",
+            "DHCP replies (OFFER, ACK, NAK, BOOTP) of servers other than racker seen",
+            lambda: rogue.tracker.replies,
+        )
+        watch(
+            "racker_dhcp_rogue_frames_skipped",
+            "DHCP server replies not parsed by the rogue watcher (over its frames a second)",
+            lambda: rogue.budget.skipped,
+        )
 
     # -- the servers ----------------------------------------------------------------------
 
@@ -174,6 +207,12 @@ class BootStack:
         )
         self.directory.lease_lookup = server.lease_holder  # follows the core a reload swaps in
         return server
+
+    def _build_rogue_watch(self) -> RogueWatcher:
+        # Other DHCP servers answering on the PXE network (dhcp/rogue.py): warned, evented.
+        from racker.dhcp.rogue_watch import RogueWatcher
+
+        return RogueWatcher(self.rack.interface.name, self.hub.publish)
 
     def _build_tftp(self) -> TftpServer:
         from racker.tftp.server import TftpServer

@@ -119,3 +119,43 @@ async def collect_status(
             )
         )
     return rows
+
+
+class RogueLog(Protocol):
+    """The stored events of one kind (``racker.store.Store``)."""
+
+    def events_of_kind(self, kind: str, since: float, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class RogueSighting:
+    """A DHCP server other than racker, as the event log of ``racker serve`` recorded it."""
+
+    server_ip: str
+    server_mac: str
+    interface: str
+    message_type: str
+    last_seen: float
+    warnings: int  # rogue-dhcp events (at most one a minute per server)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rogue_dhcp_servers(
+    store: RogueLog, now: float, window: float = 86400.0, limit: int = 1000
+) -> list[RogueSighting]:
+    """The rogue DHCP servers ``racker serve`` warned about in the last ``window`` seconds,
+    the most recently seen first."""
+    found: dict[tuple[str, str], RogueSighting] = {}
+    for event in store.events_of_kind("rogue-dhcp", now - window, limit):
+        key = (str(event.get("server_ip", "?")), str(event.get("server_mac", "?")))
+        sighting = found.get(key)
+        ts = float(event.get("ts", 0.0))
+        if sighting is None:
+            sighting = found[key] = RogueSighting(key[0], key[1], "", "", ts, 0)
+        sighting.warnings += 1
+        sighting.last_seen = max(sighting.last_seen, ts)
+        sighting.interface = str(event.get("interface", ""))
+        sighting.message_type = str(event.get("message_type", ""))
+    return sorted(found.values(), key=lambda s: s.last_seen, reverse=True)

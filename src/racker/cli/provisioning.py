@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, cast
 
 import click
@@ -191,15 +192,25 @@ def status_cmd(
 
     from racker.app.load import load_rack_files
     from racker.app.provision import rack_status
-    from racker.cli.tables import status_table
+    from racker.bootstrap.status import rogue_dhcp_servers
+    from racker.cli.tables import rogue_dhcp_lines, status_table
     from racker.store import Store
 
     files = load_rack_files(options_of(ctx, interface))
     with Store.open(files.state_dir) as store:
         rows = asyncio.run(rack_status(files, store, full or as_json, driver_name))
+        rogues = rogue_dhcp_servers(store, time.time())
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        # A list of node rows (scripts read it so); the rogue DHCP servers seen on the rack
+        # network in the last 24 h concern every node, so each row carries them.
+        seen = [r.to_dict() for r in rogues]
+        click.echo(
+            json.dumps([{**r.to_dict(), "rogue_dhcp_servers": seen} for r in rows], indent=2)
+        )
         return
     # Piped (logs, `racker demo`), rich would squeeze the table into 80 columns; give it room.
     width = None if sys.stdout.isatty() else 200
-    Console(soft_wrap=True, width=width).print(status_table(rows, full))
+    console = Console(soft_wrap=True, width=width)
+    console.print(status_table(rows, full))
+    for line in rogue_dhcp_lines(rogues, time.time()):
+        console.print(line)

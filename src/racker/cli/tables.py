@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from racker.bootstrap.status import StatusRow
+from racker.bootstrap.status import RogueSighting, StatusRow
 
 if TYPE_CHECKING:
     from racker.power.check import CheckRow
@@ -23,6 +23,17 @@ def _ago(ts: float | None, now: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m ago"
     return f"{seconds // 3600}h ago"
+
+
+def rogue_dhcp_lines(rogues: Sequence[RogueSighting], now: float) -> list[str]:
+    """``racker status``'s warning lines: a DHCP server other than racker answered (24 h)."""
+    return [
+        f"[red]warning:[/] another DHCP server answers on {r.interface or 'the PXE network'}:"
+        f" {r.server_ip} (MAC {r.server_mac}), last {r.message_type} {_ago(r.last_seen, now)}"
+        f" ({r.warnings} warning{'s' if r.warnings != 1 else ''} in 24 h); nodes that take its"
+        " offers do not boot from racker"
+        for r in rogues
+    ]
 
 
 def status_table(rows: Sequence[StatusRow], full: bool = False, now: float | None = None) -> Table:

@@ -74,6 +74,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         3,
         [
             "racker.dhcp.server",
+            "racker.dhcp.rogue_watch",  # the passive rogue-DHCP watcher's packet socket
             "racker.ra",
             "racker.ra.*",
             "racker.tftp.server",

@@ -1,0 +1,174 @@
+"""The passive rogue-DHCP watcher of ``racker serve`` (layer 3): frames in, ``RogueTracker``
+decides, a warning and an event out.
+
+Its own AF_PACKET socket on the PXE interface, with ``BPF_SERVER_REPLIES`` attached, so the
+kernel hands over only replies from port 67 to port 68: nothing of the TFTP and HTTP traffic,
+nothing of the clients' requests (which the DHCP server's socket reads). The socket is bound to
+ETH_P_IP, not ETH_P_ALL: the kernel taps a host's outgoing frames only for ETH_P_ALL sockets,
+so racker's own OFFERs and ACKs never reach it, and no outgoing frame is cloned for it. A frame
+from the interface's own MAC is ignored all the same (belt and braces).
+
+Bounded: ``FrameBudget`` parses at most ``frames_per_second`` frames a second (the rest are
+read and counted), the tracker keeps at most ``max_servers`` servers and a bounded number of
+warnings a minute; the socket's receive buffer is the kernel's default, so a flood costs
+dropped frames in the kernel, not memory here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from racker.dhcp.frames import ETH_P_IP, bpf_program
+from racker.dhcp.rogue import (
+    BPF_SERVER_REPLIES,
+    Decision,
+    FrameBudget,
+    RogueTracker,
+    ServerReply,
+    parse_reply,
+)
+from racker.errors import EnvironmentProblem, PacketError
+from racker.events import Publish, RogueDhcpEvent
+
+log = logging.getLogger("racker.dhcp")
+
+SO_ATTACH_FILTER = 26
+_BATCH = 64  # frames read per wake-up before yielding to the loop
+
+
+class RogueWatcher:
+    """Watches ``interface`` for DHCP replies of servers other than racker."""
+
+    def __init__(
+        self,
+        interface: str,
+        publish: Publish,
+        *,
+        tracker: RogueTracker | None = None,
+        frames_per_second: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.interface = interface
+        self.tracker = tracker or RogueTracker()
+        self.budget = FrameBudget(frames_per_second)
+        self.malformed = 0
+        self._publish = publish
+        self._clock = clock
+        self._sock: socket.socket | None = None
+        self._mac = b""
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._sock = _reply_socket(self.interface)
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"rogue-DHCP watcher: cannot open a packet socket on {self.interface!r}:"
+                f" {exc.strerror}",
+                "run as root (CAP_NET_RAW) on an existing interface",
+            ) from None
+        self._mac = self._sock.getsockname()[4]
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    async def close(self) -> None:
+        if self._sock is None:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._sock = None
+        tracker = self.tracker
+        if tracker.held or self.budget.skipped:
+            log.warning(
+                "rogue DHCP: %d replies seen in all, %d warnings held back, %d frames not parsed"
+                " (over %d/s)",
+                tracker.replies,
+                tracker.held,
+                self.budget.skipped,
+                self.budget.per_second,
+            )
+
+    def servers_seen(self) -> int:
+        """Distinct rogue servers seen in the tracker's window (the last hour): a gauge."""
+        return len(self.tracker.active(self._clock()))
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        now = self._clock()
+        for _ in range(_BATCH):
+            try:
+                frame = sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. the interface went down: keep serving, say so
+                log.warning("rogue DHCP: reading %s failed: %s", self.interface, exc)
+                return
+            if frame[6:12] == self._mac or not self.budget.allow(now):
+                continue
+            self.handle(frame, now)
+
+    def handle(self, frame: bytes, now: float) -> None:
+        try:
+            reply = parse_reply(frame)
+        except PacketError:
+            self.malformed += 1  # counted only: a malformed reply is not worth a line each
+            return
+        if reply is None:
+            return
+        decision = self.tracker.observe(reply.server_ip, reply.server_mac, reply.message_type, now)
+        if decision is Decision.WARN:
+            self._warn(reply, now)
+
+    def _warn(self, reply: ServerReply, now: float) -> None:
+        server = self.tracker.get(reply.server_ip, reply.server_mac)
+        replies = server.replies if server is not None else 1
+        log.warning(
+            "rogue DHCP server on %s: %s (MAC %s) answered with %s%s to %s; nodes that take"
+            " its answers will not boot from racker (%d replies seen)",
+            self.interface,
+            reply.server_ip,
+            reply.server_mac,
+            reply.message_type,
+            f" of {reply.offered}" if reply.offered else "",
+            reply.client_mac,
+            replies,
+        )
+        self._publish(
+            RogueDhcpEvent(
+                "rogue-dhcp",
+                None,
+                now,
+                server_ip=reply.server_ip,
+                server_mac=reply.server_mac,
+                message_type=reply.message_type,
+                interface=self.interface,
+                offered=reply.offered,
+                replies=replies,
+            )
+        )
+
+
+def _reply_socket(interface: str) -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+    try:
+        # Filter before bind, so nothing unfiltered is queued in between.
+        program = ctypes.create_string_buffer(bpf_program(BPF_SERVER_REPLIES))
+        fprog = struct.pack("HL", len(BPF_SERVER_REPLIES), ctypes.addressof(program))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.bind((interface, ETH_P_IP))
+        sock.setblocking(False)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise
+    return sock
