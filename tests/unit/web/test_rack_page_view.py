@@ -86,7 +86,7 @@ def test_a_burst_of_events_is_one_row_in_one_delta() -> None:
         view.apply(DhcpEvent("request", PRIMARY, float(i), message="DISCOVER").to_dict())
     delta = view.take_delta()
     assert delta is not None and len(delta["nodes"]) == 1
-    assert view.counts["dhcp in DISCOVER"] == 5000
+    assert view.counts["dhcp DISCOVER received"] == 5000
 
 
 def test_store_states_update_rows_and_a_failed_node_warns_until_it_recovers() -> None:

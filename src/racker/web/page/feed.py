@@ -99,7 +99,7 @@ class RackFeed:
         for name, count in self.view.counts.items():
             service, _, what = name.partition(" ")
             if service in out:
-                out[service][f"{what} (events)"] = float(count)
+                out[service][what] = float(count)
         if self.registry is not None:
             for name, value in registry_figures(self.registry):
                 service = name.split("_")[1]

@@ -66,6 +66,10 @@ def summary(event: Mapping[str, Any]) -> str:
     return str(redact(text.strip()))
 
 
+def _older(ts: Any, than: Any) -> bool:
+    return isinstance(ts, int | float) and isinstance(than, int | float) and ts < than
+
+
 class RackView:
     """Rows by primary MAC, warnings by category, and counts of the events seen."""
 
@@ -165,28 +169,35 @@ class RackView:
             row["attempt"] = event.get("attempt", row["attempt"])
             row["reason"] = redact(str(event.get("reason") or ""))
             if event["new"] == "power-cycled":
-                row["power"], row["power_ts"] = "on", ts
+                self._power(row, "on", ts)
             self._failed(mac, row)
         elif source in ("dhcp", "tftp", "http", "phone-home") and event.get("mac") != row.get(
             "bmc_mac"
         ):
-            row["power"], row["power_ts"] = "on", ts  # the node itself spoke: it is powered
-        row["last_event"], row["last_ts"] = summary(event), ts
+            self._power(row, "on", ts)  # the node itself spoke: it is powered
+        if not _older(ts, row["last_ts"]):  # the store's poll can lag the hub's events
+            row["last_event"], row["last_ts"] = summary(event), ts
         self.dirty.add(mac)
+
+    @staticmethod
+    def _power(row: dict[str, Any], power: str, ts: Any) -> None:
+        if not _older(ts, row["power_ts"]):
+            row["power"], row["power_ts"] = power, ts
 
     def _count(self, event: Mapping[str, Any]) -> None:
         source = event.get("source")
         if source == "dhcp" and event.get("message"):
-            self.counts[f"dhcp {event.get('direction', 'in')} {event['message']}"] += 1
+            way = "received" if event.get("direction", "in") == "in" else "sent"
+            self.counts[f"dhcp {event['message']} {way}"] += 1
         elif source == "tftp":
             self.counts[f"tftp {event.get('kind')}"] += 1
-            self.counts["tftp bytes"] += int(event.get("bytes") or 0)
+            self.counts["tftp bytes sent"] += int(event.get("bytes") or 0)
 
     def _bmc(self, mac: str, row: dict[str, Any], event: Mapping[str, Any]) -> None:
         action, ts = str(event.get("action", "")), event.get("ts")
         if event.get("ok", True):
             if action in _POWER_AFTER:
-                row["power"], row["power_ts"] = _POWER_AFTER[action], ts
+                self._power(row, _POWER_AFTER[action], ts)
             self._drop_warning("bmc-error", mac)
             return
         self._warn(
