@@ -22,21 +22,61 @@ def factory() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--interface", help="The PXE interface (default: found from the OEM files).")
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Also send a DHCPDISCOVER on the PXE interface and list every DHCP server that"
+    " answers; exit 1 when one other than racker does (root).",
+)
+@click.option(
+    "--probe-seconds",
+    type=click.FloatRange(0.5, 60),
+    default=5.0,
+    show_default=True,
+    help="How long --probe listens for answers (dnsmasq, in many home routers, pings an"
+    " address for 3 s before it offers it).",
+)
 @rack_options
 @click.pass_context
 def factory_check_cmd(
-    ctx: click.Context, offline: bool, as_json: bool, interface: str | None
+    ctx: click.Context,
+    offline: bool,
+    as_json: bool,
+    interface: str | None,
+    probe: bool,
+    probe_seconds: float,
 ) -> None:
     """Validate nodes.csv, the BMC credentials and the PXE interface; exit 1 when invalid."""
     from racker.rack.report import factory_check
 
+    if probe and offline:
+        raise RackerError("--probe needs the PXE interface; --offline leaves it out")
     report = factory_check(options_of(ctx, interface), offline=offline)
+    probed = None
+    if probe and report.interface is None:
+        from racker.rack.report import Check
+
+        report.checks.append(Check(False, "DHCP probe not run: no PXE interface (--interface IF)"))
+    elif probe and report.interface is not None:
+        from racker.dhcp.probe import probe_check, probe_dhcp_servers
+
+        racker_macs = {report.interface.mac} if report.interface.mac else set()
+        if report.inventory is not None and report.inventory.pxe_interface_mac:
+            racker_macs.add(report.inventory.pxe_interface_mac)
+        racker_ips = {str(report.plan.server)} if report.plan is not None else set()
+        probed = probe_dhcp_servers(report.interface.name, probe_seconds, racker_ips, racker_macs)
+        report.checks.append(probe_check(probed))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        data = report.to_dict()
+        if probed is not None:
+            data["dhcp_probe"] = probed.to_dict()
+        click.echo(json.dumps(data, indent=2))
     else:
         for check in report.checks:
             mark = click.style("✓", fg="green") if check.ok else click.style("✗", fg="red")
             click.echo(f"{mark} {check.title}")
+            for detail in check.details:
+                click.echo(f"    {detail}")
             for problem in check.problems:
                 click.echo(f"    {problem}")
                 if problem.hint:

@@ -75,6 +75,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         [
             "racker.dhcp.server",
             "racker.dhcp.rogue_watch",  # the passive rogue-DHCP watcher's packet socket
+            "racker.dhcp.probe",  # racker factory check --probe: scapy on a packet socket
             "racker.ra",
             "racker.ra.*",
             "racker.tftp.server",
