@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from racker.app.load import configure_pxe_address, load_rack
-from racker.app.stack import BootStack
+from racker.app.stack import COMMIT_DELAY_ENV, BootStack
 from racker.errors import RackerError
 from racker.events import Event, Publish, discard
 from racker.model import Node
@@ -22,6 +23,7 @@ from racker.rack.config import Config
 from racker.rack.loading import Options, Rack, RackFiles
 from racker.rack.oem import Credentials
 from racker.store import Store
+from racker.store_writer import StoreWriter
 
 if TYPE_CHECKING:
     from racker.bootstrap.orchestrator import Ask, RunOptions, RunResult
@@ -151,6 +153,10 @@ async def run_bootstrap(
         if stack is not None and isinstance(event, NodeStateEvent) and event.mac:
             stack.directory.overrides[event.mac] = boot_action(Phase(event.new))
 
+    # The orchestrator's node states, off the loop: a writer thread of its own (the boot
+    # stack's writer exists only once it starts, and a followed serve has its own).
+    writer = StoreWriter(store.path, commit_delay=float(os.environ.get(COMMIT_DELAY_ENV) or 0))
+    writer.start()
     boot = Bootstrap(
         targets,
         driver,
@@ -161,6 +167,7 @@ async def run_bootstrap(
         macs_by_address={str(a.address): mac for mac, a in store.allocations().items()},
         ask=ask,
         record_events=False,  # the hub (ours or serve's) writes every event to the store
+        jobs=writer,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,6 +190,7 @@ async def run_bootstrap(
             await follower
         if stack is not None:
             await stack.close()
+        await asyncio.to_thread(writer.close)  # boot.run's journal is committed already
         if own_driver:
             await driver.close()
 

@@ -3,8 +3,10 @@
 One ``Bootstrap`` per run. Each selected node gets a controller task that asks the pure
 machine (``racker.bootstrap.machine``) what to do next, does it through the power interface,
 and feeds the result back; observations arrive through ``feed`` (the boot stack's ``Publish``)
-and are queued per node. Every transition is written to the store before anything else
-happens, so a run killed at any point (even SIGKILL) resumes from the stored phase.
+and are queued per node. Transitions and events reach the store through a ``StateJournal``
+(``racker.bootstrap.journal``): in batches, off the event loop, and every transition committed
+before the next BMC action, so a run killed at any point (even SIGKILL) resumes from a stored
+phase whose action is at most the one that was under way (the actions are idempotent).
 
 This module sees only ``racker.power.base``, events, the store's Protocol
 (``racker.bootstrap.storage``) and the model: the composition root hands it a concrete driver
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from racker.bootstrap import machine as m
+from racker.bootstrap.journal import InlineJobs, StateJournal, StoreJobs
 from racker.bootstrap.machine import Action, Deadlines, NodeRecord, Phase, Signal
 from racker.bootstrap.plan import PlannedNode
 from racker.bootstrap.storage import NodeStateStore
@@ -109,10 +112,14 @@ class Bootstrap:
         ask: Ask | None = None,
         clock: Callable[[], float] = time.time,
         record_events: bool = True,
+        jobs: StoreJobs | None = None,
     ) -> None:
         self.targets = {t.mac: t for t in targets}
         self.driver = driver
         self.store = store
+        # The store's reads and writes: ``jobs`` (racker: the StoreWriter's thread), else
+        # ``store`` itself on the loop's thread (tests).
+        self.journal = StateJournal(jobs or InlineJobs(store))
         self.options = options or RunOptions()
         self.publish = publish
         self.log_dir = log_dir
@@ -167,7 +174,9 @@ class Bootstrap:
             return
         self._node_log(mac, event.to_dict() if event.mac else {**event.to_dict(), "mac": mac})
         if self.record_events:
-            self.store.append_events([event if event.mac else dataclasses.replace(event, mac=mac)])
+            self.journal.record(
+                events=[event if event.mac else dataclasses.replace(event, mac=mac)]
+            )
         try:
             self.publish(event if event.mac else dataclasses.replace(event, mac=mac))
         except Exception:
@@ -184,7 +193,7 @@ class Bootstrap:
     async def run(self) -> RunResult:
         self._loop = asyncio.get_running_loop()
         started = self.clock()
-        stored = self.store.node_states()
+        stored = await asyncio.wrap_future(self.journal.jobs.submit(_node_states))
         self._stored_phases = {
             mac: m.NodeRecord.from_stored(
                 mac, s.state, s.since, s.attempt, s.reason, s.data or {}
@@ -206,6 +215,7 @@ class Bootstrap:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.journal.close()  # every state and event of the run stored
         return RunResult(dict(self.records), started, self.clock(), self._cancelled.is_set())
 
     def _initial(self, target: NodeTarget, stored: NodeState | None, now: float) -> NodeRecord:
@@ -256,6 +266,9 @@ class Bootstrap:
             if action is Action.WAIT:
                 await self._wait(target, rec)
                 continue
+            # The phase this action is for is committed first (the module's docstring).
+            if not await self._durable():
+                return
             signal, reason = await self._act(target, rec, action)
             self._transition(target, signal, reason)
 
@@ -284,6 +297,20 @@ class Bootstrap:
             assert nxt is not None
         self._save(nxt, str(rec.phase), f"retry {nxt.attempt}")
         return True
+
+    async def _durable(self) -> bool:
+        """Wait until every state recorded so far is committed; False if the run is cancelled
+        first (a store that keeps failing must not keep a cancelled run alive)."""
+        if not self.journal.pending:
+            return True
+        commit = asyncio.ensure_future(self.journal.committed())
+        cancelled = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            await asyncio.wait({commit, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            commit.cancel()
+            cancelled.cancel()
+        return not self._cancelled.is_set()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -346,7 +373,7 @@ class Bootstrap:
             return Signal.BMC_FAILED, f"bmc: {exc.message}"
         raise AssertionError(f"no BMC action for {action}")
 
-    # -- transitions, persisted first -----------------------------------------------------
+    # -- transitions, recorded in the journal ---------------------------------------------
 
     def _transition(
         self, target: NodeTarget, signal: Signal, reason: str = "", event: Event | None = None
@@ -358,9 +385,8 @@ class Bootstrap:
         self._save(nxt, str(rec.phase), str(signal), event)
 
     def _save(self, rec: NodeRecord, old: str, why: str, event: Event | None = None) -> None:
-        self.store.set_node_state(
-            NodeState(rec.mac, str(rec.phase), rec.since, rec.attempt, rec.reason, rec.to_data())
-        )
+        state = NodeState(rec.mac, str(rec.phase), rec.since, rec.attempt, rec.reason,
+                          rec.to_data())  # fmt: skip
         self.records[rec.mac] = rec
         target = self.targets[rec.mac]
         extra: dict[str, object] = {"signal": why}
@@ -377,7 +403,7 @@ class Bootstrap:
             reason=rec.reason if rec.phase is Phase.FAILED else "",
             extra=extra,
         )
-        self.store.append_events([change])
+        self.journal.record(state, [change])  # committed before the next BMC action
         self._node_log(rec.mac, change.to_dict())
         log.info(
             "%s: %s -> %s (attempt %d)%s",
@@ -404,6 +430,10 @@ class Bootstrap:
                 out.write(json.dumps(entry, default=str) + "\n")
         except OSError as exc:
             log.warning("cannot write the node log in %s: %s", directory, exc.strerror)
+
+
+def _node_states(store: NodeStateStore) -> dict[str, NodeState]:
+    return store.node_states()
 
 
 def _drain(queue: asyncio.Queue[tuple[Signal, Event]]) -> None:
