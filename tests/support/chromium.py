@@ -103,6 +103,8 @@ class Chromium:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._thread = None
+        if not self._loop.is_running():
+            self._loop.close()
         if self.proc is not None:
             self.proc.terminate()
             try:

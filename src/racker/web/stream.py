@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -89,7 +90,7 @@ class Streams:
                 text=f"{self.max_clients} rack pages are streaming already; try again later\n",
                 headers={"Retry-After": "10"},
             )
-        response = web.StreamResponse(
+        response = _EventStream(
             headers={
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
@@ -119,3 +120,12 @@ class Streams:
         finally:
             self.clients.discard(client)
         return response
+
+
+class _EventStream(web.StreamResponse):
+    """A stream ends when the browser goes away or racker stops; its end is then no error
+    (the server's middleware finishes every response it is handed)."""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        with contextlib.suppress(ConnectionError):
+            await super().write_eof(data)

@@ -22,6 +22,7 @@ WARNINGS_KEPT = 50
 WARNING_KINDS = ("rogue-dhcp", "decline", "bmc-error", "failed")
 _SECRET_WORDS = ("token", "password", "secret", "ignition_config", "credential")
 FAILED_STATES = frozenset({"failed"})
+PHONE_HOME_PATH = "/api/v1/events"
 # A power action that succeeded tells the power state it left behind.
 _POWER_AFTER = {"power-on": "on", "power-cycle": "on", "power-off": "off", "power-soft": "off"}
 
@@ -175,7 +176,9 @@ class RackView:
             "bmc_mac"
         ):
             self._power(row, "on", ts)  # the node itself spoke: it is powered
-        if not _older(ts, row["last_ts"]):  # the store's poll can lag the hub's events
+        if source == "http" and event.get("path") == PHONE_HOME_PATH:
+            pass  # the phone-home event itself (published first) says more than its POST
+        elif not _older(ts, row["last_ts"]):  # the store's poll can lag the hub's events
             row["last_event"], row["last_ts"] = summary(event), ts
         self.dirty.add(mac)
 

@@ -1,0 +1,168 @@
+"""The rack page of a real `racker serve`, in a real browser (headless Chromium over CDP).
+
+``racker serve`` runs in the management namespace; Chromium runs in the node's namespace on
+the same link, like an operator's browser on the rack network. The page is opened once and
+never reloaded while a real DHCP client, real HTTP requests and a phone-home POST (curl) of
+the node, and a node-state change written to the store the way ``racker bootstrap`` (another
+process) writes it, show up in its rows. The DOM never holds a token, the BMC password or any
+of the node's Ignition config. A screenshot is saved (its path is printed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from racker.events import NodeStateEvent
+from racker.model import NodeState
+from racker.rack.oem import Secret, write_credentials
+from racker.store import Store
+from tests.support import chromium
+from tests.support.netns import Link
+from tests.support.serving import NODE_MAC, PXE_BIOS, Serve, prepare_rack, segment, udhcpc
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.slow,
+    pytest.mark.skipif(not chromium.available(), reason="chromium is not installed"),
+]
+
+BMC_PASSWORD = "Bmc-pass-7f3e91c2"  # noqa: S105 - the test's own, looked for in the DOM
+PAGE = "http://10.99.0.1:8080"
+ROW = f"document.querySelector('tr[data-mac=\"{NODE_MAC}\"]')"
+OTHER_MAC = "52:54:00:99:00:20"  # another node of the example rack
+
+
+@pytest.fixture
+def rack(tmp_path: Path) -> Path:
+    made = prepare_rack(tmp_path)
+    write_credentials(made / "oem", "admin", Secret(BMC_PASSWORD))
+    return made
+
+
+@pytest.fixture
+def net() -> Iterator[Link]:
+    with segment() as made:
+        yield made
+
+
+def curl(net: Link, *args: str) -> str:
+    return net.client.run("curl", "-sS", "-f", *args).stdout
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def decoded(config: dict[str, Any]) -> Iterator[str]:
+    """The text of the config's files given as base64 data URLs."""
+    for text in strings(config):
+        if text.startswith("data:;base64,"):
+            yield base64.b64decode(text.removeprefix("data:;base64,")).decode(errors="replace")
+
+
+def bootstrap_moves(rack: Path, mac: str, name: str, new: str, reason: str = "") -> None:
+    """What ``racker bootstrap`` writes when it moves a node (orchestrator ``_save``)."""
+    now = time.time()
+    with Store(rack / "state" / "racker.db") as store:
+        store.set_node_state(NodeState(mac, new, now, 1, reason, {"role": "worker"}))
+        store.append_events(
+            [NodeStateEvent("transition", mac, now, node=name, old="", new=new, reason=reason)]
+        )
+
+
+def test_the_rack_page_follows_a_node_live_and_shows_no_secret(
+    net: Link, rack: Path, tmp_path: Path
+) -> None:
+    serve = Serve(net, rack)
+    try:
+        lease = udhcpc(net, rack, *PXE_BIOS)  # the node's firmware: its reserved address
+        net.client.run("ip", "addr", "add", f"{lease['ip']}/24", "dev", net.cli_if)
+        with chromium.Chromium(tmp_path / "chromium", net.client.name) as browser:
+            browser.navigate(f"{PAGE}/")
+            browser.wait_for(f"{ROW} !== null && document.querySelector('.live.on') !== null")
+            browser.evaluate("window.openedOnce = true")
+            row_text = f"{ROW}.textContent"
+            assert "DHCP" in browser.evaluate(row_text)  # from the store, at start
+            hostname = browser.evaluate(f"{ROW}.querySelector('[data-col=hostname]').textContent")
+            assert browser.evaluate(f"{ROW}.dataset.state") == "unknown"
+
+            # A real client asks for its iPXE script and its Ignition, with their tokens.
+            script = curl(net, f"{PAGE}/ipxe?mac={NODE_MAC.replace(':', '-')}")
+            tokens = set(re.findall(r"token=([A-Za-z0-9._-]+)", script))
+            assert tokens, script
+            ignition_url = re.search(r"ignition\.config\.url=(\S+)", script)
+            assert ignition_url is not None, script
+            browser.wait_for(
+                f"{ROW}.querySelector('[data-col=last_event]').textContent.includes('/ipxe')"
+            )
+            ignition = curl(net, ignition_url.group(1))
+            config = json.loads(ignition)
+            files = "\n".join(decoded(config))  # install.sh holds the phone-home URL
+            tokens |= set(re.findall(r"token=([A-Za-z0-9._-]+)", ignition + files))
+            # The installer's phone-home, with a URL holding a token in its message.
+            events_url = re.search(r"(http://[^'\"\s]*/api/v1/events\?[^'\"\s]+)", files)
+            assert events_url is not None, files
+            body = json.dumps({"event": "install-started", "message": f"from {ignition_url[1]}"})
+            curl(
+                net,
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                events_url.group(1),
+            )
+            browser.wait_for(
+                f"{ROW}.querySelector('[data-col=last_event]').textContent"
+                ".includes('install-started')"
+            )
+            assert browser.evaluate(f"{ROW}.querySelector('[data-col=power]').textContent") == "on"
+
+            # racker bootstrap, another process, moves the node and fails another one.
+            bootstrap_moves(rack, NODE_MAC, hostname, "installing")
+            browser.wait_for(f"{ROW}.dataset.state === 'installing'")
+            bootstrap_moves(rack, OTHER_MAC, "red-990020", "failed", "no DHCP in 300 s")
+            browser.wait_for("document.querySelector('#warnings li[data-kind=failed]') !== null")
+            assert browser.evaluate("window.openedOnce") is True  # never reloaded
+            stats = browser.evaluate("window.rackStats")
+            assert stats["snapshots"] == 1 and stats["rowUpdates"] >= 3, stats
+
+            # The node's timeline (click its row).
+            browser.evaluate(f"{ROW}.click()")
+            browser.wait_for("document.querySelectorAll('#timeline-events li').length > 3")
+            timeline = browser.evaluate("document.getElementById('timeline-events').textContent")
+            assert "install-started" in timeline and "/ignition" in timeline
+
+            dom = browser.dom()
+            page_json = curl(net, f"{PAGE}/api/v1/rack")
+            shot = browser.screenshot(tmp_path / "rack-page.png")
+            print(f"rack page screenshot: {shot}")
+    finally:
+        assert serve.stop() == 0
+    for text in (dom, page_json):
+        for token in tokens:
+            assert token not in text
+        assert not re.search(r"token=(?!<redacted>)[A-Za-z0-9]", text)
+        assert BMC_PASSWORD not in text
+        leaked = [s for s in strings(config) if len(s) >= 12 and s in text]
+        assert not leaked, leaked
+    # The phone-home message's URL is shown, its token blanked (HTML-escaped in the DOM).
+    assert "token=&lt;redacted&gt;" in dom
+    assert shot.stat().st_size > 10_000
+    assert "Traceback" not in serve.log.read_text()
