@@ -195,3 +195,19 @@ async def test_the_page_never_writes_the_store(page: Page, store: Store) -> None
     await page.client.get("/api/v1/rack")
     await page.client.get(f"/api/v1/nodes/{PRIMARY}/events")
     assert store.last_event_id() == before
+
+
+async def test_strangers_dhcp_is_counted_but_shows_in_no_row(page: Page) -> None:
+    stranger = "02:00:00:00:00:99"
+    for _ in range(30):
+        page.hub.publish(DhcpEvent("request", stranger, 1.0, message="DISCOVER"))
+    page.hub.publish(DhcpEvent("decline", stranger, 2.0, message="DECLINE", address="10.99.0.9"))
+    for _ in range(500):
+        data = await (await page.client.get("/api/v1/rack")).json()
+        if data["counters"]["dhcp"].get("DISCOVER received") == 30:
+            break
+        await asyncio.sleep(0.02)
+    assert data["counters"]["dhcp"]["DISCOVER received"] == 30
+    assert data["counters"]["dhcp"]["DECLINE received"] == 1
+    assert [w["key"] for w in data["warnings"]["decline"]] == ["10.99.0.9"]
+    assert all(r["last_event"] is None for r in data["nodes"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -40,6 +41,9 @@ class EventSource(Protocol):
 
 
 NodeRows = Callable[[], list[dict[str, Any]]]
+# Events of clients outside the inventory that the page shows (warnings), not only counts.
+WARNED_KINDS = frozenset({"rogue-dhcp", "decline"})
+WARNED_MESSAGES = frozenset({"DECLINE"})
 
 
 class RackFeed:
@@ -159,8 +163,16 @@ class RackFeed:
             self._apply(event.to_dict() for event in events if self._wanted(event))
 
     def _wanted(self, event: Event) -> bool:
-        # Cheap test before ``to_dict``: the rack's own machines, warnings, and DHCP counts.
-        return event.source == "dhcp" or event.mac is None or self.view.concerns(event.mac)
+        """Does the page show more of ``event`` than a count? (before the costlier
+        ``to_dict``: a flood of strangers' DHCP is only counted)"""
+        if event.mac is None or self.view.concerns(event.mac):
+            return True
+        message = getattr(event, "message", "")
+        if event.kind in WARNED_KINDS or message in WARNED_MESSAGES:
+            return True
+        get = functools.partial(getattr, event)
+        self.view.count(event.source, event.kind, message, get("direction", "in"), get("bytes", 0))
+        return False
 
     async def _poll(self) -> None:
         while True:

@@ -188,13 +188,22 @@ class RackView:
             row["power"], row["power_ts"] = power, ts
 
     def _count(self, event: Mapping[str, Any]) -> None:
-        source = event.get("source")
-        if source == "dhcp" and event.get("message"):
-            way = "received" if event.get("direction", "in") == "in" else "sent"
-            self.counts[f"dhcp {event['message']} {way}"] += 1
+        self.count(
+            str(event.get("source")),
+            str(event.get("kind")),
+            str(event.get("message") or ""),
+            str(event.get("direction") or "in"),
+            event.get("bytes") or 0,
+        )
+
+    def count(self, source: str, kind: str, message: str, direction: str, size: Any) -> None:
+        """Count an event (also one the page need not look at further: a stranger's DHCP)."""
+        if source == "dhcp" and message:
+            way = "received" if direction == "in" else "sent"
+            self.counts[f"dhcp {message} {way}"] += 1
         elif source == "tftp":
-            self.counts[f"tftp {event.get('kind')}"] += 1
-            self.counts["tftp bytes sent"] += int(event.get("bytes") or 0)
+            self.counts[f"tftp {kind}"] += 1
+            self.counts["tftp bytes sent"] += int(size) if isinstance(size, int) else 0
 
     def _bmc(self, mac: str, row: dict[str, Any], event: Mapping[str, Any]) -> None:
         action, ts = str(event.get("action", "")), event.get("ts")
@@ -214,7 +223,7 @@ class RackView:
         ip, mac = event.get("server_ip", "?"), event.get("server_mac", "?")
         key = f"{ip} {mac}"
         seen = self.warnings["rogue-dhcp"].get(key)
-        count = (seen or {}).get("count", 0) + 1
+        count = event.get("replies") or (seen or {}).get("count", 0) + 1  # RogueDhcpEvent's
         self._warn("rogue-dhcp", key, event, f"another DHCP server answers: {ip} ({mac})")
         self.warnings["rogue-dhcp"][key]["count"] = count
 
