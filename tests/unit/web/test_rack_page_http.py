@@ -14,7 +14,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from racker.app.hub import EventHub, subscribe
+from racker.app.hub import MAX_STREAMS, EventHub, subscribe
 from racker.events import DhcpEvent, HttpEvent, NodeStateEvent
 from racker.model import NodeState
 from racker.store import Store
@@ -211,3 +211,21 @@ async def test_strangers_dhcp_is_counted_but_shows_in_no_row(page: Page) -> None
     assert data["counters"]["dhcp"]["DECLINE received"] == 1
     assert [w["key"] for w in data["warnings"]["decline"]] == ["10.99.0.9"]
     assert all(r["last_event"] is None for r in data["nodes"])
+
+
+async def test_without_a_subscription_the_page_still_follows_the_store(
+    tmp_path: Path, store: Store
+) -> None:
+    hub = EventHub(None)
+    taken = [subscribe(hub) for _ in range(MAX_STREAMS)]
+    feed = RackFeed(store.path, lambda: nodes(3), lambda: subscribe(hub))
+    feed.POLL = feed.TICK = 0.02
+    async with web_client(tmp_path, page=feed) as client:
+        store.set_node_state(NodeState(PRIMARY, "ready", 1.0))
+        for _ in range(500):
+            rows = (await (await client.get("/api/v1/rack")).json())["nodes"]
+            if rows[0]["state"] == "ready":
+                break
+            await asyncio.sleep(0.02)
+        assert rows[0]["state"] == "ready"
+    assert len(hub.streams) == len(taken)

@@ -74,8 +74,12 @@ class RackFeed:
         await self._seed()
         self.view.take_delta()  # no browser yet: the first ones get snapshots
         if self._subscribe is not None:
-            self._source = self._subscribe()
-            self._tasks.append(asyncio.create_task(self._pump()))
+            try:
+                self._source = self._subscribe()
+            except RuntimeError as exc:  # the hub's subscriptions are all taken
+                log.warning("rack page: no live events (%s); the store's are read", exc)
+            else:
+                self._tasks.append(asyncio.create_task(self._pump()))
         self._tasks.append(asyncio.create_task(self._poll()))
         self._tasks.append(asyncio.create_task(self._tick()))
 
