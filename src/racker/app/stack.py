@@ -199,8 +199,16 @@ class BootStack:
             inventory.nodes,
             inventory.management,
         )
+        # racker selftest proves itself with the HTTP token key (dhcp/selftest.py).
+        from racker.dhcp.selftest import SelfTestGate
+        from racker.web.keyfile import load_or_create_key
+
         core = build_core(
-            settings, self.store.leases(), policy=self.directory.boot_action, keeps=self.hub.keeps
+            settings,
+            self.store.leases(),
+            policy=self.directory.boot_action,
+            keeps=self.hub.keeps,
+            selftest=SelfTestGate(load_or_create_key(self.rack.state_dir / "http.key")),
         )
         server = DhcpServer(
             self.rack.interface.name, core, self.hub.publish, self.writer or self.store

@@ -47,6 +47,8 @@ from racker.dhcp.memo import (
 )
 from racker.dhcp.options import BOOTREQUEST, MessageType, Opt
 from racker.dhcp.reply import Destination, Server, build_nak, build_reply, destination
+from racker.dhcp.selftest import OPTION as _SELFTEST
+from racker.dhcp.selftest import SelfTestGate
 from racker.dhcp.settings import CoreSettings, DhcpSettings, Segment
 from racker.errors import PacketError
 from racker.events import DiscoveryEvent, Event, Keeps
@@ -107,8 +109,10 @@ class DhcpCore:
         memo_size: int = MEMO_SIZE,
         keeps: Keeps | None = None,
         ignored: Iterable[str] = (),
+        selftest: SelfTestGate | None = None,
     ) -> None:
         self.settings = settings
+        self._selftest = selftest  # racker selftest's proven requests: no lease (selftest.py)
         self._reserved = {mac: int(addr) for mac, addr in reservations.items()}
         self.leases = LeaseTable(leases, reserved=self._reserved.values())
         self._policy = policy
@@ -143,12 +147,21 @@ class DhcpCore:
         """A core for new settings holding ``leases``, with this one's boot policy, event
         budget and memo size (SIGHUP)."""
         return build_core(
-            settings, leases, policy=self._policy, keeps=self._keeps, memo_size=self._memo_size
+            settings,
+            leases,
+            policy=self._policy,
+            keeps=self._keeps,
+            memo_size=self._memo_size,
+            selftest=self._selftest,
         )
 
     def handle(self, data: bytes, info: ReceiveInfo, now: float) -> Outcome:
         """Decide on one message (see the module's docstring)."""
         req = self._requests.recall(data, info)  # raises PacketError: nothing has changed
+        if _SELFTEST in req.msg.options and self._selftest is not None:
+            tested = self._selftest.answer(req, data, self.settings, self._server, now)
+            if tested is not None:
+                return Outcome(*tested)
         mtype, mac, segment = req.mtype, req.mac, req.segment
         found: list[Event] = []  # a discovery, if this is a new unknown MAC
         answer: Answer | None = None
@@ -382,10 +395,12 @@ def build_core(
     policy: BootPolicy = always_pxe,
     keeps: Keeps | None = None,
     memo_size: int = MEMO_SIZE,
+    selftest: SelfTestGate | None = None,
 ) -> DhcpCore:
     """The DHCP core for ``racker serve``: ``settings`` from ``settings.settings_from_config``;
     ``leases``: the store's (``Store.leases()``); ``policy``: the node directory's boot
-    action; ``keeps``: ``EventHub.keeps`` (None: every event is built)."""
+    action; ``keeps``: ``EventHub.keeps`` (None: every event is built); ``selftest``: the gate that
+    recognises racker selftest's requests (None: none is recognised)."""
     return DhcpCore(
         settings.core,
         settings.reservations,
@@ -395,6 +410,7 @@ def build_core(
         memo_size=memo_size,
         keeps=keeps,
         ignored=settings.ignored,
+        selftest=selftest,
     )
 
 
