@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,16 +108,34 @@ def bench_context() -> tuple[Any, Any]:
 
 
 async def serve(
-    host: str, port: int, assets: Path, fast_path: bool, ahead: bool, inventory: list[str]
+    host: str,
+    port: int,
+    assets: Path,
+    fast_path: bool,
+    ahead: bool,
+    inventory: list[str],
+    stock_assets: bool = False,
+    chunk: int = 0,
 ) -> None:
     """A racker HTTP server as ``racker serve`` runs it: the fast path for the boot scripts
     and ``inventory``'s scripts rendered ahead (``fast_path=False``: aiohttp answers every
-    request; ``ahead=False``: every request renders)."""
+    request; ``ahead=False``: every request renders; ``stock_assets``: asset bodies sent by
+    aiohttp's FileResponse through asyncio's ``loop.sendfile``, not ``racker.web.sendfile``)."""
     from racker.profiles import load_catalog
     from racker.web import BootHttpServer
 
     settings, context_for = bench_context()
     catalog = load_catalog(None, settings)
+    if chunk:
+        import racker.web.sendfile
+
+        racker.web.sendfile._MAX_COUNT = chunk
+    if stock_assets:  # the reference: asset bodies through aiohttp's own loop.sendfile
+        from aiohttp import web
+
+        from racker.web.handlers import AssetResponse
+
+        AssetResponse._sendfile = web.FileResponse._sendfile  # type: ignore[method-assign]
     server = BootHttpServer(
         host,
         port,
@@ -463,6 +482,186 @@ def run(args: argparse.Namespace) -> None:
     report(args, speeds, rows, bursts)
 
 
+# -- assets, unpinned: throughput and server CPU per MiB ------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its live children (nginx's worker), every thread, in seconds.
+
+    From each thread's ``schedstat`` (time on a CPU, in ns), not utime+stime: those are
+    sampled at the clock tick (10 ms), coarser than a 500 MiB download's whole server CPU
+    (~0.1 s), and the first runs gave per-round ratios from 0.4x to 4x out of that alone.
+    """
+    total = 0
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in (pid, *map(int, kids)):
+        for task in Path(f"/proc/{each}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+SYSCALLS = ("sendfile64", "epoll_wait", "epoll_pwait", "epoll_ctl", "writev", "write")
+
+
+def count_syscalls(pids: list[int], run: Callable[[], object]) -> dict[str, int]:
+    """How many of ``SYSCALLS`` (and context switches) ``pids`` make while ``run`` runs."""
+    events = ",".join(f"syscalls:sys_enter_{name}" for name in SYSCALLS)
+    with tempfile.NamedTemporaryFile(suffix=".csv") as out:
+        pid_list = ",".join(map(str, pids))
+        cmd = ["perf", "stat", "-x", ",", "-o", out.name, "-e", events + ",context-switches"]
+        perf = subprocess.Popen([*cmd, "-p", pid_list])
+        time.sleep(0.5)  # perf attaches
+        run()
+        perf.send_signal(2)
+        perf.wait(timeout=30)
+        counts = {}
+        for line in Path(out.name).read_text().splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[0].isdigit():
+                counts[fields[2].removeprefix("syscalls:sys_enter_")] = int(fields[0])
+    return counts
+
+
+def timed_downloads(ns: str, urls: list[str]) -> float:
+    """Fetch ``urls`` at once, each by its own curl; seconds until the last one ends (by
+    curl's own clocks, so process start-up is not counted)."""
+    one = "curl -sS -o /dev/null -w '%{http_code} %{time_total}\\n' "
+    script = " & ".join(one + url for url in urls) + " & wait"
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, "sh", "-c", script],
+        check=True, capture_output=True, text=True, timeout=600,
+    ).stdout.split()  # fmt: skip
+    codes, times = out[0::2], [float(t) for t in out[1::2]]
+    if len(times) != len(urls) or set(codes) != {"200"}:
+        raise RuntimeError(f"downloads failed: {out}")
+    return max(times)
+
+
+def run_assets_unpinned(args: argparse.Namespace) -> None:
+    """Interleaved rounds, nothing pinned: in each round every server (in a rotating order)
+    serves one ``--size-mib`` download, then ``--parallel`` downloads of ``--parallel-mib``
+    at once. Per server and case: MiB/s and the server's CPU ms per MiB (utime+stime)."""
+    from tests.support.netns import link
+
+    servers = tuple(args.asset_servers.split(","))
+    with (
+        tempfile.TemporaryDirectory(prefix="racker-bench-http-") as tmpdir,
+        link(server_ip=SERVER_IP, client_ip=CLIENT_IP) as lk,
+    ):
+        tmp = Path(tmpdir)
+        assets = tmp / "assets"
+        assets.mkdir()
+        chunk = os.urandom(1 << 20)
+        for name, mib in (("big.img", args.size_mib), ("part.img", args.parallel_mib)):
+            with (assets / name).open("wb") as f:
+                for _ in range(mib):
+                    f.write(chunk)
+        conf = NGINX_CONF.format(
+            tmp=tmp, ip=SERVER_IP, port=NGINX_PORT, assets=assets, script=FIXED_SCRIPT
+        )
+        (tmp / "nginx.conf").write_text(conf)
+        sizes = ["--rounds", "1", "--burst", "1"]
+        ports = {name: 8090 + i for i, name in enumerate(servers)}
+        ports["nginx"] = NGINX_PORT
+        # racker: as racker serve runs; stock: aiohttp's loop.sendfile; chunk=N: racker with
+        # sendfile's count capped at N bytes (an experiment).
+        procs = {
+            name: lk.server.popen(
+                [PY, "-P", __file__, "--serve", SERVER_IP, str(ports[name]), str(assets),
+                 "default", "fast" if name == "racker" else name, *sizes],
+                stdout=subprocess.PIPE,
+            )
+            for name in servers if name != "nginx"
+        }  # fmt: skip
+        procs["nginx"] = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+        cli = lk.client.name
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        try:
+            for name in servers:
+                wait_ready(cli, f"http://{SERVER_IP}:{ports[name]}/assets/part.img")
+            cases = {
+                "asset500": ["big.img"],
+                "asset8x200": ["part.img"] * args.parallel,
+            }
+            for round_ in range(args.asset_rounds):
+                turn = round_ % len(servers)
+                order = servers[turn:] + servers[:turn]
+                for case, files in cases.items():
+                    for name in order:
+                        urls = [f"http://{SERVER_IP}:{ports[name]}/assets/{f}" for f in files]
+                        mib = sum((assets / f).stat().st_size for f in files) / (1 << 20)
+                        before = cpu_seconds(procs[name].pid)
+                        took = timed_downloads(cli, urls)
+                        cpu = cpu_seconds(procs[name].pid) - before
+                        results.setdefault((case, name), []).append((mib / took, cpu * 1e3 / mib))
+            profiles = {}
+            for case, files in cases.items():
+                for name in servers:
+                    urls = [f"http://{SERVER_IP}:{ports[name]}/assets/{f}" for f in files]
+                    mib = sum((assets / f).stat().st_size for f in files) / (1 << 20)
+                    pid = procs[name].pid
+                    pids = [
+                        pid,
+                        *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()),
+                    ]
+                    counts = count_syscalls(pids, lambda urls=urls: timed_downloads(cli, urls))
+                    profiles[(case, name)] = {k: v / mib for k, v in counts.items()}
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+                proc.wait(timeout=10)
+    report_assets(args, results)
+    print(
+        "\nsystem calls and context switches of each server per MiB sent (perf stat, one run "
+        "each, after the rounds)\n"
+    )
+    names = [*SYSCALLS, "context-switches"]
+    print("| case | server | " + " | ".join(names) + " |")
+    print("|---|---|" + "---:|" * len(names))
+    for (case, name), per_mib in profiles.items():
+        row = " | ".join(f"{per_mib.get(n, 0):.2f}" for n in names)
+        print(f"| {case} | {name} | {row} |")
+
+
+def results_names(results: dict[tuple[str, str], Any]) -> list[str]:
+    return list(dict.fromkeys(name for _case, name in results))
+
+
+def report_assets(
+    args: argparse.Namespace, results: dict[tuple[str, str], list[tuple[float, float]]]
+) -> None:
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (at the start: {args.load_before})")
+    print(f"not pinned; {args.asset_rounds} interleaved rounds; racker = racker.web.sendfile,"
+          " stock = aiohttp FileResponse (loop.sendfile), nginx: sendfile on\n")  # fmt: skip
+    print("| case | server | MiB/s median | MiB/s runs | CPU ms/MiB median | CPU ms/MiB runs |")
+    print("|---|---|---:|---|---:|---|")
+    for (case, name), runs in results.items():
+        speeds, cpus = [r[0] for r in runs], [r[1] for r in runs]
+        print(f"| {case} | {name} | {statistics.median(speeds):.0f} | "
+              f"{', '.join(f'{x:.0f}' for x in speeds)} | {statistics.median(cpus):.3f} | "
+              f"{', '.join(f'{x:.3f}' for x in cpus)} |")  # fmt: skip
+    print()
+    for case in ("asset500", "asset8x200"):
+        for metric, index in (("mib_s", 0), ("cpu_ms_per_mib", 1)):
+            for name in (s for s in results_names(results) if s != "nginx"):
+                mine = [r[index] for r in results[(case, name)]]
+                peer = [r[index] for r in results[(case, "nginx")]]
+                # The ratio of medians; the spread: the lowest and highest per-round ratio.
+                per_round = sorted(a / b for a, b in zip(mine, peer, strict=True))
+                label = name
+                # paired: the median of the per-round ratios (each round's servers ran back to
+                # back, so a slow phase of the machine weighs on both sides of a ratio).
+                quartiles = statistics.quantiles(per_round, n=4)
+                print(
+                    f"SUMMARY http.{case}.{metric} {label}={statistics.median(mine):.3f} "
+                    f"nginx={statistics.median(peer):.3f} "
+                    f"ratio={statistics.median(mine) / statistics.median(peer):.2f} "
+                    f"spread={per_round[0]:.2f}-{per_round[-1]:.2f} "
+                    f"paired={statistics.median(per_round):.2f} "
+                    f"iqr={quartiles[0]:.2f}-{quartiles[2]:.2f}"
+                )
+
+
 def report(
     args: argparse.Namespace,
     speeds: dict[str, list[float]],
@@ -527,6 +726,16 @@ def main() -> None:
     parser.add_argument(
         "--render-cost", action="store_true", help="only the in-process µs per /ipxe answer"
     )
+    parser.add_argument(
+        "--assets-unpinned",
+        action="store_true",
+        help="only assets, unpinned: racker, racker with aiohttp's loop.sendfile, nginx; "
+        "throughput and server CPU per MiB, one 500 MiB and 8 parallel 200 MiB downloads",
+    )
+    parser.add_argument("--asset-rounds", type=int, default=15)
+    parser.add_argument("--asset-servers", default="racker,stock,nginx")
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--parallel-mib", type=int, default=200)
     parser.add_argument("--serve", nargs=5, metavar=("HOST", "PORT", "ASSETS", "LOOP", "MODE"))
     parser.add_argument("--load", nargs=4, metavar=("URL", "BURST", "ROUNDS", "MACS"))
     args = parser.parse_args()
@@ -536,9 +745,14 @@ def main() -> None:
         host, port, assets, loop, mode = args.serve
         nodes = inventory(args.rounds, args.burst)
         run_event_loop(
-            serve(host, int(port), Path(assets), mode == "fast", mode != "aiohttp", nodes),
+            serve(host, int(port), Path(assets), mode not in ("aiohttp", "nofast"),
+                  mode != "aiohttp", nodes, stock_assets=mode == "stock",
+                  chunk=int(mode[6:]) if mode.startswith("chunk=") else 0),
             loop=None if loop == "default" else loop,
-        )
+        )  # fmt: skip
+    elif args.assets_unpinned:
+        args.load_before = f"{os.getloadavg()[0]:.1f}"
+        run_assets_unpinned(args)
     elif args.render_cost:
         for groups, count, what in (
             (0, 1000, "built-in catalog, 1000 nodes"),

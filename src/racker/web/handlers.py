@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -27,6 +27,7 @@ from racker.profiles import NodeFacts, NoMatch, RenderContext
 from racker.web.assets import resolve_asset
 from racker.web.boot_script import boot_script
 from racker.web.metrics import HttpMetrics
+from racker.web.sendfile import send_file
 from racker.web.tokens import check_token, make_token
 
 log = logging.getLogger("racker.http")
@@ -326,16 +327,37 @@ class BootService:
 
 
 class AssetResponse(web.FileResponse):
-    """A FileResponse that may be prepared twice (the second time is a no-op).
+    """aiohttp's FileResponse (its status, headers, conditions and ranges), with the body sent
+    by ``racker.web.sendfile`` instead of ``loop.sendfile``, and that may be prepared twice
+    (the second time is a no-op).
 
     The observing middleware sends the response itself to learn its status and size; aiohttp
     then calls ``prepare`` again, which FileResponse would answer by sending the file again.
+    ``_sendfile`` is FileResponse's one hook for the body (aiohttp 3.9 to 3.14); a test checks
+    the body does go through ``send_file``, so a release that renames it fails loudly.
     """
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return await web.StreamResponse.prepare(self, request)
         return await super().prepare(request)
+
+    async def _sendfile(
+        self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
+        if self.compression:  # never set on assets; FileResponse reads and compresses then
+            return await super()._sendfile(request, fobj, offset, count)
+        writer = await web.StreamResponse.prepare(self, request)  # the status line and headers
+        assert writer is not None
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        try:
+            await send_file(transport, fobj, offset, count)
+        except NotImplementedError:  # uvloop's loop.sendfile, in send_file's rare fallback
+            return await self._sendfile_fallback(writer, fobj, offset, count)
+        await web.StreamResponse.write_eof(self)
+        return writer
 
 
 def _text(status: int, message: str) -> web.Response:
