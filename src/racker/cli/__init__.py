@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import time
 
-from racker.cli import factory, install, power, provisioning, render_assets, serve, sim
+from racker.cli import (
+    factory,
+    install,
+    power,
+    provisioning,
+    render_assets,
+    selftest,
+    serve,
+    sim,
+)
 from racker.cli.root import JsonFormatter, cli, log, setup_logging
 
 __all__ = ["JsonFormatter", "cli", "main", "setup_logging"]
@@ -22,6 +31,7 @@ __all__ = ["JsonFormatter", "cli", "main", "setup_logging"]
 COMMANDS = (
     factory.factory,  # factory check, factory init
     serve.serve,
+    selftest.selftest_cmd,
     provisioning.bootstrap_cmd,
     provisioning.status_cmd,
     power.power_cmd,

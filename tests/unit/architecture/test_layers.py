@@ -85,7 +85,18 @@ LAYERS: list[tuple[int, list[str]]] = [
         ],
     ),
     (4, ["racker.bootstrap", "racker.bootstrap.*"]),
-    (5, ["racker.app", "racker.app.*", "racker.sim", "racker.sim.*"]),
+    (
+        5,
+        [
+            "racker.app",
+            "racker.app.*",
+            "racker.sim",
+            "racker.sim.*",
+            # racker selftest: clients (scapy, tftpy, urllib) composed against racker serve
+            "racker.selftest",
+            "racker.selftest.*",
+        ],
+    ),
     (6, ["racker.cli", "racker.cli.*"]),
 ]
 
