@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import queue
 import threading
@@ -45,6 +46,8 @@ class StoreWriter:
         self._jobs = queue.Queue(self.QUEUE_SIZE)
         self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="racker-store-writer", daemon=True)
+        self._lease_writes = 0  # lease commits submitted (on the event loop's thread)
+        self._prefetched: tuple[int, list[Lease]] | None = None
 
     def start(self) -> None:
         """Start the thread and open its connection (raises ``StateError`` as ``Store`` does)."""
@@ -63,11 +66,27 @@ class StoreWriter:
         self, rows: list[LeaseRow], now: float
     ) -> concurrent.futures.Future[None]:
         """The DHCP server's lease sink: one transaction for a batch of lease changes."""
+        self._lease_writes += 1
         return self.submit(lambda store: store.save_lease_rows(rows, now))
 
     def leases(self) -> list[Lease]:
-        """The leases as stored once every write submitted before is done (blocks: SIGHUP)."""
+        """The leases as stored once every write submitted before is done (SIGHUP's DHCP
+        reload): what ``prefetch_leases`` read if no lease change was submitted since, else
+        read now, which blocks the caller until the writer gets to it."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched[0] == self._lease_writes:
+            return prefetched[1]
         return self.submit(lambda store: store.leases()).result()
+
+    async def prefetch_leases(self) -> None:
+        """Read the leases on the writer's thread for the next ``leases()`` (a SIGHUP reload
+        awaits this first, so that the DHCP server's reload, which is not async, need not wait
+        for the writer on the event loop's thread). Only this process writes leases, through
+        here: a read after every lease change submitted so far is still exact if none was
+        submitted since."""
+        writes = self._lease_writes
+        found = await asyncio.wrap_future(self.submit(lambda store: store.leases()))
+        self._prefetched = (writes, found)
 
     def close(self) -> None:
         """Finish every job submitted, then stop the thread (blocks until it has)."""
@@ -97,3 +116,11 @@ class StoreWriter:
                     done.set_result(result)
         finally:
             store.close()
+
+
+def run_on_connection(path: Path, job: Callable[[Store], T]) -> T:
+    """``job`` on a connection of its own, opened and closed here: it blocks, so it is for a
+    thread (``asyncio.to_thread``), never the event loop's (WAL: it reads the last commit and
+    waits for no writer)."""
+    with Store(path) as store:
+        return job(store)

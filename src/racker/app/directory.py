@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +13,9 @@ from racker.model import BootAction, Node, NodeState
 from racker.rack.allocation import Allocation
 from racker.rack.loading import Rack
 from racker.store import Store
+from racker.store_writer import run_on_connection
+
+log = logging.getLogger("racker.serve")
 
 # Provisioning states after which a node boots from its disk.
 INSTALLED_STATES = DISK_PHASES
@@ -19,8 +24,10 @@ INSTALLED_STATES = DISK_PHASES
 class NodeDirectory:
     """Who is who on the PXE network: inventory rows, reserved addresses, provisioning state.
 
-    Built once from the store; ``refresh_states`` re-reads provisioning state (cheap), and
-    ``overrides`` let the orchestrator force a node's boot action (e.g. --reprovision).
+    Built once from the store; provisioning state is re-read at most every ``STATE_TTL``: on
+    a thread with a connection of its own when an event loop runs (the answer meanwhile is the
+    state read before), else on the caller's thread. ``overrides`` let the orchestrator force a
+    node's boot action (e.g. --reprovision).
     """
 
     # A running `racker serve` sees provisioning state that `racker bootstrap` (another
@@ -36,20 +43,57 @@ class NodeDirectory:
         self.overrides: dict[str, BootAction] = {}
         self.states: dict[str, NodeState] = {}
         self.lease_lookup: Callable[[str], str | None] | None = None
+        self._reading: asyncio.Task[None] | None = None  # a read of the states in a thread
+        # At start, before any server answers: on the caller's thread.
         self.rebind(rack, store.sync_allocations(rack.oem.inventory, rack.plan))
 
-    def rebind(self, rack: Rack, allocations: dict[str, Allocation]) -> None:
-        """Take a (re)loaded rack and its allocation table (at start and on SIGHUP)."""
+    def rebind(
+        self,
+        rack: Rack,
+        allocations: dict[str, Allocation],
+        states: dict[str, NodeState] | None = None,
+    ) -> None:
+        """Take a (re)loaded rack, its allocation table and the node states read with it (at
+        start, where ``None`` reads them now, and on SIGHUP)."""
         self.rack = rack
         self._by_mac = {mac: node for node in rack.oem.inventory.nodes for mac in node.macs}
         self.allocations = allocations
         self.address_of_mac = {mac: str(a.address) for mac, a in allocations.items()}
         self.mac_of_address = {addr: mac for mac, addr in self.address_of_mac.items()}
-        self.refresh_states()
+        if states is None:
+            self.refresh_states()
+        else:
+            self.states, self._states_read = states, self._clock()
 
     def refresh_states(self) -> None:
+        """Read the node states now, on the caller's thread (no event loop runs there)."""
         self.states = self.store.node_states()
         self._states_read = self._clock()
+
+    async def read_states(self) -> dict[str, NodeState]:
+        """The node states as stored, read on a thread (SIGHUP's reload)."""
+        return await asyncio.to_thread(run_on_connection, self.store.path, _node_states)
+
+    def _refresh_if_stale(self) -> None:
+        if self._clock() - self._states_read < self.STATE_TTL or self._reading is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.refresh_states()  # no loop to block (tests, racker preview)
+            return
+        self._reading = loop.create_task(self._refresh_in_thread())
+
+    async def _refresh_in_thread(self) -> None:
+        try:
+            states = await self.read_states()
+        except Exception as exc:  # a locked or unreadable store: keep the states we have
+            log.warning("node states not re-read from the store: %s", exc)
+            self._states_read = self._clock()  # try again after STATE_TTL, not per packet
+        else:
+            self.states, self._states_read = states, self._clock()
+        finally:
+            self._reading = None
 
     def node(self, mac: str | None) -> Node | None:
         return self._by_mac.get(mac) if mac else None
@@ -73,9 +117,9 @@ class NodeDirectory:
         return BootAction.DISK if state and state.state in INSTALLED_STATES else BootAction.PXE
 
     def state(self, mac: str) -> NodeState | None:
-        """A node's provisioning state, at most ``STATE_TTL`` old (no SQLite read per packet)."""
-        if self._clock() - self._states_read >= self.STATE_TTL:
-            self.refresh_states()
+        """A node's provisioning state, about ``STATE_TTL`` old at most (no SQLite read per
+        packet, and none on the event loop's thread)."""
+        self._refresh_if_stale()
         return self.states.get(mac)
 
     def address_of(self, mac: str) -> str | None:
@@ -92,8 +136,10 @@ class NodeDirectory:
         return mac is None or self.boot_action(mac) is BootAction.PXE
 
     def nodes_json(self) -> list[dict[str, Any]]:
+        """/api/v1/nodes: the inventory with each node's state (as ``state`` has it)."""
         rows = []
-        states = self.store.node_states()
+        self._refresh_if_stale()
+        states = self.states
         for node in self.rack.oem.inventory.nodes:
             state = states.get(node.primary_mac)
             rows.append(
@@ -125,6 +171,10 @@ class NodeDirectory:
             cached = (self.rack, self.allocations, _page_rows(self.rack, self.address_of_mac))
             self._page_rows = cached
         return cached[2]
+
+
+def _node_states(store: Store) -> dict[str, NodeState]:
+    return store.node_states()
 
 
 def _page_rows(rack: Rack, address_of: dict[str, str]) -> list[dict[str, Any]]:
