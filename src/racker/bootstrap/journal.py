@@ -20,7 +20,8 @@ import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from racker.bootstrap.storage import NodeStateStore
 from racker.events import Event
@@ -29,6 +30,10 @@ from racker.model import NodeState
 log = logging.getLogger("racker.bootstrap")
 
 T = TypeVar("T")
+
+
+# A line for a per-node log file (racker bootstrap's log_dir): the file, the JSON text.
+LogLine = tuple[Path, str]
 
 
 class StoreJobs(Protocol):
@@ -57,8 +62,10 @@ class StateJournal:
     """Node states and events on their way to the store, in batches, off the loop.
 
     ``record`` is for the event loop's thread only. A failed commit is logged and its batch
-    retried after ``RETRY_DELAY`` (nothing recorded is dropped, except the oldest events beyond
-    ``MAX_EVENTS`` while the store fails: states never are); ``committed()`` waits meanwhile.
+    retried after ``RETRY_DELAY`` (nothing recorded is dropped, except the oldest events and
+    log lines beyond ``MAX_EVENTS`` while the store fails: states never are); ``committed()``
+    waits meanwhile. The per-node log files' lines are appended by the same job, after its
+    commit (a file append can block on a stalled disk too).
     """
 
     RETRY_DELAY = 1.0
@@ -68,6 +75,7 @@ class StateJournal:
         self.jobs = jobs
         self._states: dict[str, NodeState] = {}
         self._events: list[Event] = []
+        self._lines: list[LogLine] = []
         self._recorded = 0  # how many records so far
         self._committed = 0  # every record up to this one is committed
         self._in_flight: concurrent.futures.Future[None] | None = None
@@ -76,15 +84,19 @@ class StateJournal:
         self._dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def record(self, state: NodeState | None = None, events: Sequence[Event] = ()) -> None:
-        """Store ``state`` and ``events`` soon (the next batch); returns at once."""
+    def record(
+        self,
+        state: NodeState | None = None,
+        events: Sequence[Event] = (),
+        lines: Sequence[LogLine] = (),
+    ) -> None:
+        """Store ``state`` and ``events`` and append ``lines`` soon (the next batch); returns
+        at once."""
         if state is not None:
             self._states[state.mac] = state
         self._events.extend(events)
-        if len(self._events) > self.MAX_EVENTS:
-            excess = len(self._events) - self.MAX_EVENTS
-            del self._events[:excess]
-            self._dropped += excess
+        self._lines.extend(lines)
+        self._dropped += _trim(self._events, self.MAX_EVENTS) + _trim(self._lines, self.MAX_EVENTS)
         self._recorded += 1
         self._schedule(0.0)
 
@@ -136,18 +148,18 @@ class StateJournal:
         self._scheduled = None
         if self._in_flight is not None or not self.pending:
             return
-        states, events = list(self._states.values()), self._events
-        self._states, self._events = {}, []
+        states, events, lines = list(self._states.values()), self._events, self._lines
+        self._states, self._events, self._lines = {}, [], []
         upto, loop = self._recorded, self._loop or asyncio.get_running_loop()
         if self._dropped:
             log.warning("%d bootstrap events not stored: the store kept failing", self._dropped)
             self._dropped = 0
-        flight = self.jobs.submit(lambda store: _write(store, states, events))
+        flight = self.jobs.submit(lambda store: _write(store, states, events, lines))
         self._in_flight = flight
 
         def finished(f: concurrent.futures.Future[None]) -> None:  # on the writer's thread
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._done, f, upto, states, events)
+                loop.call_soon_threadsafe(self._done, f, upto, states, events, lines)
 
         flight.add_done_callback(finished)
 
@@ -157,6 +169,7 @@ class StateJournal:
         upto: int,
         states: list[NodeState],
         events: list[Event],
+        lines: list[LogLine],
     ) -> None:
         if self._in_flight is flight:
             self._in_flight = None
@@ -167,6 +180,7 @@ class StateJournal:
             for state in states:  # a newer state recorded meanwhile wins
                 self._states.setdefault(state.mac, state)
             self._events[:0] = events
+            self._lines[:0] = lines
             self._schedule(self.RETRY_DELAY)
             return
         self._committed = max(self._committed, upto)
@@ -182,8 +196,28 @@ class StateJournal:
             self._schedule(0.0)
 
 
-def _write(store: NodeStateStore, states: list[NodeState], events: list[Event]) -> None:
-    # On the writer's thread. States first: a state is what a resumed run acts on.
+def _trim(items: list[Any], limit: int) -> int:
+    """Drop the oldest of ``items`` beyond ``limit``; how many were dropped."""
+    excess = max(0, len(items) - limit)
+    del items[:excess]
+    return excess
+
+
+def _write(
+    store: NodeStateStore, states: list[NodeState], events: list[Event], lines: list[LogLine]
+) -> None:
+    # On the writer's thread. States first: a state is what a resumed run acts on. The log
+    # lines after the commit, so that a failed commit's retry does not write them twice.
     for state in states:
         store.set_node_state(state)
     store.append_events(events)
+    by_file: dict[Path, list[str]] = {}
+    for path, text in lines:
+        by_file.setdefault(path, []).append(text)
+    for path, texts in by_file.items():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as out:
+                out.write("".join(f"{text}\n" for text in texts))
+        except OSError as exc:
+            log.warning("cannot write the node log %s: %s", path, exc.strerror)

@@ -419,17 +419,13 @@ class Bootstrap:
             log.exception("publishing a node state change failed")
 
     def _node_log(self, mac: str, entry: Mapping[str, object]) -> None:
+        # One JSON line in <log_dir>/<node>/attempt-N.jsonl, appended by the journal's job.
         if self.log_dir is None:
             return
         rec = self.records.get(mac)
         attempt = rec.attempt if rec is not None else 1
-        directory = self.log_dir / self.targets[mac].name
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(directory / f"attempt-{attempt}.jsonl", "a", encoding="utf-8") as out:
-                out.write(json.dumps(entry, default=str) + "\n")
-        except OSError as exc:
-            log.warning("cannot write the node log in %s: %s", directory, exc.strerror)
+        path = self.log_dir / self.targets[mac].name / f"attempt-{attempt}.jsonl"
+        self.journal.record(lines=[(path, json.dumps(entry, default=str))])
 
 
 def _node_states(store: NodeStateStore) -> dict[str, NodeState]:

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from racker.bootstrap.journal import StateJournal
+from racker.bootstrap.machine import Phase
 from racker.bootstrap.orchestrator import Bootstrap, RunOptions
 from racker.bootstrap.storage import NodeStateStore
 from racker.events import NodeStateEvent
@@ -31,8 +32,9 @@ class GatedJobs:
     """A StoreWriter whose jobs wait, on its thread, while ``gate`` is closed (a stalled disk);
     counts the jobs and can fail the next ``fail`` of them."""
 
-    def __init__(self, writer: StoreWriter) -> None:
+    def __init__(self, writer: StoreWriter, hold_from: int = 1) -> None:
         self.writer = writer
+        self.hold_from = hold_from  # the first job (counting from 1) the closed gate holds
         self.gate = threading.Event()
         self.gate.set()
         self.held = threading.Event()  # a job is waiting at the closed gate
@@ -41,11 +43,11 @@ class GatedJobs:
 
     def submit(self, job: Callable[[NodeStateStore], T]) -> concurrent.futures.Future[T]:
         self.submitted += 1
-        failing = self.fail > 0
+        failing, holds = self.fail > 0, self.submitted >= self.hold_from
         self.fail -= failing
 
         def gated(store: Store) -> T:
-            if not self.gate.is_set():
+            if holds and not self.gate.is_set():
                 self.held.set()
                 self.gate.wait()
             if failing:
@@ -121,8 +123,8 @@ async def test_a_held_commit_holds_the_bmc_action_not_the_event_loop(
     tmp_path: Path, writer: StoreWriter
 ) -> None:
     """While the orchestrator's first commit is held (a stalled disk), an HTTP request on the
-    same loop is answered; no BMC is called until the commit is done."""
-    jobs = GatedJobs(writer)
+    same loop is answered; no BMC is called and no node log written until the commit is done."""
+    jobs = GatedJobs(writer, hold_from=2)  # the run's read passes, its first commit waits
     driver = ScriptedRack({})
     targets = make_targets(1, driver)
     app = web.Application()
@@ -144,14 +146,16 @@ async def test_a_held_commit_holds_the_bmc_action_not_the_event_loop(
             store,
             RunOptions(deadlines=FAST, on_failure="exclude"),
             publish=lambda e: seen.append(e) if isinstance(e, NodeStateEvent) else None,
+            log_dir=tmp_path / "logs",
             jobs=jobs,
         )
         driver.bootstrap = boot
         jobs.gate.clear()  # every commit from now on waits
         task = asyncio.create_task(boot.run())
         try:
-            while not jobs.held.is_set():  # the first job (the run's read) reached the gate
+            while not jobs.held.is_set():  # the first commit reached the gate
                 await asyncio.sleep(0.005)
+            assert boot.records[targets[0].mac].phase is Phase.PENDING  # recorded, not stored
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"http://127.0.0.1:{port}/") as resp,
@@ -162,11 +166,13 @@ async def test_a_held_commit_holds_the_bmc_action_not_the_event_loop(
             assert not jobs.gate.is_set() and not task.done()
             assert driver.calls == []  # nothing acted on a state not yet stored
             assert store.node_states() == {}
+            assert not (tmp_path / "logs").exists()  # the node log is the writer's, too
         finally:
             jobs.gate.set()
         result = await asyncio.wait_for(task, 20)
         assert result.ok
         assert store.node_states()[targets[0].mac].state == "ready"
+        assert (tmp_path / "logs" / targets[0].name / "attempt-1.jsonl").stat().st_size > 0
     await runner.cleanup()
     for t in driver.tasks:
         t.cancel()
