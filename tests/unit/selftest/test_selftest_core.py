@@ -11,7 +11,7 @@ from scapy.layers.dhcp import BOOTP
 
 from racker.dhcp.core import DhcpCore, ReceiveInfo
 from racker.dhcp.selftest import TEST_ADDRESS, SelfTestGate, make_proof
-from racker.dhcp.settings import core_settings
+from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.events import DhcpEvent, DiscoveryEvent
 from racker.model import BootAction
 from racker.selftest.dhcp import KINDS, FirmwareKind, build_request, expected_boot, verify_reply
@@ -163,3 +163,12 @@ def test_the_proof_is_in_option_243_of_the_crafted_request() -> None:
     core = make_core()
     data = request(core, KINDS[0], 1)
     assert make_proof(KEY, MAC, XID, 1, NOW) in data
+
+
+def test_a_reload_keeps_the_gate() -> None:
+    # SIGHUP swaps in core.reconfigured(...): the self-test must still be recognised after it.
+    core = make_core()
+    settings = DhcpSettings(core.settings, RESERVATIONS, frozenset({BMC_MAC}), frozenset())
+    reloaded = core.reconfigured(settings, [])
+    reply, _ = answered(reloaded, request(reloaded, KINDS[0], 1))
+    assert reply.yiaddr == str(TEST_ADDRESS)
