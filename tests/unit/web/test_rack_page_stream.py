@@ -74,3 +74,27 @@ def test_an_sse_message_is_one_data_line() -> None:
     text = sse("delta", {"nodes": [{"last_event": "a\nb"}]}).decode()
     assert text.startswith("event: delta\ndata: ")
     assert text.endswith("\n\n") and text.count("\n") == 3
+
+
+def test_of_a_node_s_routine_traffic_in_a_batch_only_the_newest_is_shown() -> None:
+    from racker.events import BmcEvent, TftpEvent
+    from racker.web.page.feed import RackFeed
+    from tests.unit.web.test_rack_page_view import nodes
+
+    feed = RackFeed(None, lambda: nodes(2))
+    stranger = "02:00:00:00:00:09"
+    batch = [
+        discover(1),
+        BmcEvent("command", MAC, 2.0, action="power-on"),
+        TftpEvent("transfer-finished", MAC, 3.0, file="undionly.kpxe", bytes=100),
+        DhcpEvent("request", stranger, 4.0, message="DISCOVER"),
+        DhcpEvent("request", stranger, 5.0, message="DECLINE", address="10.99.0.9"),
+        discover(6),
+    ]
+    shown = feed._shown(batch)
+    assert [e.ts for e in shown] == [2.0, 5.0, 6.0]  # BMC, the decline, the newest of MAC's
+    for event in shown:
+        feed.view.apply({"source": event.source, **vars(event)})
+    assert feed.view.counts["dhcp DISCOVER received"] == 3  # every one counted
+    assert feed.view.counts["tftp bytes sent"] == 100
+    assert feed.view.rows[MAC]["last_event"] == "DHCP ← DISCOVER"

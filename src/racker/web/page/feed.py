@@ -44,6 +44,15 @@ NodeRows = Callable[[], list[dict[str, Any]]]
 # Events of clients outside the inventory that the page shows (warnings), not only counts.
 WARNED_KINDS = frozenset({"rogue-dhcp", "decline"})
 WARNED_MESSAGES = frozenset({"DECLINE"})
+ROUTINE_SOURCES = frozenset({"dhcp", "tftp", "http"})
+
+
+def as_dict(event: Event) -> dict[str, Any]:
+    """``event.to_dict()`` without its per-field walk (the view reads, never serialises it)."""
+    try:
+        return {"source": event.source, **vars(event)}
+    except TypeError:  # an event class with __slots__
+        return event.to_dict()
 
 
 class RackFeed:
@@ -164,19 +173,37 @@ class RackFeed:
                 await self._seed()
                 self.streams.resynchronise()
                 continue
-            self._apply(event.to_dict() for event in events if self._wanted(event))
+            self._apply(as_dict(event) for event in self._shown(events))
 
-    def _wanted(self, event: Event) -> bool:
-        """Does the page show more of ``event`` than a count? (before the costlier
-        ``to_dict``: a flood of strangers' DHCP is only counted)"""
-        if event.mac is None or self.view.concerns(event.mac):
-            return True
-        message = getattr(event, "message", "")
-        if event.kind in WARNED_KINDS or message in WARNED_MESSAGES:
-            return True
+    def _shown(self, events: list[Event]) -> list[Event]:
+        """The events of a batch the page shows more of than a count, oldest first; the rest
+        are only counted. Of a node's routine traffic (DHCP, TFTP, HTTP) only the newest of the
+        batch is shown: it alone can be the row's last event (a booting rack's thousands of
+        exchanges cost a count each)."""
+        shown: list[Event] = []
+        routine: set[str] = set()
+        for event in reversed(events):
+            mac, message = event.mac, getattr(event, "message", "")
+            if event.kind in WARNED_KINDS or message in WARNED_MESSAGES:
+                shown.append(event)
+            elif mac is not None and self.view.concerns(mac):
+                if event.source not in ROUTINE_SOURCES:
+                    shown.append(event)
+                elif mac not in routine:
+                    routine.add(mac)
+                    shown.append(event)
+                else:
+                    self._count(event, message)
+            elif mac is None:
+                shown.append(event)
+            else:
+                self._count(event, message)
+        shown.reverse()
+        return shown
+
+    def _count(self, event: Event, message: str) -> None:
         get = functools.partial(getattr, event)
         self.view.count(event.source, event.kind, message, get("direction", "in"), get("bytes", 0))
-        return False
 
     async def _poll(self) -> None:
         while True:
