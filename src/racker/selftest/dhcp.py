@@ -20,22 +20,27 @@ another machine can reach.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import secrets
 import select
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from racker.dhcp.boot import BootChoice, choose_boot, classify
+from racker.dhcp.frames import bpf_program
 from racker.dhcp.options import CLIENT_PORT, SERVER_PORT, MessageType
+from racker.dhcp.rogue import BPF_SERVER_REPLIES
 from racker.dhcp.selftest import OPTION, TEST_ADDRESS, make_proof
 from racker.selftest.report import Check, CheckFailed, timed
 from racker.selftest.target import Target
 
 ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
 _DISCOVER = MessageType.DISCOVER.value
 _REQUEST = MessageType.REQUEST.value
 _OFFER = MessageType.OFFER.value
@@ -238,6 +243,11 @@ def _link(target: Target) -> Iterator[_Link]:
     sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
         send.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device)
+        # Only DHCP replies (UDP 67 -> 68) are queued, not everything a busy PXE link carries;
+        # filter before bind, so nothing unfiltered is queued in between.
+        program = ctypes.create_string_buffer(bpf_program(BPF_SERVER_REPLIES))
+        fprog = struct.pack("HL", len(BPF_SERVER_REPLIES), ctypes.addressof(program))
+        sniff.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         sniff.bind((target.interface, ETH_P_ALL))
         yield _Link(target, send, sniff)
     finally:
