@@ -7,7 +7,9 @@ tests/integration/serve; the self-test runs there, as it would on the management
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,3 +174,26 @@ def test_selftest_without_racker_serve_fails_every_check(net: Link, rack: Path) 
     code, report = selftest(net, rack, "--timeout", "0.5")
     assert code == 1
     assert not any(c["ok"] for c in report["checks"]), report
+
+
+def test_after_a_reload_with_uefi_http_the_uefi_kind_expects_no_boot_file(
+    net: Link, rack: Path
+) -> None:
+    config = rack / "racker.yaml"
+    config.write_text("boot:\n  uefi_http: false\n")
+    serve = Serve(net, rack, config=config)
+    try:
+        # SIGHUP: racker serve re-reads racker.yaml; the new DHCP core keeps the self-test gate.
+        config.write_text("boot:\n  uefi_http: true\n")
+        serve.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "reloaded:" not in serve.log.read_text():
+            assert time.monotonic() < deadline, serve.log.read_text()
+            time.sleep(0.1)
+        code, report = selftest(net, rack, "--config", str(config), "--only", "dhcp")
+    finally:
+        assert serve.stop() == 0
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0, report
+    assert "no boot file" in checks["uefi"]["detail"]
+    assert "undionly.kpxe" in checks["bios"]["detail"]
