@@ -197,3 +197,36 @@ def test_after_a_reload_with_uefi_http_the_uefi_kind_expects_no_boot_file(
     assert code == 0, report
     assert "no boot file" in checks["uefi"]["detail"]
     assert "undionly.kpxe" in checks["bios"]["detail"]
+
+
+def test_without_racker_serves_key_it_says_so(net: Link, rack: Path) -> None:
+    (rack / "fresh").mkdir()
+    result = net.server.run(
+        RACKER,
+        "selftest",
+        "--oem-dir",
+        str(rack / "oem"),
+        "--state-dir",
+        str(rack / "fresh"),
+        check=False,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "racker serve has not run with this state directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (rack / "fresh" / "http.key").exists()  # the self-test never makes a key
+
+
+def test_a_first_stage_missing_on_disk_fails_its_check(net: Link, rack: Path) -> None:
+    config = rack / "racker.yaml"
+    config.write_text("boot:\n  bios_loader: missing.kpxe\n")
+    serve = Serve(net, rack, config=config)
+    try:
+        code, report = selftest(net, rack, "--config", str(config), "--timeout", "1")
+    finally:
+        assert serve.stop() == 0
+    checks = {(c["service"], c["name"]): c for c in report["checks"]}
+    assert code == 1
+    assert not checks["tftp", "missing.kpxe"]["ok"]
+    assert "not on disk" in checks["tftp", "missing.kpxe"]["detail"]
+    assert "missing.kpxe" in checks["dhcp", "bios"]["detail"]  # offered, as configured
+    assert checks["dhcp", "bios"]["ok"] and checks["tftp", "ipxe.efi"]["ok"]

@@ -56,3 +56,11 @@ def test_text_report() -> None:
 def test_nothing_checked_is_no_pass() -> None:
     assert not passed([])
     assert passed([Check("http", "/healthz", True, 0.1, "")])
+
+
+def test_the_self_test_macs_are_unicast_and_locally_administered() -> None:
+    from racker.selftest.dhcp import random_laa_mac
+
+    macs = {random_laa_mac() for _ in range(200)}
+    assert len(macs) == 200
+    assert all(len(m) == 6 and m[0] & 0x01 == 0 and m[0] & 0x02 for m in macs)
