@@ -309,21 +309,24 @@ class Store:
         }
 
     def set_node_state(self, state: NodeState) -> None:
+        self.set_node_states([state])
+
+    def set_node_states(self, states: Iterable[NodeState], events: Iterable[Event] = ()) -> None:
+        """Node states, then events, in one transaction (the orchestrator's batches)."""
+        rows = [(s.mac, s.state, s.since, s.attempt, s.reason, json.dumps(s.data or {}))
+                for s in states]  # fmt: skip
+        events = list(events)
+        if not rows and not events:
+            return
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO node_state (mac, state, since, attempt, reason, data)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mac) DO UPDATE SET state=excluded.state,"
                 " since=excluded.since, attempt=excluded.attempt, reason=excluded.reason,"
                 " data=excluded.data",
-                (
-                    state.mac,
-                    state.state,
-                    state.since,
-                    state.attempt,
-                    state.reason,
-                    json.dumps(state.data or {}),
-                ),
+                rows,
             )
+            _insert_events(db, events)
 
     # -- BMC protocols (bmc.driver auto) ------------------------------------------------
 
@@ -347,13 +350,10 @@ class Store:
     # -- event log ---------------------------------------------------------------------
 
     def append_events(self, events: Iterable[Event]) -> None:
-        rows = [(e.ts, e.source, e.kind, e.mac, json.dumps(e.to_dict())) for e in events]
-        if not rows:
-            return
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT INTO events (ts, source, kind, mac, data) VALUES (?, ?, ?, ?, ?)", rows
-            )
+        events = list(events)
+        if events:
+            with self.transaction() as db:
+                _insert_events(db, events)
 
     def events_after(self, last_id: int, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
         """Events with an id above ``last_id``, oldest first, with their ids (for tailing the
@@ -394,3 +394,10 @@ class Store:
                 "SELECT data FROM events WHERE mac = ? ORDER BY id DESC LIMIT ?", (mac, limit)
             )
         return [json.loads(r["data"]) for r in reversed(rows.fetchall())]
+
+
+def _insert_events(db: sqlite3.Connection, events: Iterable[Event]) -> None:
+    db.executemany(
+        "INSERT INTO events (ts, source, kind, mac, data) VALUES (?, ?, ?, ?, ?)",
+        [(e.ts, e.source, e.kind, e.mac, json.dumps(e.to_dict())) for e in events],
+    )

@@ -206,11 +206,9 @@ def _trim(items: list[Any], limit: int) -> int:
 def _write(
     store: NodeStateStore, states: list[NodeState], events: list[Event], lines: list[LogLine]
 ) -> None:
-    # On the writer's thread. States first: a state is what a resumed run acts on. The log
-    # lines after the commit, so that a failed commit's retry does not write them twice.
-    for state in states:
-        store.set_node_state(state)
-    store.append_events(events)
+    # On the writer's thread: one transaction, then the log lines (after the commit, so
+    # that a failed commit's retry does not write them twice).
+    store.set_node_states(states, events)
     by_file: dict[Path, list[str]] = {}
     for path, text in lines:
         by_file.setdefault(path, []).append(text)

@@ -20,6 +20,9 @@ class NodeStateStore(Protocol):
 
     def set_node_state(self, state: NodeState) -> None: ...
 
+    def set_node_states(self, states: Iterable[NodeState], events: Iterable[Event] = ()) -> None:
+        """States, then events, in one transaction."""
+
     def append_events(self, events: Iterable[Event]) -> None: ...
 
 

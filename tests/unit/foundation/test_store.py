@@ -96,6 +96,29 @@ def test_node_state_and_events_round_trip(tmp_path: Path) -> None:
         ]
 
 
+def test_node_states_and_their_events_are_one_transaction(tmp_path: Path) -> None:
+    class Broken(DhcpEvent):
+        def to_dict(self) -> dict[str, object]:
+            raise ValueError("not serialisable")
+
+    with Store.open(tmp_path) as store:
+        store.set_node_states([])  # nothing: no transaction at all
+        store.set_node_states(
+            [NodeState("m1", "pending", 1.0), NodeState("m2", "bmc-ok", 2.0, 1, "", {"k": 1})],
+            [DhcpEvent("discover", "m1", 1.0, xid=7)],
+        )
+        assert {m: s.state for m, s in store.node_states().items()} == {
+            "m1": "pending",
+            "m2": "bmc-ok",
+        }
+        assert [e["xid"] for e in store.events()] == [7]
+        with pytest.raises(ValueError, match="not serialisable"):
+            store.set_node_states([NodeState("m1", "pxe-armed", 3.0)], [Broken("x", "m1", 3.0)])
+        # The failed event took its state with it: neither is stored.
+        assert store.node_states()["m1"].state == "pending"
+        assert len(store.events()) == 1
+
+
 def _writer(path: str, start: int, count: int) -> None:
     with Store.open(Path(path)) as store:
         for i in range(start, start + count):
