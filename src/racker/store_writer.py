@@ -124,3 +124,22 @@ def run_on_connection(path: Path, job: Callable[[Store], T]) -> T:
     waits for no writer)."""
     with Store(path) as store:
         return job(store)
+
+
+class StoreReader:
+    """The store's reads for asyncio code: each on a thread, on a connection of its own
+    (``run_on_connection``), so the event loop never waits for the disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def read(self, job: Callable[[Store], T]) -> T:
+        return await asyncio.to_thread(run_on_connection, self.path, job)
+
+    async def last_event_id(self) -> int:
+        return await self.read(Store.last_event_id)
+
+    async def events_after(
+        self, last_id: int, limit: int = 1000
+    ) -> list[tuple[int, dict[str, Any]]]:
+        return await self.read(lambda store: store.events_after(last_id, limit))

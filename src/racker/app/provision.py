@@ -23,7 +23,7 @@ from racker.rack.config import Config
 from racker.rack.loading import Options, Rack, RackFiles
 from racker.rack.oem import Credentials
 from racker.store import Store
-from racker.store_writer import StoreWriter
+from racker.store_writer import StoreReader, StoreWriter
 
 if TYPE_CHECKING:
     from racker.bootstrap.orchestrator import Ask, RunOptions, RunResult
@@ -180,7 +180,7 @@ async def run_bootstrap(
             await stack.start()
         else:
             log.info("a boot stack already runs on %s: following it", rack.plan.server)
-            follower = asyncio.create_task(follow_store(store, boot.feed, stop))
+            follower = asyncio.create_task(follow_store(StoreReader(store.path), boot.feed, stop))
         return await boot.run()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

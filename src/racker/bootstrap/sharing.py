@@ -16,9 +16,8 @@ import fcntl
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from racker.bootstrap.storage import EventLog
 from racker.errors import StateError
 from racker.events import DhcpEvent, Event, HttpEvent, PhoneHomeEvent, Publish, TftpEvent
 
@@ -85,13 +84,23 @@ def event_from_dict(data: Mapping[str, Any]) -> Event | None:
         return None
 
 
+class FollowedLog(Protocol):
+    """The stored event log, read off the event loop (``racker.store_writer.StoreReader``)."""
+
+    async def last_event_id(self) -> int: ...
+
+    async def events_after(
+        self, last_id: int, limit: int = 1000
+    ) -> list[tuple[int, dict[str, Any]]]: ...
+
+
 async def follow_store(
-    store: EventLog, feed: Publish, stop: asyncio.Event, interval: float = 0.25
+    store: FollowedLog, feed: Publish, stop: asyncio.Event, interval: float = 0.25
 ) -> None:
     """Feed the events another process (a running ``racker serve``) writes to the store."""
-    last = store.last_event_id()
+    last = await store.last_event_id()
     while not stop.is_set():
-        batch = store.events_after(last)
+        batch = await store.events_after(last)
         for event_id, data in batch:
             last = event_id
             event = event_from_dict(data)

@@ -14,6 +14,7 @@ from racker.model import Node, NodeState
 from racker.power.base import BmcCredentials, BmcTarget, BootDevice, BootSetting, PowerState
 from racker.power.fake import FakeDriver
 from racker.store import Store
+from racker.store_writer import StoreReader
 
 NODES = [
     Node(2, 1, "52:54:00:00:00:01", "52:54:00:00:01:01", None, "big"),
@@ -79,9 +80,10 @@ async def test_follow_store_feeds_only_new_events(tmp_path: Path) -> None:
     new = HttpEvent("request", "52:54:00:00:00:01", 2.0, path="/ignition", status=200)
     seen: list[Event] = []
     stop = asyncio.Event()
-    with Store.open(tmp_path) as store, Store.open(tmp_path) as writer:
+    with Store.open(tmp_path) as writer:
         writer.append_events([old])
-        task = asyncio.create_task(follow_store(store, seen.append, stop, interval=0.01))
+        reader = StoreReader(writer.path)  # each read on a thread, on a connection of its own
+        task = asyncio.create_task(follow_store(reader, seen.append, stop, interval=0.01))
         await asyncio.sleep(0.05)
         writer.append_events([new])
         for _ in range(200):
