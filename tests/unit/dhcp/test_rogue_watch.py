@@ -3,6 +3,7 @@ keeping rogue-dhcp events past the strangers' budget, and ``racker status``'s re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable, Iterator
@@ -109,16 +110,27 @@ def test_own_frames_requests_and_junk_raise_nothing(
     assert watcher.malformed == 1  # the cut reply; the rest were not server replies
 
 
-def test_frames_beyond_the_budget_are_counted_not_parsed(wired: Wired) -> None:
+async def test_past_the_budget_reading_stops_until_the_next_second(wired: Wired) -> None:
     clock = Clock()
+    clock.now = 1000.9  # the next second starts 0.1 s from now
     watcher, wire, events = wired(clock, frames_per_second=5)
+    assert watcher._sock is not None
+    watcher._loop = asyncio.get_running_loop()
+    watcher._loop.add_reader(watcher._sock.fileno(), watcher._on_readable)
     for i in range(20):
         wire.send(reply("offer", server_id=f"10.0.0.{i}"))
-    for _ in range(3):
-        watcher._on_readable()
-    assert watcher.tracker.replies == 5
-    assert watcher.budget.skipped == 15
-    assert len(events) == 5
+    await asyncio.sleep(0.05)
+    # Five parsed, the sixth read and counted, the rest left to the kernel (and its drops).
+    assert (watcher.tracker.replies, watcher.budget.skipped, len(events)) == (5, 1, 5)
+    assert watcher._paused is not None
+    clock.now = 1001.2
+    for _ in range(100):  # the resume is due 0.1 s after the pause
+        await asyncio.sleep(0.05)
+        if watcher.tracker.replies > 5:
+            break
+    assert (watcher.tracker.replies, watcher.budget.skipped) == (10, 2)
+    await watcher.close()  # cancels the next resume, closes the socket
+    assert watcher._paused is None and watcher._sock is None
 
 
 def test_the_hub_stores_rogue_events_when_the_strangers_budget_is_spent(tmp_path: Path) -> None:
