@@ -229,3 +229,20 @@ async def test_without_a_subscription_the_page_still_follows_the_store(
             await asyncio.sleep(0.02)
         assert rows[0]["state"] == "ready"
     assert len(hub.streams) == len(taken)
+
+
+async def test_a_reload_that_changes_the_inventory_sends_a_snapshot(
+    tmp_path: Path, store: Store
+) -> None:
+    inventory = nodes(3)
+    feed = RackFeed(store.path, lambda: inventory)
+    feed.POLL = feed.TICK = 0.02
+    async with web_client(tmp_path, page=feed) as client, client.get("/api/v1/stream") as stream:
+        name, first = await message(stream)
+        assert name == "snapshot" and len(first["nodes"]) == 3
+        inventory = nodes(2)  # SIGHUP: a row left nodes.csv
+        while True:
+            name, data = await message(stream)
+            if name == "snapshot":
+                break
+        assert [r["hostname"] for r in data["nodes"]] == ["worker-000001", "worker-000002"]

@@ -76,6 +76,7 @@ def test_a_state_change_moves_the_row_and_marks_only_it_dirty() -> None:
     assert delta["nodes"][0]["state"] == "dhcp-seen"
     assert delta["nodes"][0]["since"] == 123.0
     assert delta["nodes"][0]["last_event"] == "state power-cycled → dhcp-seen"
+    assert "hostname" not in delta["nodes"][0]  # a delta: only the columns that change
     assert view.take_delta() is None  # nothing changed since
 
 

@@ -212,6 +212,7 @@ class RackFeed:
             if rows != self._node_rows:  # a reload changed the inventory
                 self._node_rows = rows
                 self.view.set_nodes(rows)
+                self.streams.resynchronise()  # deltas carry only the columns that change
             if self.store_path is None:
                 continue
             try:

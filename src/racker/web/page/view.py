@@ -17,6 +17,9 @@ from typing import Any
 
 from racker.web.redact import redact
 
+# A row's columns that events and the store change (a delta carries only these).
+CHANGING = ("primary_mac", "state", "since", "attempt", "reason", "role", "power", "power_ts",
+            "last_event", "last_ts", "bmc_found")  # fmt: skip
 # Warning entries kept per category; the oldest goes first.
 WARNINGS_KEPT = 50
 WARNING_KINDS = ("rogue-dhcp", "decline", "bmc-error", "failed")
@@ -263,10 +266,13 @@ class RackView:
         }
 
     def take_delta(self) -> dict[str, Any] | None:
-        """The rows changed since the last call (and the warnings, if they changed), or None."""
+        """The rows changed since the last call, their columns that change (the others only
+        change with the inventory, and a reload sends every browser a snapshot), and the
+        warnings if they changed; or None."""
         if not self.dirty and not self.warnings_changed:
             return None
-        delta: dict[str, Any] = {"nodes": [self.rows[m] for m in self.dirty if m in self.rows]}
+        rows = (self.rows[m] for m in self.dirty if m in self.rows)
+        delta: dict[str, Any] = {"nodes": [{k: r.get(k) for k in CHANGING} for r in rows]}
         if self.warnings_changed:
             delta["warnings"] = self.warnings_json()
         self.dirty, self.warnings_changed = set(), False

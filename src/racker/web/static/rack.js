@@ -116,8 +116,8 @@ function snapshot(data) {
 function delta(data) {
   stats.deltas++;
   for (const node of data.nodes || []) {
-    const entry = rows.get(node.primary_mac);
-    if (entry) { fill(entry, node); stats.rowUpdates++; }
+    const entry = rows.get(node.primary_mac);  // a delta has the columns that change
+    if (entry) { fill(entry, Object.assign({}, entry.node, node)); stats.rowUpdates++; }
   }
   if (data.warnings) warnings(data.warnings);
   if (data.counters) counters(data.counters);
