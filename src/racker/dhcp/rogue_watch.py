@@ -64,6 +64,7 @@ class RogueWatcher:
         self.tracker = tracker or RogueTracker()
         self.budget = FrameBudget(frames_per_second)
         self.malformed = 0
+        self._held_told = 0  # tracker.held when last logged
         self._publish = publish
         self._clock = clock
         self._sock: socket.socket | None = None
@@ -157,6 +158,15 @@ class RogueWatcher:
             self._warn(reply, now)
 
     def _warn(self, reply: ServerReply, now: float) -> None:
+        held = self.tracker.held - self._held_told
+        if held:  # told with the first warning of the next minute, so the log stays bounded
+            self._held_told = self.tracker.held
+            log.warning(
+                "rogue DHCP: %d more sightings of servers not yet warned about were held back"
+                " (%d warnings a minute at most); racker_dhcp_rogue_servers counts them",
+                held,
+                self.tracker.max_warnings,
+            )
         server = self.tracker.get(reply.server_ip, reply.server_mac)
         replies = server.replies if server is not None else 1
         log.warning(

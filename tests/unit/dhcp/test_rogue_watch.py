@@ -173,3 +173,23 @@ def test_status_names_the_rogue_servers_of_the_last_day(tmp_path: Path) -> None:
     assert "another DHCP server answers on pxe0: 10.0.0.2 (MAC 02:00:00:00:be:ef)" in lines[0]
     assert "last OFFER 2m ago (2 warnings in 24 h)" in lines[0]
     assert rogue_dhcp_lines([], now) == []
+
+
+def test_held_warnings_are_told_in_one_line_with_the_next_warning(
+    caplog: pytest.LogCaptureFixture, wired: Wired
+) -> None:
+    clock = Clock()
+    watcher, wire, events = wired(clock)
+    for i in range(25):  # 25 forged servers in a minute: 20 warned about, 5 held
+        wire.send(reply("offer", server_id=f"10.0.0.{i}"))
+    with caplog.at_level(logging.WARNING, logger="racker.dhcp"):
+        for _ in range(3):
+            watcher._on_readable()
+        assert len(events) == 20
+        clock.now += 60
+        wire.send(reply("offer", server_id="10.0.0.24"))
+        watcher._on_readable()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 22
+    assert lines[-2].startswith("rogue DHCP: 5 more sightings of servers not yet warned about")
+    assert "10.0.0.24" in lines[-1]
