@@ -83,6 +83,7 @@ class StateJournal:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False  # close() gave up: no more retries
 
     def record(
         self,
@@ -129,6 +130,10 @@ class StateJournal:
             try:
                 await asyncio.wrap_future(flight)
             except Exception as exc:
+                self._closed = True
+                if self._scheduled is not None:  # the retry _done set up
+                    self._scheduled.cancel()
+                    self._scheduled = None
                 log.warning("node states not stored at the end of the run: %s", exc)
                 return
             await asyncio.sleep(0)  # let _done (call_soon_threadsafe) run
@@ -181,7 +186,10 @@ class StateJournal:
                 self._states.setdefault(state.mac, state)
             self._events[:0] = events
             self._lines[:0] = lines
-            self._schedule(self.RETRY_DELAY)
+            self._dropped += _trim(self._events, self.MAX_EVENTS)
+            self._dropped += _trim(self._lines, self.MAX_EVENTS)
+            if not self._closed:
+                self._schedule(self.RETRY_DELAY)
             return
         self._committed = max(self._committed, upto)
         still = []

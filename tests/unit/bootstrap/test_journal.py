@@ -220,3 +220,18 @@ async def test_a_failed_commit_is_retried_and_committed_waits_for_it(
     with Store.open(tmp_path / "state") as store:
         assert store.node_states()["m1"].state == "power-cycled"
     assert not journal.pending
+
+
+async def test_close_gives_up_on_a_store_that_keeps_failing_and_retries_no_more(
+    writer: StoreWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = GatedJobs(writer)
+    jobs.fail = 1000
+    journal = StateJournal(jobs)
+    journal.record(NodeState("m1", "pxe-armed", 1.0))
+    await journal.close()
+    submitted = jobs.submitted
+    await asyncio.sleep(StateJournal.RETRY_DELAY + 0.2)
+    assert jobs.submitted == submitted == 1  # no retry after close gave up
+    assert journal.pending
+    assert "node states not stored at the end of the run" in caplog.text
