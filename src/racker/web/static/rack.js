@@ -123,7 +123,7 @@ function delta(data) {
   if (data.counters) counters(data.counters);
   if ((data.nodes || []).length) summary();
   if (selected && (data.nodes || []).some(n => n.primary_mac === selected)) {
-    showTimeline(selected);
+    refreshTimeline();
   }
 }
 
@@ -187,6 +187,16 @@ async function showTimeline(mac) {
   } catch (err) {
     list.replaceChildren(el("li", "", "cannot read the events: " + err.message));
   }
+}
+
+// A busy node changes in every delta: its timeline is read again at most once a second.
+let timelineDue = null;
+function refreshTimeline() {
+  if (timelineDue !== null) return;
+  timelineDue = setTimeout(() => {
+    timelineDue = null;
+    if (selected) showTimeline(selected);
+  }, 1000);
 }
 
 function tickAges() {
