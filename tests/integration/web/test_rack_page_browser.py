@@ -180,3 +180,38 @@ def test_the_rack_page_follows_a_node_live_and_shows_no_secret(
     assert "token=&lt;redacted&gt;" in dom
     assert shot.stat().st_size > 10_000
     assert "Traceback" not in serve.log.read_text()
+
+
+def test_the_rack_page_warns_of_a_rogue_dhcp_server_live(tmp_path: Path) -> None:
+    # The rogue segment and dnsmasq of the serve's own rogue test: a real stray DHCP server.
+    from tests.integration.serve.test_rogue_dhcp import (
+        CONFIG,
+        ROGUE_IP,
+        ROGUE_MAC,
+        broadcast_dhcp,
+        dnsmasq,
+        rogue_segment,
+    )
+
+    rack = prepare_rack(tmp_path)
+    (rack / "racker.yaml").write_text(CONFIG)
+    rogue_item = "document.querySelector('#warnings li[data-kind=\"rogue-dhcp\"]')"
+    with rogue_segment() as (net, rogue):
+        serve = Serve(net, rack, rack / "racker.yaml")
+        try:
+            net.client.run("ip", "addr", "add", "10.99.0.65/24", "dev", "br0")
+            with chromium.Chromium(tmp_path / "chromium", net.client.name) as browser:
+                browser.navigate(f"{PAGE}/")
+                browser.wait_for("document.querySelector('.live.on') !== null")
+                browser.evaluate("window.openedOnce = true")
+                assert browser.evaluate(f"{rogue_item} === null") is True
+                with dnsmasq(rogue, tmp_path):
+                    for _ in range(3):  # each DISCOVER: dnsmasq's OFFER, broadcast
+                        broadcast_dhcp(net, rack)
+                    text = browser.wait_for(f"{rogue_item} && {rogue_item}.textContent")
+                assert ROGUE_IP in text and ROGUE_MAC in text, text
+                assert browser.evaluate("window.openedOnce") is True  # never reloaded
+                shot = browser.screenshot(tmp_path / "rack-page-rogue.png", full_page=False)
+                print(f"rack page screenshot: {shot}")
+        finally:
+            assert serve.stop() == 0
