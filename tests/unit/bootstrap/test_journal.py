@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from racker.bootstrap.journal import StateJournal
-from racker.bootstrap.machine import Phase
+from racker.bootstrap.machine import Deadlines, Phase
 from racker.bootstrap.orchestrator import Bootstrap, RunOptions
 from racker.bootstrap.storage import NodeStateStore
 from racker.events import NodeStateEvent
@@ -23,9 +23,11 @@ from racker.model import NodeState
 from racker.power.base import BmcTarget, BootSetting, PowerAction, PowerState
 from racker.store import Store
 from racker.store_writer import StoreWriter
-from tests.unit.bootstrap.test_orchestrator import FAST, ScriptedRack, make_targets
+from tests.unit.bootstrap.test_orchestrator import ScriptedRack, make_targets
 
 T = TypeVar("T")
+# The scripted nodes answer at once; deadlines only need to outlast a loaded test machine.
+ROOMY = Deadlines({p: 10.0 for p in Phase if p not in (Phase.READY, Phase.FAILED)})
 
 
 class GatedJobs:
@@ -100,7 +102,7 @@ async def test_the_phase_a_bmc_action_is_for_is_committed_before_the_action(
     targets = make_targets(2, driver)
     with Store.open(tmp_path / "state") as store:
         boot = Bootstrap(
-            targets, driver, store, RunOptions(deadlines=FAST, on_failure="exclude"), jobs=writer
+            targets, driver, store, RunOptions(deadlines=ROOMY, on_failure="exclude"), jobs=writer
         )
         driver.bootstrap = boot
         result = await asyncio.wait_for(boot.run(), 20)
@@ -144,7 +146,7 @@ async def test_a_held_commit_holds_the_bmc_action_not_the_event_loop(
             targets,
             driver,
             store,
-            RunOptions(deadlines=FAST, on_failure="exclude"),
+            RunOptions(deadlines=ROOMY, on_failure="exclude"),
             publish=lambda e: seen.append(e) if isinstance(e, NodeStateEvent) else None,
             log_dir=tmp_path / "logs",
             jobs=jobs,
