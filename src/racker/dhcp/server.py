@@ -22,12 +22,11 @@
   is on disk before the client has it, even if racker is killed the next moment.
 - Reloading (SIGHUP): ``reload(settings)`` swaps in a core built from new settings, holding the
   leases just persisted; the sockets stay as they are.
-- Bad input: a malformed packet raises ``PacketError`` in the core; it is dropped and logged
-  (rate-limited). Nothing a client sends stops the server.
-
-Over 400 lines since the group commit joined the drain loop: receiving, holding replies for
-their commit and sending are one loop, read best in one file. The sockets' set-up at the end
-(BPF filters, buffers) is the part to move out when it grows again.
+- Bad input: a malformed packet raises ``PacketError`` in the core; it is dropped, counted
+  (``dropped``) and logged within a budget (``racker.logbudget``: the first lines per sender
+  and kind a minute, then one line of how many were left out). Nothing a client sends stops
+  the server.
+- The sockets' set-up (BPF filters, buffers) is in ``racker.dhcp.sockets``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ctypes
 import ipaddress
 import logging
 import socket
@@ -46,32 +44,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from racker.dhcp.core import DhcpCore, ReceiveInfo
-from racker.dhcp.frames import (
-    BPF_FROM_RELAYS,
-    BPF_LINK_CLIENTS,
-    ETH_P_IP,
-    bpf_program,
-    build_frame,
-    parse_frame,
-)
+from racker.dhcp.frames import build_frame, parse_frame
 from racker.dhcp.leases import LeaseEntry, LeaseTable, PersistedLease
 from racker.dhcp.options import SERVER_PORT
 from racker.dhcp.reply import Destination
+from racker.dhcp.sockets import packet_socket, relay_socket
 from racker.errors import EnvironmentProblem, PacketError
-from racker.events import Publish
+from racker.events import Event, Publish
+from racker.logbudget import LogBudget
 
 if TYPE_CHECKING:
     from racker.dhcp.settings import DhcpSettings
 
 log = logging.getLogger("racker.dhcp")
 
-SO_ATTACH_FILTER = 26
 _U32 = struct.Struct("!I")
 _BATCH = 256  # datagrams drained per wake-up before yielding to the loop
 # A commit starts this long after the first change it holds, so that the changes of several
 # drains share it: a few ms more for an ACK, many fewer commits (and thread hand-offs) under load.
 COMMIT_WINDOW = 0.002
-_RCVBUF = 4 << 20
 _RELAYED, _DIRECT = ReceiveInfo(relayed=True), ReceiveInfo(relayed=False)  # not one per packet
 
 
@@ -93,8 +84,9 @@ class LeaseStore(Protocol):
         ...
 
 
-# A reply held until a commit: where to, and the bytes.
-_Held = tuple[Destination, bytes]
+# A reply held until a commit: where to, the bytes, and the events of its exchange (published
+# when the reply is sent, not when it was decided).
+_Held = tuple[Destination, bytes, list[Event]]
 
 
 @dataclass(eq=False)
@@ -137,7 +129,9 @@ class DhcpServer:
         self._udp: socket.socket | None = None
         self._mac = b""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._log_budget = _RateLimit(10, 10.0)
+        # Bad input is logged within a budget per source and kind: a flood stays a few lines.
+        self.log_budget = LogBudget(log)
+        self._budget_timer: asyncio.TimerHandle | None = None
         self.received = 0
         self.sent = 0
         self.dropped = 0
@@ -145,8 +139,8 @@ class DhcpServer:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         try:
-            self._raw = _packet_socket(self.interface)
-            self._udp = _relay_socket(self.interface)
+            self._raw = packet_socket(self.interface)
+            self._udp = relay_socket(self.interface)
         except OSError as exc:
             self._close_sockets()
             raise EnvironmentProblem(
@@ -157,6 +151,7 @@ class DhcpServer:
         self._mac = self._raw.getsockname()[4]
         self._loop.add_reader(self._raw.fileno(), self._on_readable)
         self._loop.add_reader(self._udp.fileno(), self._on_relay_readable)
+        self._budget_timer = self._loop.call_later(self.log_budget.period, self._flush_budget)
         log.info("DHCP serving on %s as %s", self.interface, self.core.settings.server)
 
     async def close(self) -> None:
@@ -176,9 +171,15 @@ class DhcpServer:
         else:
             self.flush()
         self._close_sockets()
-        suppressed = self._log_budget.take_suppressed()
-        if suppressed:
-            log.warning("DHCP: %d more malformed packets were dropped (not logged)", suppressed)
+        if self._budget_timer is not None:
+            self._budget_timer.cancel()
+            self._budget_timer = None
+        self.log_budget.flush()
+
+    def _flush_budget(self) -> None:
+        self.log_budget.flush()
+        if self._loop is not None and self._raw is not None:
+            self._budget_timer = self._loop.call_later(self.log_budget.period, self._flush_budget)
 
     def flush(self) -> None:
         """Commit every pending lease change now and send the replies held for it; blocks the
@@ -242,7 +243,7 @@ class DhcpServer:
         recv: Callable[[int], Any],
         where: str,
     ) -> None:
-        core, publish, now = self.core, self._publish, self._clock()
+        core, now = self.core, self._clock()
         leases = core.leases
         holding = self._store is not None
         held: list[_Held] = []
@@ -270,11 +271,6 @@ class DhcpServer:
                 continue
             if outcome.warning:  # rare (a DECLINE): an operator must hear of it
                 log.warning("DHCP: %s", outcome.warning)
-            for event in outcome.events:
-                try:
-                    publish(event)
-                except Exception:
-                    log.exception("DHCP: event subscriber failed")
             reply = outcome.reply
             if reply is not None and outcome.destination is not None:
                 # An answer about an address with a change not yet committed (the ACK of a
@@ -284,9 +280,11 @@ class DhcpServer:
                     and leases.unsettled
                     and leases.is_unsettled(_U32.unpack_from(reply, 16)[0])
                 ):
-                    held.append((outcome.destination, reply))
-                else:
-                    self._send(outcome.destination, reply)
+                    held.append((outcome.destination, reply, outcome.events))
+                    continue
+                self._send(outcome.destination, reply)
+            if outcome.events:
+                self._tell(outcome.events)
         if held:
             self._waiting.extend(held)
         if (
@@ -318,8 +316,7 @@ class DhcpServer:
         if store is None:
             table.settle(changes)  # kept in memory only
         if store is None or not changes:
-            for dest, reply in replies:
-                self._send(dest, reply)
+            self._release(replies)
             self._wake_idle()
             return
         rows = [_lease_row(c) for c in changes]
@@ -360,10 +357,11 @@ class DhcpServer:
                 error,
                 len(commit.replies),
             )
+            # The requests were received; the replies never leave, so neither do their events.
+            self._tell([e for *_, evs in commit.replies for e in evs if _inbound(e)])
             self._wake_idle(failed=True)
             return False
-        for dest, reply in commit.replies:
-            self._send(dest, reply)
+        self._release(commit.replies)
         if self.core.leases.pending or self._waiting:
             self._start_commit()
         else:
@@ -377,6 +375,20 @@ class DhcpServer:
         for waiter in idle:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _release(self, replies: list[_Held]) -> None:
+        """Send replies held for a commit, and publish their exchanges' events as they go."""
+        for dest, reply, events in replies:
+            self._send(dest, reply)
+            if events:
+                self._tell(events)
+
+    def _tell(self, events: list[Event]) -> None:
+        for event in events:
+            try:
+                self._publish(event)
+            except Exception:
+                log.exception("DHCP: event subscriber failed")
 
     def _send(self, dest: Destination, reply: bytes) -> None:
         raw, udp = self._raw, self._udp
@@ -400,18 +412,17 @@ class DhcpServer:
             self.dropped += 1  # send queue full: the client retransmits (RFC 2131 §4.1)
         except OSError as exc:
             self.dropped += 1
-            if self._log_budget.allow(self._clock()):
-                log.warning("DHCP: sending to %s:%d failed: %s", dest.ip, dest.port, exc)
+            self.log_budget.note(
+                dest.ip, "send-failed", "DHCP: sending to %s:%d failed: %s", dest.ip, dest.port,
+                exc,
+            )  # fmt: skip
 
     def _drop(self, source: tuple[bytes, bytes] | str, exc: PacketError) -> None:
         self.dropped += 1
-        now = self._clock()
-        if self._log_budget.allow(now):
-            suppressed = self._log_budget.take_suppressed()
-            more = f" ({suppressed} more not logged)" if suppressed else ""
-            log.warning(
-                "DHCP: dropped a malformed packet from %s: %s%s", _sender(source), exc, more
-            )
+        sender = _sender(source)
+        self.log_budget.note(
+            sender, "malformed", "DHCP: dropped a malformed packet from %s: %s", sender, exc
+        )
 
     def _close_sockets(self) -> None:
         for sock in (self._raw, self._udp):
@@ -424,86 +435,16 @@ class DhcpServer:
 _Datagram = tuple[bytes, ReceiveInfo, tuple[bytes, bytes] | str]
 
 
+def _inbound(event: Event) -> bool:
+    return getattr(event, "direction", "in") != "out"
+
+
 def _sender(source: tuple[bytes, bytes] | str) -> str:
     """For the log, formatted only when something is logged."""
     if isinstance(source, str):
         return f"relay agent {source}"
     src_mac, src_ip = source
     return f"{src_mac.hex(':')} ({socket.inet_ntoa(src_ip)})"
-
-
-class _RateLimit:
-    """At most ``burst`` messages per ``period`` seconds; counts what it suppressed."""
-
-    def __init__(self, burst: int, period: float) -> None:
-        self.burst, self.period = burst, period
-        self._window_start = float("-inf")
-        self._used = 0
-        self._suppressed = 0
-
-    def allow(self, now: float) -> bool:
-        if now - self._window_start >= self.period:
-            self._window_start, self._used = now, 0
-        if self._used < self.burst:
-            self._used += 1
-            return True
-        self._suppressed += 1
-        return False
-
-    def take_suppressed(self) -> int:
-        count, self._suppressed = self._suppressed, 0
-        return count
-
-
-def _packet_socket(interface: str) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    try:
-        # Filter before bind, so nothing unfiltered is queued in between.
-        _attach_filter(sock, BPF_LINK_CLIENTS)
-        _grow_rcvbuf(sock)
-        sock.bind((interface, ETH_P_IP))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _relay_socket(interface: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        _attach_filter(sock, BPF_FROM_RELAYS)
-        _grow_rcvbuf(sock)
-        sock.bind(("0.0.0.0", SERVER_PORT))  # noqa: S104 (bound to the PXE interface above)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _grow_rcvbuf(sock: socket.socket) -> None:
-    # Bursts (a rack powering on, a load generator) must queue, not drop. SO_RCVBUFFORCE
-    # needs CAP_NET_ADMIN and ignores net.core.rmem_max; fall back to the capped one.
-    for option in (33, socket.SO_RCVBUF):  # 33 = SO_RCVBUFFORCE
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, _RCVBUF)
-            return
-        except OSError:
-            continue
-
-
-def _attach_filter(
-    sock: socket.socket, instructions: tuple[tuple[int, int, int, int], ...]
-) -> None:
-    """SO_ATTACH_FILTER with a ``struct sock_fprog`` (length + pointer to the program); the
-    kernel copies the program during the call, so the buffer only has to outlive it."""
-    program = ctypes.create_string_buffer(bpf_program(instructions))
-    fprog = struct.pack("HL", len(instructions), ctypes.addressof(program))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _lease_row(entry: LeaseEntry) -> LeaseRow:

@@ -74,6 +74,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         3,
         [
             "racker.dhcp.server",
+            "racker.dhcp.sockets",  # the DHCP server's sockets (packet, relay, BPF), set up
             "racker.dhcp.rogue_watch",  # the passive rogue-DHCP watcher's packet socket
             "racker.dhcp.probe",  # racker factory check --probe: scapy on a packet socket
             "racker.ra",

@@ -235,3 +235,43 @@ async def test_the_changes_of_drains_within_the_commit_window_share_one_commit()
     store.commits[0][1].set_result(None)
     await settled()
     assert wire.sent[2:] == [(ACK, "10.98.1.0"), (ACK, "10.98.1.1")]
+
+
+async def test_an_acks_event_is_published_when_the_ack_is_sent_not_when_it_is_decided() -> None:
+    store = HandCommits()
+    published: list[tuple[str, str, int]] = []  # (message, direction, ACKs sent so far)
+    server = DhcpServer(
+        "dhcp-test0",
+        make_core("pool"),
+        lambda e: published.append((e.message, e.direction, len(wire.sent))),  # type: ignore[attr-defined]
+        store,
+        commit_window=0,
+    )
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    wire.deliver(discover(A, 1))
+    assert published == [("DISCOVER", "in", 1), ("OFFER", "out", 1)]  # sent at once
+    wire.deliver(select(A, "10.98.1.0", 2))
+    assert published[2:] == []  # the ACK is held, and so are its exchange's events
+    store.commits[0][1].set_result(None)
+    await settled()
+    assert published[2:] == [("REQUEST", "in", 2), ("ACK", "out", 2)]  # after the ACK left
+    await server.close()
+
+
+async def test_a_failed_commit_publishes_the_request_but_not_the_ack_never_sent() -> None:
+    store = HandCommits()
+    published: list[tuple[str, str]] = []
+    server = DhcpServer(
+        "dhcp-test0",
+        make_core("pool"),
+        lambda e: published.append((e.message, e.direction)),  # type: ignore[attr-defined]
+        store,
+        commit_window=0,
+    )
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    wire.deliver(discover(A, 1), select(A, "10.98.1.0", 2))
+    store.commits[0][1].set_exception(sqlite3.OperationalError("disk I/O error"))
+    await settled()
+    assert published[2:] == [("REQUEST", "in")]
