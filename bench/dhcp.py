@@ -1,6 +1,7 @@
 """Benchmark: racker's DHCP server vs dnsmasq under perfdhcp, same veth topology, same run.
 
-    .venv/bin/python bench/dhcp.py [--seconds 5] [--rates 1000,2000,...] [--profile]
+    .venv/bin/python bench/dhcp.py [--rounds 5] [--rates 2000,4000,8000] [--seconds 5]
+    .venv/bin/python bench/dhcp.py --ramp [--seconds 5] [--rates 1000,2000,...] [--profile]
                                    [--rmem-default BYTES] [--no-event-log] [--no-ceiling]
                                    [--perfdhcp-threads single|multi] [--no-pin] [--core]
                                    [--cache-threshold FRACTION] [--null-options minimal|racker]
@@ -8,7 +9,19 @@
 
 perfdhcp always poses as a relay agent (source port 67, giaddr = its own address), so the
 servers serve a relayed segment 10.98.0.0/20 (pool 10.98.1.0-10.98.8.255) from 10.99.0.1.
-1000 distinct clients (-R 1000), full DORA exchanges; the rate ramps up and, for each server,
+1000 distinct clients (-R 1000), full DORA exchanges.
+
+Default (fixed rates, the server's cost): at each rate of --rates (2000, 4000, 8000/s) every
+server runs --rounds rounds of --seconds, interleaved (racker, dnsmasq, racker, ...; the order
+rotating by round). Per round: the server's CPU µs per DORA exchange (utime + stime of its
+process over the round, from /proc/PID/stat, divided by the ACKs perfdhcp received), the lost
+exchanges (DISCOVERs sent - ACKs received, in % of the DISCOVERs; perfdhcp waits 0.5 s, -W,
+for the replies in flight when it stops) and the 99th percentile of the REQUEST-ACK delay
+(perfdhcp -x t prints every exchange's send and receive times). Medians and min-max spread,
+and one line per metric and rate: ``SUMMARY dhcp.METRIC@RATE racker=... dnsmasq=... ratio=...
+spread=...`` (ratio: median of the per-round ratios; spread: their min-max).
+
+--ramp (the method before 2026-12-04): the rate ramps up and, for each server,
 the highest rate with < 0.5 % drops (DISCOVER-OFFER and REQUEST-ACK each) and ACKs at 99 % of
 the rate (perfdhcp's own limit) is reported, and the most ACKs/s served in any run with < 0.5 %
 drops, with the server's CPU there: perfdhcp on its one core sends slower than asked from
@@ -99,6 +112,23 @@ class Run:
     # Requests the kernel dropped at the server's full UDP socket buffer (dnsmasq's socket;
     # racker reads from a packet socket, whose drops are not in these counters).
     server_overflows: int = 0
+    acks: int = 0  # REQUEST-ACK exchanges completed
+    server_cpu_s: float = 0.0  # the server's CPU seconds (utime + stime) over the run
+    p99_ack_ms: float = 0.0  # 99th percentile of the REQUEST-ACK delay (with timing=True)
+    server_sys_s: float = 0.0  # of server_cpu_s, in the kernel (syscalls, softirqs charged)
+
+    @property
+    def cpu_us_per_exchange(self) -> float:
+        return self.server_cpu_s / self.acks * 1e6 if self.acks else float("inf")
+
+    @property
+    def kernel_share(self) -> float:
+        return self.server_sys_s / self.server_cpu_s if self.server_cpu_s else 0.0
+
+    @property
+    def lost(self) -> float:
+        """Exchanges lost, in % of those begun: DISCOVERs sent without an ACK at the end."""
+        return 100.0 * (self.sent - self.acks) / self.sent if self.sent else 100.0
 
     @property
     def lossless(self) -> bool:
@@ -118,10 +148,16 @@ def topology(net: Link) -> None:
     net.server.run("ip", "route", "add", RELAY_NET, "dev", net.srv_if)
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """utime, stime of a process, all its threads (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_times(pid))
 
 
 def children_cpu() -> float:
@@ -139,6 +175,10 @@ PERFDHCP_THREADS = "single"
 SERVER_CPU, CLIENT_CPU = 0, 1
 
 
+class Perf:
+    output: str | None = None  # --perf FILE
+
+
 class Pinning:
     on = (os.cpu_count() or 1) >= 2
 
@@ -151,18 +191,41 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(int(task.name), {cpu})
 
 
-def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def ack_delays(text: str) -> list[float]:
+    """REQUEST-ACK delays in ms from perfdhcp -x t ("sent / received: S / R" per exchange)."""
+    _, _, section = text.partition("***Timestamps for packets: REQUEST-ACK***")
+    delays = []
+    for line in section.splitlines():
+        if line.startswith("sent / received: "):
+            sent, received = line[len("sent / received: ") :].split(" / ")
+            delays.append((float(received) - float(sent)) * 1000)
+    return delays
+
+
+def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int, timing: bool = False) -> Run:
     # "ip netns exec" execs perfdhcp in place, so our waited-for children's CPU is perfdhcp's.
     rcvbuf0 = udp_rcvbuf_errors(net.client), udp_rcvbuf_errors(net.server)
-    client0, server0, start = children_cpu(), cpu_seconds(server_pid), time.monotonic()
+    client0, start = children_cpu(), time.monotonic()
+    user0, sys0 = cpu_times(server_pid)
     taskset = ["taskset", "-c", str(CLIENT_CPU)] if Pinning.on else []
     result = net.client.run(
         *taskset, "perfdhcp", "-4", "-g", PERFDHCP_THREADS, "-l", net.cli_if, "-r", str(rate),
-        "-p", str(seconds), "-R", "1000", net.server_ip, check=False, timeout=seconds + 60,
+        "-p", str(seconds), "-R", "1000",
+        *(["-x", "t", "-W", "500000"] if timing else []),
+        net.server_ip, check=False, timeout=seconds + 60,
     )  # fmt: skip
     wall = time.monotonic() - start
     client_cpu = (children_cpu() - client0) / wall
-    server_cpu = (cpu_seconds(server_pid) - server0) / wall
+    user1, sys1 = cpu_times(server_pid)
+    server_cpu_s = user1 - user0 + sys1 - sys0
+    server_cpu = server_cpu_s / wall
     # Replies that reached perfdhcp's namespace but found its socket buffer full: perfdhcp
     # counts them as drops, though the server answered (the generator did not read in time).
     overflows = udp_rcvbuf_errors(net.client) - rcvbuf0[0]
@@ -196,6 +259,10 @@ def perfdhcp(net: Link, rate: int, seconds: int, server_pid: int) -> Run:
         server_cpu,
         overflows,
         server_overflows,
+        int(acks),
+        server_cpu_s,
+        percentile(ack_delays(text), 0.99) if timing else 0.0,
+        sys1 - sys0,
     )
 
 
@@ -249,6 +316,76 @@ def ramps(
     return runs
 
 
+def rounds(
+    servers: dict[str, tuple[Link, int]], rates: list[int], seconds: int, count: int
+) -> dict[str, dict[int, list[Run]]]:
+    """``count`` rounds at each fixed rate, the servers interleaved (the order rotating each
+    round), after a warm-up that gives nearly every client a lease."""
+    for net, pid in servers.values():
+        perfdhcp(net, 1000, 5, pid)
+    time.sleep(1)
+    runs: dict[str, dict[int, list[Run]]] = {label: {r: [] for r in rates} for label in servers}
+    labels = list(servers)
+    for n in range(count):
+        for rate in rates:
+            k = n % len(labels)
+            for label in labels[k:] + labels[:k]:
+                net, pid = servers[label]
+                run = perfdhcp(net, rate, seconds, pid, timing=True)
+                runs[label][rate].append(run)
+                print(
+                    f"  round {n + 1} {label:7} {rate:5}/s: {run.acks} ACKs, lost"
+                    f" {run.lost:.2f} %, CPU {run.cpu_us_per_exchange:.1f} µs/exchange"
+                    f" ({run.server_cpu:.2f} cores, {run.kernel_share:.0%} in the kernel),"
+                    f" p99 ACK {run.p99_ack_ms:.2f} ms;"
+                    f" load {os.getloadavg()[0]:.1f}",
+                    file=sys.stderr,
+                )
+                time.sleep(0.5)
+    return runs
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def report_rounds(runs: dict[str, dict[int, list[Run]]], rates: list[int]) -> None:
+    """Markdown table and one SUMMARY line per metric and rate."""
+    metrics = {  # name: (value of a run, format)
+        "cpu_us_per_exchange": (lambda r: r.cpu_us_per_exchange, "{:.1f}"),
+        "lost_pct": (lambda r: r.lost, "{:.2f}"),
+        "p99_ack_ms": (lambda r: r.p99_ack_ms, "{:.2f}"),
+    }
+    print("| metric | racker | dnsmasq | ratio | spread (racker; dnsmasq; ratio) |")
+    print("|---|---:|---:|---:|---|")
+    summaries = []
+    for rate in rates:
+        mine, theirs = runs["racker"][rate], runs["dnsmasq"][rate]
+        for name, (value, fmt) in metrics.items():
+            a, b = [value(r) for r in mine], [value(r) for r in theirs]
+            ratios = [x / y for x, y in zip(a, b, strict=False) if y]
+            ratio = f"{median(ratios):.2f}" if ratios else "-"
+            spread_ratio = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+            def span(values: list[float], fmt: str = fmt) -> str:
+                return fmt.format(min(values)) + "-" + fmt.format(max(values))
+
+            print(
+                f"| {name}@{rate} | {fmt.format(median(a))} | {fmt.format(median(b))} | {ratio}"
+                f" | {span(a)}; {span(b)}; {spread_ratio} |"
+            )
+            summaries.append(
+                f"SUMMARY dhcp.{name}@{rate} racker={fmt.format(median(a))}"
+                f" dnsmasq={fmt.format(median(b))} ratio={ratio} spread=racker:{span(a)},"
+                f"dnsmasq:{span(b)},ratio:{spread_ratio} rounds={len(a)}"
+            )
+    print()
+    for line in summaries:
+        print(line)
+
+
 def best(runs: list[Run]) -> Run | None:
     clean = [r for r in runs if r.clean]
     return max(clean, key=lambda r: r.rate) if clean else None
@@ -284,6 +421,7 @@ def racker_server(
     event_log: bool,
     cache_threshold: float | None,
     lease_sync: bool = False,
+    cprofile: str | None = None,
 ) -> Iterator[int]:
     relays = [{"subnet": RELAY_NET, "pool": f"{POOL[0]}-{POOL[1]}"}]
     caching = {} if cache_threshold is None else {"cache_threshold": cache_threshold}
@@ -298,6 +436,8 @@ def racker_server(
         lease_sync=lease_sync,
         **caching,
     )
+    if cprofile:
+        spec["cprofile"] = cprofile
     served = start(net, workdir, spec)
     profiler = None
     try:
@@ -312,6 +452,12 @@ def racker_server(
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
         pin(served.proc.pid, SERVER_CPU)
+        if Perf.output:  # --perf FILE: where the process's CPU goes (kernel, libpython, sqlite)
+            profiler = subprocess.Popen(
+                ["perf", "record", "-q", "-F", "999", "-g", "-o", Perf.output,
+                 "-p", str(served.proc.pid)],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
         yield served.proc.pid
     finally:
         if profiler is not None:
@@ -437,10 +583,82 @@ def rmem_default(size: int | None) -> Iterator[int]:
         RMEM_DEFAULT.write_text(str(before))
 
 
+ROUND_RATES = [2000, 4000, 8000]
+
+
+def main_rounds(args: argparse.Namespace, rates: list[int]) -> int:
+    load_before = f"{os.getloadavg()[0]:.1f}"
+    with (
+        rmem_default(args.rmem_default) as rmem,
+        tempfile.TemporaryDirectory(prefix="bench-dhcp-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        servers: dict[str, tuple[Link, int]] = {}
+        net = stack.enter_context(link())
+        topology(net)
+        if args.only == "dnsmasq":
+            servers["dnsmasq"] = (
+                net,
+                stack.enter_context(process_server(net, "dnsmasq", dnsmasq_command(net))),
+            )
+            rounds(servers, rates, args.seconds, args.rounds)
+            return 0
+        racker = racker_server(
+            net, Path(tmp), args.profile, not args.no_event_log, args.cache_threshold,
+            args.lease_sync, args.cprofile,
+        )  # fmt: skip
+        servers["racker"] = (net, stack.enter_context(racker))
+        if args.only == "racker":
+            rounds(servers, rates, args.seconds, args.rounds)
+            return 0
+        net = stack.enter_context(link())
+        topology(net)
+        dnsmasq = process_server(net, "dnsmasq", dnsmasq_command(net))
+        servers["dnsmasq"] = (net, stack.enter_context(dnsmasq))
+        print(f"racker and dnsmasq {dnsmasq_version()}, rounds interleaved:", file=sys.stderr)
+        runs = rounds(servers, rates, args.seconds, args.rounds)
+    print(
+        f"perfdhcp -4 -g {PERFDHCP_THREADS} -r RATE -p {args.seconds} -R 1000 -x t -W 500000"
+        f" (relayed, full DORA), veth; {args.rounds} rounds per rate, interleaved; medians\n"
+    )
+    report_rounds(runs, rates)
+    threshold = args.cache_threshold
+    if threshold is None:
+        threshold = f"{DhcpConfig().cache_threshold} (default)"
+    print(
+        f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.1f};"
+        f" {'pinned: server on CPU 0, perfdhcp on CPU 1' if Pinning.on else 'not pinned'};"
+        f" racker: event log {'off' if args.no_event_log else 'on'}, lease_sync"
+        f" {args.lease_sync}, dhcp.cache_threshold {threshold}; net.core.rmem_default {rmem}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)))
+    parser.add_argument(
+        "--rates", help="default: 2000,4000,8000 (rounds), 1000,2000,...,40000 (--ramp)"
+    )
+    parser.add_argument(
+        "--cprofile",
+        metavar="FILE",
+        help="racker's server under cProfile, its stats written to FILE (pstats) at the end",
+    )
+    parser.add_argument(
+        "--perf", metavar="FILE", help="perf record -g of racker's server process into FILE"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("racker", "dnsmasq"),
+        help="rounds of one server only (profiling)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per fixed rate")
+    parser.add_argument(
+        "--ramp",
+        action="store_true",
+        help="the rising-rate ramp (highest clean rate) instead of fixed-rate rounds",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy flame graph of racker")
     parser.add_argument("--perfdhcp-threads", choices=("single", "multi"), default="single")
     parser.add_argument("--no-pin", action="store_true", help="leave placement to the scheduler")
@@ -493,7 +711,11 @@ def main() -> int:
     global PERFDHCP_THREADS  # noqa: PLW0603 - one setting for every perfdhcp run
     PERFDHCP_THREADS = args.perfdhcp_threads
     Pinning.on = Pinning.on and not args.no_pin
-    rates = [int(r) for r in args.rates.split(",")]
+    Perf.output = args.perf
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else None
+    if not args.ramp:
+        return main_rounds(args, rates or ROUND_RATES)
+    rates = rates or DEFAULT_RATES
     load_before = f"{os.getloadavg()[0]:.1f}"
     with (
         rmem_default(args.rmem_default) as rmem,

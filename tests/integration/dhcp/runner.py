@@ -115,6 +115,17 @@ def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     # INFO (the tests read the DHCP log lines); bench/dhcp.py: WARNING, as `racker serve`.
     logging.basicConfig(level=spec.get("log_level", "INFO"), stream=sys.stderr)
+    if spec.get("cprofile"):  # bench/dhcp.py --cprofile FILE: the server's own profile
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            asyncio.run(serve(spec))
+        finally:
+            profiler.disable()
+            profiler.dump_stats(spec["cprofile"])
+        return
     asyncio.run(serve(spec))
 
 
