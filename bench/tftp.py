@@ -24,6 +24,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,11 +43,13 @@ from tests.support.netns import Link, Namespace, link  # noqa: E402
 SERVER_IP, CLIENT_IP = "10.99.0.1", "10.99.0.2"
 ADDRESSES = {
     "racker": SERVER_IP,
+    "racker-ports": "10.99.0.9",
     "racker+uvloop": "10.99.0.5",
     "dnsmasq": "10.99.0.3",
     "tftpd-hpa": "10.99.0.4",
 }
 MIB = 1024 * 1024
+IPXE_EFI_SIZE = 850_528  # /usr/lib/ipxe/ipxe.efi (Debian's ipxe 1.21), what OVMF fetches
 # Servers on CPU 0, clients on CPU 1 (when there are two), so every server runs under the same
 # conditions instead of the scheduler's choice of the moment (see bench/http.py). --no-pin.
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -70,7 +73,8 @@ from racker.tftp.transfer import TransferLimits, max_blksize_for_mtu
 logging.basicConfig(level=logging.ERROR)
 async def main():
     limits = TransferLimits(max_blksize=max_blksize_for_mtu(1500))
-    server = TftpServer({ip!r}, TftpSettings((Path({root!r}),), limits=limits), discard)
+    settings = TftpSettings((Path({root!r}),), limits=limits, single_port={single!r})
+    server = TftpServer({ip!r}, settings, discard)
     await server.start()
     await asyncio.Event().wait()
 {run}
@@ -81,11 +85,15 @@ def server_commands(root: Path, state: Path) -> dict[str, list[str]]:
     ip = ADDRESSES
     return {
         "racker": [sys.executable, "-c", RACKER.format(
-            ip=ip["racker"], root=str(root), run="asyncio.run(main())")],
+            ip=ip["racker"], root=str(root), single=True, run="asyncio.run(main())")],
+        # The per-transfer-port mode (TftpSettings(single_port=False)): a socket pair per transfer.
+        "racker-ports": [sys.executable, "-c", RACKER.format(
+            ip=ip["racker-ports"], root=str(root), single=False, run="asyncio.run(main())")],
         # The same server under uvloop's event loop (libuv), if installed: what asyncio's own
         # loop costs per wake-up, which a lock-step transfer pays once per block.
         "racker+uvloop": [sys.executable, "-c", RACKER.format(
-            ip=ip["racker+uvloop"], root=str(root), run="import uvloop; uvloop.run(main())")],
+            ip=ip["racker+uvloop"], root=str(root), single=True,
+            run="import uvloop; uvloop.run(main())")],
         "dnsmasq": [
             "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--enable-tftp",
             f"--tftp-root={root}", f"--listen-address={ip['dnsmasq']}", "--bind-interfaces",
@@ -98,7 +106,7 @@ def server_commands(root: Path, state: Path) -> dict[str, list[str]]:
 
 
 @contextlib.contextmanager
-def running(ns: Namespace, command: list[str], ip: str) -> Iterator[None]:
+def running(ns: Namespace, command: list[str], ip: str) -> Iterator[subprocess.Popen[bytes]]:
     proc = ns.popen(
         pinned(SERVER_CPU, command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -109,7 +117,7 @@ def running(ns: Namespace, command: list[str], ip: str) -> Iterator[None]:
             time.sleep(0.05)
         else:
             raise RuntimeError(f"{command[0]} did not bind port 69")
-        yield
+        yield proc  # ip netns exec and taskset exec: proc.pid is the server's own
     finally:
         proc.terminate()
         try:
@@ -246,7 +254,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-pin", action="store_true", help="leave placement to the scheduler")
+    parser.add_argument(
+        "--classic", action="store_true", help="the wall-time table of every server and client"
+    )
     args = parser.parse_args()
+    if not args.classic:
+        if os.geteuid() != 0 or not all(shutil.which(t) for t in ("dnsmasq", "curl", "atftp")):
+            print("needs root, dnsmasq, curl and atftp", file=sys.stderr)
+            return 2
+        Pinning.on = False  # the cost method runs unpinned: server and clients share the cores
+        return cost_method(args.runs)
     Pinning.on = Pinning.on and not args.no_pin
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("dnsmasq", "in.tftpd", "curl")):
         print("needs root, dnsmasq, in.tftpd (tftpd-hpa) and curl", file=sys.stderr)
@@ -375,6 +392,155 @@ def paired(samples: dict[str, dict[str, list[float]]]) -> None:
                 ratios.append(best / samples[server][f"50 MiB {client}windowsize 16"][i])
             name = client or "test client "
             print(f"- {server} {name}windowsize 16 vs that run's best lock-step: {spread(ratios)}")
+
+
+# --- The cost method (issue #22): server CPU per MiB and storm throughput, unpinned --------
+
+COST_SERVERS = ("racker", "racker-ports", "dnsmasq")
+STORMS = (20, 40)
+SINGLE_MIB = 20
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def storm_case(count: int) -> Callable[[Link, str, Path, Path], int]:
+    """``count`` curls at blksize 1468 fetch an ipxe.efi-sized file at once; bytes served."""
+
+    def action(net: Link, ip: str, root: Path, work: Path) -> int:
+        outs = [work / f"s{i}.out" for i in range(count)]
+        cmd = ["curl", "-sS", "--tftp-blksize", "1468", "-o"]
+        procs = [net.client.popen([*cmd, str(o), f"tftp://{ip}/ipxe.efi"]) for o in outs]
+        if any(p.wait(300) != 0 for p in procs):
+            raise RuntimeError(f"a storm download from {ip} failed")
+        return count * (root / "ipxe.efi").stat().st_size
+
+    return action
+
+
+def single_case(blksize: int, windowsize: int) -> Callable[[Link, str, Path, Path], int]:
+    """One SINGLE_MIB transfer: curl in lock-step, atftp with a window (RFC 7440)."""
+
+    def action(net: Link, ip: str, root: Path, work: Path) -> int:
+        out = work / "single.out"
+        if windowsize == 1:
+            cmd = ["curl", "-sS", "--tftp-blksize", str(blksize), "-o", str(out),
+                   f"tftp://{ip}/big.bin"]  # fmt: skip
+        else:
+            options = ["--option", f"blksize {blksize}", "--option", f"windowsize {windowsize}"]
+            cmd = ["atftp", *options, "-g", "-r", "big.bin", "-l", str(out), ip]
+        net.client.run(*cmd, timeout=300)
+        return (root / "big.bin").stat().st_size
+
+    return action
+
+
+COST_CASES: dict[str, Callable[[Link, str, Path, Path], int]] = {
+    **{f"storm{n}": storm_case(n) for n in STORMS},
+    "lockstep512": single_case(512, 1),
+    "lockstep1468": single_case(1468, 1),
+    "windowsize4": single_case(1468, 4),
+    "windowsize16": single_case(1468, 16),
+}
+
+
+def cost_method(runs: int) -> int:
+    """Interleaved rounds of every case for every server; medians and per-round ratio ranges."""
+    samples: dict[str, dict[str, list[tuple[float, float, float]]]] = {
+        s: {c: [] for c in COST_CASES} for s in COST_SERVERS
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="racker-bench-tftp-") as tmp,
+        link(SERVER_IP, 24, CLIENT_IP) as net,
+    ):
+        root, work = Path(tmp) / "root", Path(tmp) / "work"
+        root.mkdir()
+        work.mkdir()
+        os.chmod(tmp, 0o755)  # noqa: S103 - dnsmasq reads the files below
+        (root / "ipxe.efi").write_bytes(os.urandom(IPXE_EFI_SIZE))
+        with open(root / "big.bin", "wb") as f:
+            for _ in range(SINGLE_MIB):
+                f.write(os.urandom(MIB))
+        commands = server_commands(root, work)
+        for server in COST_SERVERS:
+            if ADDRESSES[server] != SERVER_IP:
+                net.server.run("ip", "addr", "add", f"{ADDRESSES[server]}/24", "dev", net.srv_if)
+        loads = [os.getloadavg()[0]]
+        with contextlib.ExitStack() as stack:
+            pids = {
+                s: stack.enter_context(running(net.server, commands[s], ADDRESSES[s])).pid
+                for s in COST_SERVERS
+            }
+            for run in range(runs):
+                turn = run % len(COST_SERVERS)
+                order = COST_SERVERS[turn:] + COST_SERVERS[:turn]
+                for case, action in COST_CASES.items():
+                    for server in order:
+                        cpu, clients = cpu_seconds(pids[server]), children_seconds()
+                        started = time.monotonic()
+                        size = action(net, ADDRESSES[server], root, work)
+                        wall = time.monotonic() - started
+                        cpu = cpu_seconds(pids[server]) - cpu
+                        clients = children_seconds() - clients
+                        samples[server][case].append(
+                            (
+                                size / MIB / wall,
+                                cpu * 1000 / (size / MIB),
+                                clients * 1000 / (size / MIB),
+                            )
+                        )
+                loads.append(os.getloadavg()[0])
+                print(f"round {run + 1} done, load {loads[-1]:.2f}", file=sys.stderr)
+    print(f"not pinned; {runs} interleaved rounds; 1-minute load {min(loads):.2f}-{max(loads):.2f}")
+    print("dnsmasq grants no windowsize: its windowsize rows are lock-step at 1468 (atftp).")
+    cost_report(samples)
+    return 0
+
+
+def cost_report(samples: dict[str, dict[str, list[tuple[float, float, float]]]]) -> None:
+    metrics = (("mib_s", 0, "MiB/s"), ("cpu_ms_per_mib", 1, "server CPU ms/MiB"))
+    print("| case | metric | racker | racker-ports | dnsmasq | racker/dnsmasq (range) "
+          "| racker-ports/dnsmasq (range) | clients' CPU ms/MiB (racker, dnsmasq) |")  # fmt: skip
+    print("|---" * 8 + "|")
+    lines = []
+    for case in COST_CASES:
+        peer = samples["dnsmasq"][case]
+        for name, i, unit in metrics:
+            cells, ratios = [], []
+            for server in COST_SERVERS:
+                cells.append(f"{statistics.median(v[i] for v in samples[server][case]):.2f}")
+            for server in ("racker", "racker-ports"):
+                own = samples[server][case]
+                per_round = [
+                    a[i] / b[i] if b[i] else float("inf") for a, b in zip(own, peer, strict=True)
+                ]
+                med = statistics.median(per_round)
+                spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
+                ratios.append(f"{med:.2f}x ({spread})")
+                tag = "" if server == "racker" else "[ports]"
+                lines.append(
+                    f"SUMMARY tftp.{case}.{name}{tag} {server}="
+                    f"{statistics.median(v[i] for v in own):.2f} "
+                    f"dnsmasq={statistics.median(v[i] for v in peer):.2f} ratio={med:.2f} "
+                    f"spread={spread}"
+                )
+            clients = [
+                statistics.median(v[2] for v in samples[s][case]) for s in ("racker", "dnsmasq")
+            ]
+            print(f"| {case} | {unit} | {' | '.join(cells)} | {' | '.join(ratios)} "
+                  f"| {clients[0]:.1f}, {clients[1]:.1f} |")  # fmt: skip
+    print("\nRatios are per round (servers measured seconds apart), racker over dnsmasq:")
+    print("above 1 is better for MiB/s, below 1 is better for CPU ms/MiB.")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

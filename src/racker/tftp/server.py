@@ -32,6 +32,7 @@ from racker.tftp.files import FileRoots
 from racker.tftp.packets import Request, decode, encode_error
 from racker.tftp.session import Address, Session
 from racker.tftp.settings import TftpSettings, capacity_for
+from racker.tftp.shared import SharedPort, SharedSession
 
 log = logging.getLogger("racker.tftp")
 
@@ -71,7 +72,9 @@ class TftpServer:
         self.policy = policy
         self.mac_for = mac_for
         self.known = known  # is this IP one of the rack's machines (not capped as a stranger)
-        self.transfers: dict[Address, Session] = {}
+        self.transfers: dict[Address, Session | SharedSession] = {}
+        self.single_port = settings.single_port
+        self.shared: SharedPort | None = None  # the port all transfers use, when single_port
         self.capacity = settings.capacity
         self._per_client: Counter[str] = Counter()  # running transfers per client IP
         self.busy_refusals = 0  # requests refused because the server was full (a metric)
@@ -100,16 +103,26 @@ class TftpServer:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self.capacity = capacity_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0], self.capacity)
+        if self.single_port:
+            try:
+                self.shared = SharedPort(self, self._loop)
+            except OSError as exc:
+                sock.close()
+                raise EnvironmentProblem(
+                    f"TFTP: cannot open the transfers' port on {self.host}: {exc.strerror}",
+                    "is the address up?",
+                ) from None
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._on_listener_readable)
         self._budget_timer = self._loop.call_later(self.log_budget.period, self._flush_budget)
         log.info(
-            "TFTP listening on %s:%d (roots: %s; at most %d transfers at once, %d per client)",
+            "TFTP listening on %s:%d (roots: %s; at most %d transfers at once, %d per client; %s)",
             self.host,
             self.port,
             self.files.roots,
             self.capacity.total,
             self.capacity.per_client,
+            f"transfers on port {self.shared.port}" if self.shared else "a port per transfer",
         )
 
     def _flush_budget(self) -> None:
@@ -128,6 +141,9 @@ class TftpServer:
         for session in list(self.transfers.values()):
             session.transfer.abort("server shut down")
             session.finish()
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
 
     def _on_listener_readable(self) -> None:
         if self._sock is None:
@@ -208,8 +224,12 @@ class TftpServer:
         if self._loop is None:
             accepted.opened.close()
             return
+        session: Session | SharedSession
         try:
-            session = Session(self, self._loop, addr, request, accepted)
+            if self.shared is not None:
+                session = SharedSession(self, self.shared, addr, request, accepted)
+            else:
+                session = Session(self, self._loop, addr, request, accepted)
         except OSError as exc:
             accepted.opened.close()
             log.error("TFTP: cannot open a transfer socket for %s:%d: %s", *addr, exc)

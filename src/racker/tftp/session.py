@@ -16,12 +16,15 @@ import errno
 import logging
 import socket
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from racker.logbudget import LogBudget
 from racker.tftp.admission import Accept
 from racker.tftp.packets import ErrorCode, Request, encode_error
 from racker.tftp.transfer import Status, Transfer, TransferLimits
+
+if TYPE_CHECKING:
+    from racker.tftp.shared import SharedSession
 
 log = logging.getLogger("racker.tftp")
 
@@ -39,7 +42,7 @@ class SessionOwner(Protocol):
     host: str
     limits: TransferLimits
     gso: bool  # cleared the first time the kernel or the device refuses UDP GSO
-    transfers: dict[Address, Session]
+    transfers: dict[Address, Session | SharedSession]
 
     log_budget: LogBudget
 
@@ -286,39 +289,30 @@ class Session:
         self.guard.close()
         self.opened.close()
         self.server.ended(self.peer)
-        t = self.transfer
-        duration = time.monotonic() - self.started
-        ok = t.status is Status.FINISHED
-        if ok:
-            log.info(
-                "TFTP: %s:%d got %r in %.2f s (%d resends)",
-                *self.peer,
-                self.request.filename,
-                duration,
-                t.resends,
-            )
-        elif t.size_probe:
-            log.info(
-                "TFTP: %s:%d asked the size of %r (a tsize probe)",
-                *self.peer,
-                self.request.filename,
-            )
-        else:
-            log.warning(
-                "TFTP: transfer of %r to %s:%d failed: %s",
-                self.request.filename,
-                *self.peer,
-                t.error,
-            )
-        kind = "transfer-finished" if ok else "size-probe" if t.size_probe else "transfer-failed"
-        self.server.event(
-            kind,
-            self.peer,
-            self.request.filename,
-            size=t.bytes_acked,
-            blksize=t.blksize,
-            windowsize=t.windowsize,
-            duration=round(duration, 6),
-            resends=t.resends,
-            error=t.error,
-        )
+        report_end(self.server, self.peer, self.request.filename, self.transfer, self.started)
+
+
+def report_end(
+    server: SessionOwner, peer: Address, filename: str, t: Transfer, started: float
+) -> None:
+    """The log line and the event of a transfer that is over (both session kinds)."""
+    duration = time.monotonic() - started
+    ok = t.status is Status.FINISHED
+    if ok:
+        log.info("TFTP: %s:%d got %r in %.2f s (%d resends)", *peer, filename, duration, t.resends)
+    elif t.size_probe:
+        log.info("TFTP: %s:%d asked the size of %r (a tsize probe)", *peer, filename)
+    else:
+        log.warning("TFTP: transfer of %r to %s:%d failed: %s", filename, *peer, t.error)
+    kind = "transfer-finished" if ok else "size-probe" if t.size_probe else "transfer-failed"
+    server.event(
+        kind,
+        peer,
+        filename,
+        size=t.bytes_acked,
+        blksize=t.blksize,
+        windowsize=t.windowsize,
+        duration=round(duration, 6),
+        resends=t.resends,
+        error=t.error,
+    )

@@ -46,6 +46,9 @@ class TftpSettings:
     case_insensitive: bool = False  # firmware written for Windows servers asks in any case
     limits: TransferLimits = field(default_factory=TransferLimits)
     capacity: Capacity = field(default_factory=Capacity)
+    # Every transfer on one shared port (``shared.SharedPort``) instead of a port of its own
+    # (``session.Session``): fewer wake-ups and descriptors in a boot storm.
+    single_port: bool = True
 
 
 def capacity_for(open_files: int, wanted: Capacity) -> Capacity:

@@ -81,6 +81,7 @@ LAYERS: list[tuple[int, list[str]]] = [
             "racker.ra.*",
             "racker.tftp.server",
             "racker.tftp.session",  # one transfer's socket and timer, used by tftp.server
+            "racker.tftp.shared",  # all transfers on one port, used by tftp.server
             "racker.web",
             "racker.web.*",
         ],
