@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -201,7 +202,9 @@ async def test_strangers_dhcp_is_counted_but_shows_in_no_row(page: Page) -> None
     stranger = "02:00:00:00:00:99"
     for _ in range(30):
         page.hub.publish(DhcpEvent("request", stranger, 1.0, message="DISCOVER"))
-    page.hub.publish(DhcpEvent("decline", stranger, 2.0, message="DECLINE", address="10.99.0.9"))
+    page.hub.publish(
+        DhcpEvent("decline", stranger, time.time(), message="DECLINE", address="10.99.0.9")
+    )
     for _ in range(500):
         data = await (await page.client.get("/api/v1/rack")).json()
         if data["counters"]["dhcp"].get("DISCOVER received") == 30:

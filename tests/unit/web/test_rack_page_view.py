@@ -219,3 +219,23 @@ def test_a_reload_keeps_what_was_known_of_the_nodes_still_there() -> None:
     view.set_nodes(nodes(1))
     assert view.rows[PRIMARY]["state"] == "installing"
     assert OTHER not in view.rows
+
+
+def test_warnings_of_events_older_than_a_day_go_but_a_failed_node_s_stays() -> None:
+    view = RackView(nodes())
+    rogue = {
+        "source": "dhcp",
+        "kind": "rogue-dhcp",
+        "mac": None,
+        "server_ip": "10.99.0.2",
+        "server_mac": "02:00:00:00:be:ef",
+    }
+    view.apply({**rogue, "ts": 100.0})
+    view.apply({**rogue, "server_ip": "10.99.0.3", "ts": 5000.0})
+    view.set_states({PRIMARY: {"state": "failed", "since": 50.0, "reason": "timeout"}})
+    view.take_delta()
+    view.expire(before=1000.0)
+    warnings = view.warnings_json()
+    assert [w["key"] for w in warnings["rogue-dhcp"]] == ["10.99.0.3 02:00:00:00:be:ef"]
+    assert len(warnings["failed"]) == 1
+    assert view.take_delta() == {"nodes": [], "warnings": warnings}

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from racker.events import Event
 from racker.web.page import reading
-from racker.web.page.view import RackView, clean, summary
+from racker.web.page.view import WARNING_AGE, RackView, clean, summary
 from racker.web.stream import Streams
 
 log = logging.getLogger("racker.http")
@@ -81,6 +82,7 @@ class RackFeed:
 
     async def start(self) -> None:
         await self._seed()
+        self.view.expire(time.time() - WARNING_AGE)
         self.view.take_delta()  # no browser yet: the first ones get snapshots
         if self._subscribe is not None:
             try:
@@ -222,6 +224,7 @@ class RackFeed:
                 await asyncio.sleep(5 * self.POLL)
                 continue
             self._apply_store(found)
+            self.view.expire(time.time() - WARNING_AGE)
 
     async def _tick(self) -> None:
         ticks = 0

@@ -23,6 +23,8 @@ CHANGING = ("primary_mac", "state", "since", "attempt", "reason", "role", "power
 # Warning entries kept per category; the oldest goes first.
 WARNINGS_KEPT = 50
 WARNING_KINDS = ("rogue-dhcp", "decline", "bmc-error", "failed")
+AGING_WARNINGS = ("rogue-dhcp", "decline", "bmc-error")
+WARNING_AGE = 86400.0  # seconds a warning of an event is shown
 _SECRET_WORDS = ("token", "password", "secret", "ignition_config", "credential")
 FAILED_STATES = frozenset({"failed"})
 PHONE_HOME_PATH = "/api/v1/events"
@@ -252,6 +254,16 @@ class RackView:
     def _drop_warning(self, kind: str, key: str) -> None:
         if self.warnings[kind].pop(key, None) is not None:
             self.warnings_changed = True
+
+    def expire(self, before: float) -> None:
+        """Drop the warnings of events older than ``before`` (a failed node's stays while it
+        is failed): ``racker status`` too names the rogue servers of the last 24 hours."""
+        for kind in AGING_WARNINGS:
+            entries = self.warnings[kind]
+            old = [k for k, w in entries.items() if _older(w.get("ts"), before)]
+            for key in old:
+                del entries[key]
+            self.warnings_changed |= bool(old)
 
     # -- what the page gets ----------------------------------------------------------------
 
