@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -48,8 +49,8 @@ async def test_200_nodes_render_once_and_a_change_updates_only_its_row(tmp_path:
     try:
         with chromium.Chromium(tmp_path / "chromium") as browser:
 
-            def run(expression: str) -> object:
-                return asyncio.to_thread(browser.evaluate, expression)
+            async def run(expression: str) -> Any:
+                return await asyncio.to_thread(browser.evaluate, expression)
 
             await asyncio.to_thread(browser.navigate, str(server.make_url("/")))
             await asyncio.to_thread(
