@@ -1,6 +1,8 @@
 """Benchmark the boot HTTP server against nginx on a veth link (both in the same run).
 
     .venv/bin/python bench/http.py [--size-mib 500] [--runs 7] [--rounds 20] [--burst 200]
+    .venv/bin/python bench/http.py --assets-unpinned [--asset-rounds 15] [--parallel 8]
+        [--parallel-mib 200] [--asset-servers racker,stock,nginx]
 
 1. Asset throughput: a generated file (never committed; in a temp dir) fetched with curl from
    a client namespace, from racker's /assets and from nginx (sendfile on, one worker), both
@@ -8,6 +10,14 @@
 2. /ipxe latency: ``--burst`` requests fired at once over pre-opened keep-alive connections,
    ``--rounds`` times; each request timed from send to full response. Rendered by the real
    catalog (built-in Flatcar profiles). p50/p99 over all requests, and p99 per burst.
+
+``--assets-unpinned`` runs only the assets, nothing pinned (server and curl share the cores, as
+on a management node doing other work): racker as racker serve runs (its body sender,
+racker.web.sendfile), "stock" (the same server with aiohttp's FileResponse body path, asyncio's
+loop.sendfile: the reference) and nginx, in interleaved rounds of one ``--size-mib`` download
+and ``--parallel`` downloads of ``--parallel-mib`` at once; per server and case MiB/s and the
+server's CPU ms per MiB, one SUMMARY line per metric, then each server's system calls and
+context switches per MiB (``perf stat``).
 
 racker runs in its own processes (``--serve``), the load generator too (``--load``), so none
 shares an event loop with another. The main racker server runs as ``racker serve`` runs it:
@@ -26,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -500,6 +511,16 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def link_packets(ns: str) -> tuple[int, int]:
+    """(sent, received) packets of the server's end of the veth link."""
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", "-s", "link", "show", "pxe0"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    stats = json.loads(out)[0]["stats64"]
+    return stats["tx"]["packets"], stats["rx"]["packets"]
+
+
 SYSCALLS = ("sendfile64", "epoll_wait", "epoll_pwait", "epoll_ctl", "writev", "write")
 
 
@@ -522,9 +543,11 @@ def count_syscalls(pids: list[int], run: Callable[[], object]) -> dict[str, int]
     return counts
 
 
-def timed_downloads(ns: str, urls: list[str]) -> float:
-    """Fetch ``urls`` at once, each by its own curl; seconds until the last one ends (by
-    curl's own clocks, so process start-up is not counted)."""
+def timed_downloads(ns: str, urls: list[str]) -> tuple[float, float]:
+    """Fetch ``urls`` at once, each by its own curl: seconds until the last one ends (by
+    curl's own clocks, so process start-up is not counted), and the client's CPU seconds
+    (the curls, their shell and ``ip netns exec``: children's rusage, exact once reaped)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     one = "curl -sS -o /dev/null -w '%{http_code} %{time_total}\\n' "
     script = " & ".join(one + url for url in urls) + " & wait"
     out = subprocess.run(
@@ -534,7 +557,9 @@ def timed_downloads(ns: str, urls: list[str]) -> float:
     codes, times = out[0::2], [float(t) for t in out[1::2]]
     if len(times) != len(urls) or set(codes) != {"200"}:
         raise RuntimeError(f"downloads failed: {out}")
-    return max(times)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return max(times), cpu
 
 
 def run_assets_unpinned(args: argparse.Namespace) -> None:
@@ -575,7 +600,7 @@ def run_assets_unpinned(args: argparse.Namespace) -> None:
         }  # fmt: skip
         procs["nginx"] = lk.server.popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
         cli = lk.client.name
-        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         try:
             for name in servers:
                 wait_ready(cli, f"http://{SERVER_IP}:{ports[name]}/assets/part.img")
@@ -591,9 +616,11 @@ def run_assets_unpinned(args: argparse.Namespace) -> None:
                         urls = [f"http://{SERVER_IP}:{ports[name]}/assets/{f}" for f in files]
                         mib = sum((assets / f).stat().st_size for f in files) / (1 << 20)
                         before = cpu_seconds(procs[name].pid)
-                        took = timed_downloads(cli, urls)
+                        took, client = timed_downloads(cli, urls)
                         cpu = cpu_seconds(procs[name].pid) - before
-                        results.setdefault((case, name), []).append((mib / took, cpu * 1e3 / mib))
+                        results.setdefault((case, name), []).append(
+                            (mib / took, cpu * 1e3 / mib, client * 1e3 / mib)
+                        )
             profiles = {}
             for case, files in cases.items():
                 for name in servers:
@@ -604,7 +631,11 @@ def run_assets_unpinned(args: argparse.Namespace) -> None:
                         pid,
                         *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()),
                     ]
+                    link_before = link_packets(lk.server.name)
                     counts = count_syscalls(pids, lambda urls=urls: timed_downloads(cli, urls))
+                    link_after = link_packets(lk.server.name)
+                    sent, acks = link_after[0] - link_before[0], link_after[1] - link_before[1]
+                    counts.update({"packets out": sent, "packets in": acks})
                     profiles[(case, name)] = {k: v / mib for k, v in counts.items()}
         finally:
             for proc in procs.values():
@@ -613,9 +644,9 @@ def run_assets_unpinned(args: argparse.Namespace) -> None:
     report_assets(args, results)
     print(
         "\nsystem calls and context switches of each server per MiB sent (perf stat, one run "
-        "each, after the rounds)\n"
+        "each, after the rounds), and the packets on its side of the veth link\n"
     )
-    names = [*SYSCALLS, "context-switches"]
+    names = [*SYSCALLS, "context-switches", "packets out", "packets in"]
     print("| case | server | " + " | ".join(names) + " |")
     print("|---|---|" + "---:|" * len(names))
     for (case, name), per_mib in profiles.items():
@@ -628,21 +659,23 @@ def results_names(results: dict[tuple[str, str], Any]) -> list[str]:
 
 
 def report_assets(
-    args: argparse.Namespace, results: dict[tuple[str, str], list[tuple[float, float]]]
+    args: argparse.Namespace, results: dict[tuple[str, str], list[tuple[float, float, float]]]
 ) -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (at the start: {args.load_before})")
     print(f"not pinned; {args.asset_rounds} interleaved rounds; racker = racker.web.sendfile,"
           " stock = aiohttp FileResponse (loop.sendfile), nginx: sendfile on\n")  # fmt: skip
-    print("| case | server | MiB/s median | MiB/s runs | CPU ms/MiB median | CPU ms/MiB runs |")
-    print("|---|---|---:|---|---:|---|")
+    print("| case | server | MiB/s median | MiB/s runs | CPU ms/MiB median | CPU ms/MiB runs "
+          "| curl CPU ms/MiB median |")  # fmt: skip
+    print("|---|---|---:|---|---:|---|---:|")
     for (case, name), runs in results.items():
         speeds, cpus = [r[0] for r in runs], [r[1] for r in runs]
+        client = statistics.median(r[2] for r in runs)
         print(f"| {case} | {name} | {statistics.median(speeds):.0f} | "
               f"{', '.join(f'{x:.0f}' for x in speeds)} | {statistics.median(cpus):.3f} | "
-              f"{', '.join(f'{x:.3f}' for x in cpus)} |")  # fmt: skip
+              f"{', '.join(f'{x:.3f}' for x in cpus)} | {client:.3f} |")  # fmt: skip
     print()
     for case in ("asset500", "asset8x200"):
-        for metric, index in (("mib_s", 0), ("cpu_ms_per_mib", 1)):
+        for metric, index in (("mib_s", 0), ("cpu_ms_per_mib", 1), ("client_cpu_ms_per_mib", 2)):
             for name in (s for s in results_names(results) if s != "nginx"):
                 mine = [r[index] for r in results[(case, name)]]
                 peer = [r[index] for r in results[(case, "nginx")]]

@@ -209,6 +209,11 @@ async def test_a_client_that_stops_reading_holds_no_copy_of_the_file(server: Ser
         left -= len(chunk)
     assert digest.digest() == hashlib.sha256(data).digest()
     writer.close()
+    assert await server.recorded(1) == [("GET", "/assets/big", 200, len(data))]
+    # The record's duration spans the whole send, which could not end before the client
+    # read again, after its 0.3 s pause.
+    (event,) = [e for e in server.events if isinstance(e, HttpEvent)]
+    assert event.duration >= 0.3
 
 
 async def test_a_client_gone_mid_file_is_recorded_and_the_server_serves_on(
