@@ -340,3 +340,54 @@ def test_uvloop_sends_with_sendfile_too(tmp_path: Path) -> None:
     finally:
         mp.undo()
     assert sum(sent) == len(data)
+
+
+async def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
+    """A second request sent while the first body is on its way waits its turn (reading is
+    not paused during a send; aiohttp holds the request until the handler is done)."""
+    data = pattern(8 * MIB, seed=7)
+    (server.assets / "img").write_bytes(data)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.srv.port)
+    one = b"GET /assets/img HTTP/1.1\r\nHost: x\r\n\r\n"
+    two = b"GET /assets/img HTTP/1.1\r\nHost: x\r\nRange: bytes=5-9\r\n\r\n"
+    writer.write(one + two)
+    assert b" 200 " in await reader.readuntil(b"\r\n\r\n")
+    assert await reader.readexactly(len(data)) == data
+    assert b" 206 " in await reader.readuntil(b"\r\n\r\n")
+    assert await reader.readexactly(5) == data[5:10]
+    writer.close()
+
+
+class QueuedTransport(asyncio.Transport):
+    """A transport with bytes still queued (the headers, when the socket buffer was full)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.sock if name == "socket" else default
+
+    def get_write_buffer_size(self) -> int:
+        return 100
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_bytes_queued_ahead_of_the_body_go_first_through_asyncios_sendfile(
+    pair: tuple[socket.socket, socket.socket], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    asked: list[tuple[int, int]] = []
+
+    async def loop_sendfile(transport: object, fobj: object, offset: int, count: int) -> int:
+        asked.append((offset, count))
+        return count
+
+    monkeypatch.setattr(loop, "sendfile", loop_sendfile)
+    (tmp_path / "f").write_bytes(pattern(1000))
+    with (tmp_path / "f").open("rb") as f:
+        assert await send_file(QueuedTransport(pair[0]), f, 10, 500) == 500
+    assert asked == [(10, 500)]
+    assert drain(pair[1]) == b""  # nothing went around the queue
