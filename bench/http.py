@@ -711,8 +711,8 @@ def report(
         print("| server | MiB/s (median) | runs (MiB/s) | vs nginx |")
         print("|---|---:|---|---:|")
         for key, name in (
-            ("racker", "racker (aiohttp FileResponse: sendfile)"),
-            ("uvloop", "racker on uvloop (no sendfile: read + write)"),
+            ("racker", "racker (racker.web.sendfile)"),
+            ("uvloop", "racker on uvloop (racker.web.sendfile: sendfile there too)"),
             ("nginx", "nginx-light (sendfile on, 1 worker)"),
         ):
             med = statistics.median(speeds[key])
