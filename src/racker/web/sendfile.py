@@ -16,7 +16,9 @@ takes as much as the socket buffer holds), and one writer callback stays registe
 the last byte: per wake-up one ``sendfile``. A partial send means the buffer is full, so
 the callback returns without a second, failing call.
 
-The file is never read into memory: a slow client holds at most its socket buffer. A file
+The file is never read into memory: a slow client holds at most its socket buffer, and one
+that takes nothing for ``STALL_TIMEOUT`` (nginx's ``send_timeout``, 60 s) is cut off, so
+clients that stop reading cannot hold connections and descriptors for ever. A file
 that shrinks while it is sent (truncated in place) cannot give the bytes its Content-Length
 promised: the connection is closed, as nginx does ("file was truncated"), and the client
 sees a short body rather than a kept-alive connection out of step. A file replaced by a
@@ -32,10 +34,16 @@ from typing import IO, Any
 
 # sendfile(2) moves at most 0x7ffff000 bytes a call on Linux; ask for no more than 1 GiB.
 _MAX_COUNT = 1 << 30
+# A client that takes no byte for this long is dropped (nginx: send_timeout 60s).
+STALL_TIMEOUT = 60.0
 
 
 class FileShrank(ConnectionError):
     """The file ended before the promised byte count (it was truncated while being sent)."""
+
+
+class ClientStalled(ConnectionError):
+    """The client took no byte for ``STALL_TIMEOUT`` seconds."""
 
 
 async def send_file(transport: asyncio.Transport, fobj: IO[Any], offset: int, count: int) -> int:
@@ -57,10 +65,13 @@ async def send_file(transport: asyncio.Transport, fobj: IO[Any], offset: int, co
         sender.step()
         if not sender.done.done():
             loop.add_writer(fd, sender.step)
+            sender.watch(loop, STALL_TIMEOUT)
             try:
                 await sender.done
             finally:
                 loop.remove_writer(fd)
+                if sender.watchdog is not None:
+                    sender.watchdog.cancel()
         return sender.done.result()
     except ConnectionError:
         transport.abort()
@@ -72,7 +83,7 @@ async def send_file(transport: asyncio.Transport, fobj: IO[Any], offset: int, co
 class _Sender:
     """One body in flight: where it is in the file and what is left."""
 
-    __slots__ = ("done", "fd", "file_fd", "left", "offset", "total")
+    __slots__ = ("done", "fd", "file_fd", "left", "offset", "total", "watchdog", "watched")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, fd: int, file_fd: int, offset: int, count: int
@@ -80,8 +91,21 @@ class _Sender:
         self.fd, self.file_fd = fd, file_fd
         self.offset, self.left, self.total = offset, count, count
         self.done: asyncio.Future[int] = loop.create_future()
+        self.watched = offset  # where the body was at the last watchdog check
+        self.watchdog: asyncio.TimerHandle | None = None
         if count <= 0:
             self.done.set_result(0)
+
+    def watch(self, loop: asyncio.AbstractEventLoop, period: float) -> None:
+        """Look again in ``period`` seconds; fail the send if no byte went out since the
+        last look (the first call only arms the watch)."""
+        if self.done.done():
+            return
+        if self.watchdog is not None and self.offset == self.watched:
+            self.done.set_exception(ClientStalled(f"the client took nothing for {period:g} s"))
+            return
+        self.watched = self.offset
+        self.watchdog = loop.call_later(period, self.watch, loop, period)
 
     def step(self) -> None:
         """Send what the socket buffer takes (called once the socket is writable)."""

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 import racker.web.handlers
+import racker.web.sendfile
 from racker.events import Event, HttpEvent
 from racker.web import BootHttpServer
-from racker.web.sendfile import FileShrank, _Sender, send_file
+from racker.web.sendfile import ClientStalled, FileShrank, _Sender, send_file
 from tests.unit.web.helpers import KEY, NOW
 from tests.unit.web.standin import StandinCatalog, context_for
 
@@ -391,3 +392,42 @@ async def test_bytes_queued_ahead_of_the_body_go_first_through_asyncios_sendfile
         assert await send_file(QueuedTransport(pair[0]), f, 10, 500) == 500
     assert asked == [(10, 500)]
     assert drain(pair[1]) == b""  # nothing went around the queue
+
+
+async def test_the_watch_fails_a_send_only_after_a_period_without_progress(
+    pair: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    (tmp_path / "f").write_bytes(pattern(8 * MIB))
+    a, b = pair
+    loop = asyncio.get_running_loop()
+    with (tmp_path / "f").open("rb") as f:
+        sender = _Sender(loop, a.fileno(), f.fileno(), 0, 8 * MIB)
+        sender.step()  # fills the socket buffer
+        sender.watch(loop, 3600)  # arms the watch (a period that never comes in this test)
+        assert sender.watchdog is not None
+        sender.watchdog.cancel()
+        drain(b)
+        sender.step()  # progress since the last look...
+        sender.watch(loop, 3600)
+        assert not sender.done.done()  # ...so the look passes
+        sender.watchdog.cancel()
+        sender.watch(loop, 3600)  # no byte since: the client stalled
+    with pytest.raises(ClientStalled, match="took nothing for 3600 s"):
+        sender.done.result()
+
+
+async def test_a_client_that_never_reads_again_is_cut_off(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(racker.web.sendfile, "STALL_TIMEOUT", 0.2)
+    data = pattern(32 * MIB, seed=8)
+    (server.assets / "big").write_bytes(data)
+    fds = len(os.listdir("/proc/self/fd"))
+    reader, writer, _ = await get(server.srv.port, "/assets/big")
+    assert await server.recorded(1) == [("GET", "/assets/big", 200, 0)]  # it gave up...
+    got = await asyncio.wait_for(reader.read(), 10)  # ...and closed: what was queued, then EOF
+    assert 0 < len(got) < len(data)
+    assert got == data[: len(got)]
+    writer.close()
+    await asyncio.sleep(0.05)
+    assert len(os.listdir("/proc/self/fd")) <= fds
