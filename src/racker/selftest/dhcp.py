@@ -53,30 +53,64 @@ class FirmwareKind:
     options: dict[int, bytes]  # what such firmware sends besides 53, 50, 54 (fixtures/firmware)
 
 
-# As the firmware in fixtures/firmware sends them: SeaBIOS/iPXE ROM, OVMF native PXE, iPXE,
-# OVMF HTTP boot.
-_PARAMS = bytes([1, 3, 6, 12, 15, 17, 43, 60, 66, 67, 128, 129, 130, 131, 132, 133, 134, 135])
+# What the firmware in /work/shared/fixtures/firmware sends in its DISCOVER (options 55, 57,
+# 60, 93, 94, 97, 77, 175; read from the captures): OVMF's own PXE and HTTP boot (virtio-net),
+# iPXE (SeaBIOS's iPXE ROM); a BIOS PXE ROM that is not iPXE sends iPXE's 60/93/94 without
+# 77 and 175.
+_OVMF_PARAMS = bytes(
+    [1, 2, 3, 4, 5, 6, 12, 13, 15, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59, 60]
+)
+_IPXE_PARAMS = bytes(
+    (1, 3, 6, 7, 12, 15, 17, 26, 43, 60, 66, 67, 119, 128, 129, 130, 131, 132, 133, 134, 135)
+) + bytes((175, 203))
+_PXE_PARAMS = _OVMF_PARAMS + bytes([66, 67, 97, 128, 129, 130, 131, 132, 133, 134, 135])
+_UUID = b"\x00" + bytes(range(0x10, 0x20))  # option 97: type 0, a fixed test GUID
+_IPXE_FEATURES = bytes.fromhex(  # option 175 of SeaBIOS's iPXE ROM, as captured
+    "b105018086100eeb03010000170101220101130101110101270101190101290101100102210101150101180101"
+    "120101"
+)
 KINDS = (
     FirmwareKind(
         "bios",
-        {60: b"PXEClient:Arch:00000:UNDI:002001", 93: b"\x00\x00", 94: b"\x01\x02\x01"},
+        {
+            55: _IPXE_PARAMS[:-2],
+            60: b"PXEClient:Arch:00000:UNDI:002001",
+            93: b"\x00\x00",
+            94: b"\x01\x02\x01",
+        },
     ),
     FirmwareKind(
         "uefi",
-        {60: b"PXEClient:Arch:00007:UNDI:003016", 93: b"\x00\x07", 94: b"\x01\x03\x10"},
+        {
+            55: _PXE_PARAMS,
+            57: b"\x05\xc0",
+            60: b"PXEClient:Arch:00007:UNDI:003000",
+            93: b"\x00\x07",
+            94: b"\x01\x03\x00",
+            97: _UUID,
+        },
     ),
     FirmwareKind(
         "ipxe",
         {
+            55: _IPXE_PARAMS,
             60: b"PXEClient:Arch:00000:UNDI:002001",
             93: b"\x00\x00",
+            94: b"\x01\x02\x01",
             77: b"iPXE",
-            175: b"\xb1\x05\x01\x80\x86\x10\x0e\x13\x01\x01",
+            175: _IPXE_FEATURES,
         },
     ),
     FirmwareKind(
         "uefi-http",
-        {60: b"HTTPClient:Arch:00016:UNDI:003001", 93: b"\x00\x10", 94: b"\x01\x03\x10"},
+        {
+            55: _OVMF_PARAMS + bytes([235, 67, 97]),
+            57: b"\x05\xc0",
+            60: b"HTTPClient:Arch:00016:UNDI:003000",
+            93: b"\x00\x10",
+            94: b"\x01\x03\x00",
+            97: _UUID,
+        },
     ),
 )
 
@@ -119,7 +153,7 @@ def build_request(
     proof = make_proof(target.key, mac, xid, mtype, when)
     options: list[Any] = [("message-type", mtype)]
     options += [(code, value) for code, value in {**kind.options, **extra}.items()]
-    options += [("param_req_list", list(_PARAMS)), (OPTION, proof), "end"]
+    options += [(OPTION, proof), "end"]
     return (
         IP(src=server_ip, dst=server_ip, ttl=64)
         / UDP(sport=SERVER_PORT, dport=SERVER_PORT)
