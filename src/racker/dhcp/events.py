@@ -93,6 +93,9 @@ def log_line(event: DhcpEvent | DiscoveryEvent) -> str | None:
             " (listed once per MAC; dhcp.unknown_clients decides whether it gets one)"
         )
     who = f"{event.mac} ({event.client_kind})" if event.client_kind else event.mac
+    if event.kind == "selftest":  # racker selftest's answer (dhcp/selftest.py): no lease
+        boot = f"boot {event.boot_file}" if event.boot_file else "no boot file"
+        return f"DHCP selftest {event.message} {event.address} to {who}, {boot} (no lease)"
     if event.direction == "out":
         if event.message == "NAK":
             return f"DHCP NAK to {who}: {event.reason}"

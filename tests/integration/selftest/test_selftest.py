@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +231,51 @@ def test_a_first_stage_missing_on_disk_fails_its_check(net: Link, rack: Path) ->
     assert "not on disk" in checks["tftp", "missing.kpxe"]["detail"]
     assert "missing.kpxe" in checks["dhcp", "bios"]["detail"]  # offered, as configured
     assert checks["dhcp", "bios"]["ok"] and checks["tftp", "ipxe.efi"]["ok"]
+
+
+SENDP = """
+import sys, time
+from pathlib import Path
+from scapy.compat import raw
+from scapy.layers.dhcp import BOOTP
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.sendrecv import sendp
+from racker.dhcp.boot import BootSettings
+from racker.selftest.dhcp import KINDS, build_request
+from racker.selftest.target import Target
+
+key = bytes.fromhex(Path(sys.argv[1]).read_text().strip())
+iface, mac = sys.argv[2], bytes.fromhex(sys.argv[3].replace(":", ""))
+target = Target(iface, "10.99.0.1", 8080, key, BootSettings("10.99.0.1", 8080), {})
+proven = build_request(target, KINDS[0], mac, 0x5E1F7E57, 1, {}, time.time())[BOOTP]
+proven.giaddr, proven.hops = "0.0.0.0", 0  # as a client on the link sends it
+frame = (
+    Ether(src=sys.argv[3], dst="ff:ff:ff:ff:ff:ff")
+    / IP(src="0.0.0.0", dst="255.255.255.255")
+    / UDP(sport=68, dport=67)
+    / proven
+)
+sendp(frame, iface=iface, verbose=False)
+"""
+
+
+def test_a_frame_sent_on_racker_s_own_nic_never_reaches_it(net: Link, rack: Path) -> None:
+    # Why racker selftest speaks as a relay agent (racker.selftest.dhcp): racker's packet
+    # socket (ETH_P_IP) is never handed the frames its own host sends on the PXE NIC. If this
+    # starts to fail, the self-test could send on the link instead. The same frame from the
+    # other end of the link is seen and answered as a self-test (the control).
+    key = str(rack / "state" / "http.key")
+    own, other = "02:00:5e:00:00:01", "02:00:5e:00:00:02"
+    serve = Serve(net, rack)
+    try:
+        sent = net.server.run(sys.executable, "-c", SENDP, key, net.srv_if, own, check=False)
+        assert sent.returncode == 0, sent.stderr
+        control = net.client.run(sys.executable, "-c", SENDP, key, net.cli_if, other, check=False)
+        assert control.returncode == 0, control.stderr
+        time.sleep(1.5)  # not a timing assertion: time for an answer that must not come
+    finally:
+        assert serve.stop() == 0
+    events = rows(rack, "SELECT mac, kind FROM events")
+    assert [kind for mac, kind in events if mac == own] == []
+    assert [kind for mac, kind in events if mac == other] == ["selftest"]

@@ -10,6 +10,7 @@ from scapy.compat import raw
 from scapy.layers.dhcp import BOOTP
 
 from racker.dhcp.core import DhcpCore, ReceiveInfo
+from racker.dhcp.events import log_line
 from racker.dhcp.selftest import TEST_ADDRESS, SelfTestGate, make_proof
 from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.events import DhcpEvent, DiscoveryEvent
@@ -71,6 +72,11 @@ def test_each_kind_gets_its_boot_file_and_no_lease(kind: FirmwareKind, uefi_http
         [event] = outcome.events
         assert isinstance(event, DhcpEvent)
         assert (event.kind, event.mac, event.address) == ("selftest", MAC.hex(":"), "192.0.2.1")
+        name = "OFFER" if reply_type == 2 else "ACK"
+        boot = f"boot {want.file}" if want else "no boot file"
+        assert log_line(event) == (
+            f"DHCP selftest {name} 192.0.2.1 to {MAC.hex(':')} ({kind.name}), {boot} (no lease)"
+        )
     assert list(core.leases.held()) == []
     assert not core.leases.pending
 
