@@ -75,6 +75,7 @@ LAYERS: list[tuple[int, list[str]]] = [
         [
             "racker.dhcp.server",
             "racker.dhcp.sockets",  # the DHCP server's sockets (packet, relay, BPF), set up
+            "racker.dhcp.commits",  # the DHCP server's group commit of leases (asyncio, futures)
             "racker.dhcp.rogue_watch",  # the passive rogue-DHCP watcher's packet socket
             "racker.dhcp.probe",  # racker factory check --probe: scapy on a packet socket
             "racker.ra",

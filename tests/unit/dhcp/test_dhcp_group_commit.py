@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from racker.dhcp.codec import decode
+from racker.dhcp.commits import LeaseRow
 from racker.dhcp.core import ReceiveInfo, build_core
 from racker.dhcp.reply import Destination
-from racker.dhcp.server import DhcpServer, LeaseRow
+from racker.dhcp.server import DhcpServer
 from racker.dhcp.settings import DhcpSettings, core_settings
 from racker.store import Lease, Store
 from racker.store_writer import StoreWriter
@@ -275,3 +279,42 @@ async def test_a_failed_commit_publishes_the_request_but_not_the_ack_never_sent(
     store.commits[0][1].set_exception(sqlite3.OperationalError("disk I/O error"))
     await settled()
     assert published[2:] == [("REQUEST", "in")]
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Let the loop run until ``condition()`` holds (a generous bound: a hang fails, slow not)."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the condition never held")
+
+
+async def test_under_load_the_sockets_are_polled_and_a_poll_notices_the_commit() -> None:
+    store = HandCommits()
+    server = DhcpServer("dhcp-test0", make_core("pool"), lambda _e: None, store, commit_window=0)
+    server._loop = asyncio.get_running_loop()
+    wire = Wire(server)
+    # Localhost UDP sockets stand in for the relay socket and the (silent) packet socket.
+    relay, link = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    for sock in (relay, link):
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+    server._udp, server._raw, server._reading = relay, link, True
+    server._add_readers()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.sendto(discover(A, 1), relay.getsockname())
+        agent.sendto(select(A, "10.98.1.0", 2), relay.getsockname())
+        await until(lambda: store.commits)
+    assert server._polling  # woken once, the server now polls its sockets
+    assert wire.sent == [(OFFER, "10.98.1.0")]
+    # The store's thread completes the commit and, the server polling, wakes nobody: the next
+    # poll sends the ACK, and a poll with nothing to do goes back to waking on readiness.
+    done = threading.Thread(target=store.commits[0][1].set_result, args=(None,))
+    done.start()
+    done.join()
+    await until(lambda: len(wire.sent) == 2)
+    assert wire.sent[1] == (ACK, "10.98.1.0")
+    await until(lambda: not server._polling)
+    await server.close()
+    assert relay.fileno() == -1 and link.fileno() == -1  # closed by the server
