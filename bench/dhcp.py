@@ -58,6 +58,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "src")]
@@ -173,6 +174,10 @@ PERFDHCP_THREADS = "single"
 # The server on CPU 0, perfdhcp on CPU 1 (when there are two): both servers run under the
 # same conditions instead of the scheduler's choice of the moment (see bench/http.py).
 SERVER_CPU, CLIENT_CPU = 0, 1
+
+
+class Tuning:
+    spec: ClassVar[dict[str, float]] = {}  # --poll-interval, --commit-window: DhcpServer's knobs
 
 
 class Perf:
@@ -337,7 +342,9 @@ def rounds(
                     f"  round {n + 1} {label:7} {rate:5}/s: {run.acks} ACKs, lost"
                     f" {run.lost:.2f} %, CPU {run.cpu_us_per_exchange:.1f} µs/exchange"
                     f" ({run.server_cpu:.2f} cores, {run.kernel_share:.0%} in the kernel),"
-                    f" p99 ACK {run.p99_ack_ms:.2f} ms;"
+                    f" p99 ACK {run.p99_ack_ms:.2f} ms; drops DO/RA {run.drops_offer:.2f}/"
+                    f"{run.drops_ack:.2f} %, replies lost at perfdhcp's socket"
+                    f" {run.client_overflows};"
                     f" load {os.getloadavg()[0]:.1f}",
                     file=sys.stderr,
                 )
@@ -438,6 +445,7 @@ def racker_server(
     )
     if cprofile:
         spec["cprofile"] = cprofile
+    spec.update(Tuning.spec)
     served = start(net, workdir, spec)
     profiler = None
     try:
@@ -646,6 +654,12 @@ def main() -> int:
         help="racker's server under cProfile, its stats written to FILE (pstats) at the end",
     )
     parser.add_argument(
+        "--poll-interval", type=float, metavar="S", help="racker's DhcpServer poll_interval"
+    )
+    parser.add_argument(
+        "--commit-window", type=float, metavar="S", help="racker's DhcpServer commit_window"
+    )
+    parser.add_argument(
         "--perf", metavar="FILE", help="perf record -g of racker's server process into FILE"
     )
     parser.add_argument(
@@ -712,6 +726,9 @@ def main() -> int:
     PERFDHCP_THREADS = args.perfdhcp_threads
     Pinning.on = Pinning.on and not args.no_pin
     Perf.output = args.perf
+    for knob in ("poll_interval", "commit_window"):
+        if getattr(args, knob) is not None:
+            Tuning.spec[knob] = getattr(args, knob)
     rates = [int(r) for r in args.rates.split(",")] if args.rates else None
     if not args.ramp:
         return main_rounds(args, rates or ROUND_RATES)

@@ -87,7 +87,8 @@ async def serve(spec: dict[str, Any]) -> None:
         store.leases() if store is not None else (),
         keeps=hub.keeps if hub is not None and events_file is None else None,
     )
-    server = DhcpServer(spec["interface"], core, publish, writer)
+    tuning = {k: spec[k] for k in ("poll_interval", "commit_window") if k in spec}
+    server = DhcpServer(spec["interface"], core, publish, writer, **tuning)
     await server.start()
     if hub is not None:
         hub.start()
