@@ -681,12 +681,15 @@ def report_assets(
                 peer = [r[index] for r in results[(case, "nginx")]]
                 # The ratio of medians; the spread: the lowest and highest per-round ratio.
                 per_round = sorted(a / b for a, b in zip(mine, peer, strict=True))
+                # One line per metric for racker; the references (stock, experiments) under
+                # their own metric names, so a reader keyed on the name finds racker's.
                 label = name
+                key = f"{case}.{metric}" if name == "racker" else f"{case}.{name}.{metric}"
                 # paired: the median of the per-round ratios (each round's servers ran back to
                 # back, so a slow phase of the machine weighs on both sides of a ratio).
                 quartiles = statistics.quantiles(per_round, n=4)
                 print(
-                    f"SUMMARY http.{case}.{metric} {label}={statistics.median(mine):.3f} "
+                    f"SUMMARY http.{key} {label}={statistics.median(mine):.3f} "
                     f"nginx={statistics.median(peer):.3f} "
                     f"ratio={statistics.median(mine) / statistics.median(peer):.2f} "
                     f"spread={per_round[0]:.2f}-{per_round[-1]:.2f} "
