@@ -53,6 +53,12 @@ class ProtocolMemory(Protocol):
 
     def remember(self, bmc: str, protocol: str | None) -> None: ...
 
+    async def ready(self) -> None:
+        """Called before the first ``recall`` on the loop: read what is remembered."""
+
+    async def close(self) -> None:
+        """Called when the driver closes: finish storing what was remembered."""
+
 
 class InMemory:
     """A ``ProtocolMemory`` for one process (no state directory, and tests)."""
@@ -68,6 +74,12 @@ class InMemory:
             self.known.pop(bmc, None)
         else:
             self.known[bmc] = protocol
+
+    async def ready(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 class Probe(enum.Enum):
@@ -135,6 +147,7 @@ class AutoDriver(PowerDriver):
     async def close(self) -> None:
         for driver in self.drivers.values():
             await driver.close()
+        await self.memory.close()
 
     def known_protocol(self, target: BmcTarget) -> str:
         if target.scheme is not None:
@@ -145,6 +158,7 @@ class AutoDriver(PowerDriver):
     async def detect_protocol(self, target: BmcTarget) -> str:
         """Redfish if its service root answers (remembered when its certificate passes
         bmc.verify_tls), else "ipmi" (not remembered: IPMI was not asked)."""
+        await self.memory.ready()
         known = self.known_protocol(target)
         if known:
             return known
@@ -191,6 +205,7 @@ class AutoDriver(PowerDriver):
 
     async def _route(self, target: BmcTarget, op: Callable[[PowerDriver], Awaitable[T]]) -> T:
         started = time.monotonic()
+        await self.memory.ready()
         known = self.known_protocol(target)
         if known:
             return await self._known(target, known, op)

@@ -8,6 +8,8 @@ fake never load pyghmi or sushy.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -104,24 +106,43 @@ class StoredProtocols:
     """The auto driver's memory in the state store (``Store.bmc_protocols``), read once.
 
     A store that cannot be opened (no state directory yet, read-only) costs only the memory:
-    racker then probes each BMC once per command.
+    racker then probes each BMC once per command. On an event loop (``racker serve``,
+    ``racker bootstrap``) the store is read and written on a thread of its own, one write
+    after another in the order they were made (``ready`` reads, ``close`` waits for the
+    writes); elsewhere both happen at once, on the caller's thread.
     """
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self._known: dict[str, str] | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loading: asyncio.Lock | None = None
+
+    async def ready(self) -> None:
+        """Read the store, off the loop, unless it was read."""
+        if self._known is not None:
+            return
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        async with self._loading:
+            if self._known is None:
+                self._known = await asyncio.to_thread(self._read)
+
+    def _read(self) -> dict[str, str]:
+        from racker.store import DB_NAME, Store
+
+        if not (self.state_dir / DB_NAME).exists():
+            return {}
+        try:
+            with Store.open(self.state_dir) as store:
+                return store.bmc_protocols()
+        except StateError as exc:
+            log.info("BMC protocols not read from the state store: %s", exc.message)
+            return {}
 
     def _load(self) -> dict[str, str]:
         if self._known is None:
-            from racker.store import DB_NAME, Store
-
-            self._known = {}
-            if (self.state_dir / DB_NAME).exists():
-                try:
-                    with Store.open(self.state_dir) as store:
-                        self._known = store.bmc_protocols()
-                except StateError as exc:
-                    log.info("BMC protocols not read from the state store: %s", exc.message)
+            self._known = self._read()
         return self._known
 
     def recall(self, bmc: str) -> str | None:
@@ -135,6 +156,16 @@ class StoredProtocols:
             known.pop(bmc, None)
         else:
             known[bmc] = protocol
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop to keep free: write now
+            self._write(bmc, protocol)
+            return
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, "racker-bmc-protocols")
+        self._writer.submit(self._write, bmc, protocol)
+
+    def _write(self, bmc: str, protocol: str | None) -> None:
         from racker.store import Store
 
         try:
@@ -142,3 +173,9 @@ class StoredProtocols:
                 store.set_bmc_protocol(bmc, protocol)
         except StateError as exc:
             log.info("BMC protocol of %s not stored: %s", bmc, exc.message)
+
+    async def close(self) -> None:
+        """Wait, off the loop, until every protocol remembered is stored."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.shutdown, True)

@@ -6,6 +6,7 @@ probe is a table, so every decision is checked without a network.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -171,3 +172,29 @@ async def test_detect_protocol_probes_once_and_remembers_redfish(tmp_path: Path)
     assert prober.asked == ["https://10.0.0.1", "https://10.0.0.2"]
     assert StoredProtocols(tmp_path).recall("10.0.0.1") == "redfish"
     assert StoredProtocols(tmp_path).recall("10.0.0.2") is None
+
+
+async def test_on_the_loop_the_stored_memory_reads_and_writes_on_another_thread(
+    tmp_path: Path,
+) -> None:
+    threads: list[tuple[str, str]] = []
+
+    class Watched(StoredProtocols):
+        def _read(self) -> dict[str, str]:
+            threads.append(("read", threading.current_thread().name))
+            return super()._read()
+
+        def _write(self, bmc: str, protocol: str | None) -> None:
+            threads.append(("write", threading.current_thread().name))
+            super()._write(bmc, protocol)
+
+    prober = Prober({"10.0.0.1": Probe.REDFISH})
+    driver, _, _, _ = auto(prober, Watched(tmp_path))
+    await driver.power(target(1), PowerAction.ON)  # Redfish: remembered
+    await driver.power(target(3), PowerAction.ON)  # IPMI: remembered
+    await driver.close()  # every remembered protocol stored by now
+    loop_thread = threading.current_thread().name
+    assert [kind for kind, _ in threads] == ["read", "write", "write"]
+    assert all(name != loop_thread for _, name in threads)
+    again = StoredProtocols(tmp_path)  # the next command, off any loop
+    assert (again.recall("10.0.0.1"), again.recall("10.0.0.3")) == ("redfish", "ipmi")
