@@ -278,6 +278,7 @@ class BootStack:
             bind_to_lease=config.http.bind_to_lease,
             inventory=lambda: [node.primary_mac for node in directory.rack.oem.inventory.nodes],
             loaders=configured_roots(config.tftp),  # UEFI HTTP Boot: what TFTP would send
+            loader_policy=directory.may_fetch_boot_files,  # ... to whom TFTP would send it
             page=self._rack_page(),
         )
 

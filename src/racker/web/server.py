@@ -70,6 +70,7 @@ def make_app(
     token_ttl: int = 86400,
     clock: Callable[[], float] = time.time,
     loaders: FileRoots | None = None,
+    loader_policy: Callable[[str], bool] | None = None,
     page: RackFeed | None = None,
 ) -> web.Application:
     svc = BootService(
@@ -104,7 +105,7 @@ def make_app(
     if page is not None:  # the rack page at / (racker serve)
         add_page_routes(app, page, svc.metrics.registry)
     if loaders is not None:  # UEFI HTTP Boot's first stage; last, so it shadows nothing above
-        app.router.add_get("/{name:.+}", LoaderFiles(loaders).serve)
+        app.router.add_get("/{name:.+}", LoaderFiles(loaders, loader_policy).serve)
     return app
 
 

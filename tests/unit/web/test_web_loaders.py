@@ -93,3 +93,38 @@ async def test_without_loaders_nothing_but_the_routes_is_served(
 ) -> None:
     async with web_client(tmp_path) as client:
         assert (await client.get("/ipxe.efi")).status == 404
+
+
+async def test_the_boot_policy_applies_as_it_does_to_tftp(
+    tmp_path: Path, roots: TftpConfig
+) -> None:
+    # An installed node (its boot action is not PXE) gets no loader over HTTP either; the
+    # test client connects from 127.0.0.1.
+    asked: list[str] = []
+
+    def installed(ip: str) -> bool:
+        asked.append(ip)
+        return ip != "127.0.0.1"
+
+    async with web_client(
+        tmp_path, loaders=configured_roots(roots), loader_policy=installed
+    ) as client:
+        got = await client.get("/ipxe.efi")
+        assert got.status == 403
+        assert PACKAGED_EFI[:64] not in await got.read()
+        assert (await client.head("/ipxe.efi")).status == 403
+        assert (await client.get("/healthz")).status == 200  # the other routes are not asked
+    assert asked == ["127.0.0.1", "127.0.0.1"]
+
+    def broken(ip: str) -> bool:
+        raise RuntimeError("policy failed")
+
+    async with web_client(
+        tmp_path, loaders=configured_roots(roots), loader_policy=broken
+    ) as client:
+        assert (await client.get("/ipxe.efi")).status == 403  # fails closed, as TFTP's
+    async with web_client(
+        tmp_path, loaders=configured_roots(roots), loader_policy=lambda ip: True
+    ) as client:
+        got = await client.get("/ipxe.efi")
+        assert (got.status, await got.read()) == (200, PACKAGED_EFI)
