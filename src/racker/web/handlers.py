@@ -7,6 +7,7 @@ binding, and turns the result (or a ``NoMatch``) into a response iPXE can show.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -280,7 +281,8 @@ class BootService:
         return _response(self.node_answer("metadata", self.ask(request)))
 
     async def assets(self, request: web.Request) -> web.StreamResponse:
-        found = resolve_asset(self.assets_dir, request.match_info["path"])
+        # realpath and stat read the disk: in a worker thread, not on the event loop.
+        found = await asyncio.to_thread(resolve_asset, self.assets_dir, request.match_info["path"])
         if found.path is None:
             log.debug("asset %s refused: %s", request.rel_url.raw_path, found.reason)
             return _text(404, "no such asset")

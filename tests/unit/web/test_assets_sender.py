@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ import racker.web.handlers
 import racker.web.sendfile
 from racker.events import Event, HttpEvent
 from racker.web import BootHttpServer
+from racker.web.assets import AssetLookup
 from racker.web.sendfile import ClientStalled, FileShrank, _Sender, send_file
 from tests.unit.web.helpers import KEY, NOW
 from tests.unit.web.standin import StandinCatalog, context_for
@@ -431,3 +433,24 @@ async def test_a_client_that_never_reads_again_is_cut_off(
     writer.close()
     await asyncio.sleep(0.05)
     assert len(os.listdir("/proc/self/fd")) <= fds
+
+
+async def test_the_asset_path_is_resolved_off_the_event_loop(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath and stat read the disk (a slow or hung mount would stop every server)."""
+    threads: list[int] = []
+    real = racker.web.handlers.resolve_asset
+
+    def recording(root: Path, rel: str) -> AssetLookup:
+        threads.append(threading.get_ident())
+        return real(root, rel)
+
+    monkeypatch.setattr(racker.web.handlers, "resolve_asset", recording)
+    (server.assets / "k").write_bytes(b"kernel")
+    reader, writer, headers = await get(server.srv.port, "/assets/k")
+    assert headers[":status"] == "200"
+    assert await reader.readexactly(6) == b"kernel"
+    writer.close()
+    assert len(threads) == 1
+    assert threads[0] != threading.get_ident()  # not the loop's thread
