@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from racker.events import BmcEvent, DhcpEvent, HttpEvent, NodeStateEvent, PhoneHomeEvent
-from racker.web.page.view import WARNINGS_KEPT, RackView, clean, summary
+from racker.web.page.view import WARNINGS_KEPT, RackView, clean, summary, timeline_entry
 
 PRIMARY, BMC, OTHER = "52:54:00:00:00:01", "52:54:00:00:01:01", "52:54:00:00:00:02"
 TOKEN = "1700086400.AbCdEfGhIjKlMnOpQrStUv"  # noqa: S105 - a made-up token to look for
@@ -183,6 +183,40 @@ def test_no_token_or_secret_reaches_the_page() -> None:
     view.apply(event)
     view.apply(state("failed", reason=f"installer said {url}"))
     assert TOKEN not in str(view.snapshot())
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        f"TOKEN={TOKEN}",
+        f"Token={TOKEN}",
+        f"/ignition?mac=x&token%3D{TOKEN}",
+        f'{{"token": "{TOKEN}"}}',
+        f"token: {TOKEN}",
+    ],
+)
+def test_a_token_quoted_in_any_form_is_blanked(quoted: str) -> None:
+    event = PhoneHomeEvent("failed", PRIMARY, 1.0, message=f"installer said {quoted}").to_dict()
+    assert TOKEN not in str(clean(event)) and TOKEN not in summary(event)
+    view = RackView(nodes())
+    view.apply(event)
+    view.apply(state("failed", reason=quoted))
+    assert TOKEN not in str(view.snapshot())
+
+
+def test_a_timeline_shows_only_the_fields_events_are_known_to_have() -> None:
+    # An event from the store with fields no racker event has (another racker's, or one that
+    # gains a field later): the page shows none of them until they are named.
+    event = {
+        **HttpEvent("request", PRIMARY, 1.0, path="/ignition", status=200).to_dict(),
+        "body": '{"ignition": {"version": "3.4.0"}, "passwd": {"users": []}}',
+        "authorization": "Basic aGFja2VyOmh1bnRlcjI=",
+        "extra": {"config": "ssh-ed25519 AAAA"},
+    }
+    shown = timeline_entry(event)
+    assert set(shown) == {"source", "kind", "mac", "ts", "peer", "method", "path", "status",
+                          "bytes", "duration", "summary"}  # fmt: skip
+    assert shown["summary"] == "HTTP GET /ignition 200"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from racker.events import Event
 from racker.web.page import reading
-from racker.web.page.view import WARNING_AGE, RackView, clean, summary
+from racker.web.page.view import WARNING_AGE, RackView, timeline_entry
 from racker.web.stream import Streams
 
 log = logging.getLogger("racker.http")
@@ -138,7 +138,7 @@ class RackFeed:
         if macs is None or self.store_path is None:
             return None if macs is None else []
         events = await asyncio.to_thread(reading.timeline, self.store_path, macs)
-        return [{**clean(e), "summary": summary(e)} for e in events]
+        return [timeline_entry(e) for e in events]
 
     # -- the tasks -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ second, however many events a burst brings.
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,16 +27,33 @@ WARNING_KINDS = ("rogue-dhcp", "decline", "bmc-error", "failed")
 AGING_WARNINGS = ("rogue-dhcp", "decline", "bmc-error")
 WARNING_AGE = 86400.0  # seconds a warning of an event is shown
 _SECRET_WORDS = ("token", "password", "secret", "ignition_config", "credential")
+# The fields of an event (racker.events) a timeline shows: an allow-list, so that a field added
+# to an event later, or written to the store by another racker, is not shown until named here.
+TIMELINE_FIELDS = frozenset({
+    "source", "kind", "mac", "ts", "message", "direction", "client_kind", "client_arch",
+    "address", "boot_file", "reason", "vendor_class", "server_ip", "server_mac",
+    "message_type", "interface", "offered", "replies", "peer", "file", "error", "bytes",
+    "blksize", "windowsize", "resends", "method", "path", "status", "duration", "node",
+    "action", "ok", "old", "new", "attempt", "left_out", "seconds", "limit", "xid",
+})  # fmt: skip
+# What ``redact`` (aiohttp's ``token=`` in a query) misses: other cases, a URL-encoded "=",
+# and a JSON or "token: x" form, as an installer's phone-home message may quote one.
+_TOKEN_FORMS = re.compile(r"""(token["']?\s*(?:=|%3d|:)\s*["']?)[^&\s'"\\,;}]+""", re.IGNORECASE)
 FAILED_STATES = frozenset({"failed"})
 PHONE_HOME_PATH = "/api/v1/events"
 # A power action that succeeded tells the power state it left behind.
 _POWER_AFTER = {"power-on": "on", "power-cycle": "on", "power-off": "off", "power-soft": "off"}
 
 
+def redact_text(text: str) -> str:
+    """``text`` with every token value it quotes blanked."""
+    return _TOKEN_FORMS.sub(r"\1<redacted>", redact(text))
+
+
 def clean(value: Any) -> Any:
     """``value`` with every token redacted and every secret-named field dropped."""
     if isinstance(value, str):
-        return redact(value)
+        return redact_text(value)
     if isinstance(value, Mapping):
         return {
             str(k): clean(v)
@@ -69,7 +87,13 @@ def summary(event: Mapping[str, Any]) -> str:
         text = f"phone-home {kind} {event.get('message', '')}".rstrip()
     else:
         text = f"{source} {kind}"
-    return str(redact(text.strip()))
+    return redact_text(text.strip())
+
+
+def timeline_entry(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What a timeline shows of ``event``: its allow-listed fields, cleaned, and its summary."""
+    shown = {k: clean(v) for k, v in event.items() if k in TIMELINE_FIELDS}
+    return {**shown, "summary": summary(event)}
 
 
 def _older(ts: Any, than: Any) -> bool:
@@ -125,7 +149,7 @@ class RackView:
                 "state": str(state["state"]) if state else "unknown",
                 "since": state.get("since") if state else None,
                 "attempt": state.get("attempt", 0) if state else 0,
-                "reason": redact(str(state.get("reason") or "")) if state else "",
+                "reason": redact_text(str(state.get("reason") or "")) if state else "",
                 "role": (state.get("data") or {}).get("role") if state else None,
             }
             if any(row.get(k) != v for k, v in fields.items()):
@@ -173,7 +197,7 @@ class RackView:
         elif source == "bootstrap" and event.get("new"):
             row["state"], row["since"] = str(event["new"]), ts
             row["attempt"] = event.get("attempt", row["attempt"])
-            row["reason"] = redact(str(event.get("reason") or ""))
+            row["reason"] = redact_text(str(event.get("reason") or ""))
             if event["new"] == "power-cycled":
                 self._power(row, "on", ts)
             self._failed(mac, row)
@@ -246,7 +270,7 @@ class RackView:
     def _warn(self, kind: str, key: str, event: Mapping[str, Any], text: str) -> None:
         entries = self.warnings[kind]
         entries.pop(key, None)
-        entries[key] = {"key": key, "ts": event.get("ts"), "text": redact(text)}
+        entries[key] = {"key": key, "ts": event.get("ts"), "text": redact_text(text)}
         while len(entries) > WARNINGS_KEPT:
             entries.popitem(last=False)
         self.warnings_changed = True
