@@ -1,7 +1,8 @@
 """The rack page's reads of the store: blocking, so always called through ``asyncio.to_thread``.
 
-Each call opens its own read-only SQLite connection (``mode=ro``: the page can change nothing)
-and closes it; WAL mode lets it read while ``racker serve`` and ``racker bootstrap`` write.
+Each call opens its own read-only SQLite connection (``mode=ro``: the page can change nothing),
+reads in one transaction (one snapshot) and closes it; WAL mode lets it read while
+``racker serve`` and ``racker bootstrap`` write.
 Every query is bounded: the newest ``limit`` events at most.
 """
 
@@ -27,6 +28,10 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
     try:
         db.row_factory = sqlite3.Row
+        # One read transaction: every query of a call sees the same snapshot. Without it each
+        # statement sees the newest commit, and an event committed between poll's SELECT and
+        # its MAX(id) would be skipped for good (and seed's events and last id disagree).
+        db.execute("BEGIN")
         yield db
     finally:
         db.close()
