@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -19,6 +20,7 @@ from racker.app.hub import MAX_STREAMS, EventHub, subscribe
 from racker.events import DhcpEvent, HttpEvent, NodeStateEvent
 from racker.model import NodeState
 from racker.store import Store
+from racker.web.page import reading
 from racker.web.page.feed import RackFeed
 from racker.web.page.reading import TIMELINE_EVENTS
 from tests.unit.web.helpers import web_client
@@ -249,3 +251,35 @@ async def test_a_reload_that_changes_the_inventory_sends_a_snapshot(
             if name == "snapshot":
                 break
         assert [r["hostname"] for r in data["nodes"]] == ["worker-000001", "worker-000002"]
+
+
+async def test_timeline_reads_take_at_most_two_threads(
+    page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Twelve timeline requests at once, each read held: two reads run, the rest wait their
+    # turn instead of taking every thread of the default executor (the assets' too).
+    release, running, most = threading.Event(), [0], [0]
+    lock = threading.Lock()
+    original = reading.timeline
+
+    def held(*args: Any) -> list[dict[str, Any]]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(WAIT)
+        with lock:
+            running[0] -= 1
+        return original(*args)
+
+    monkeypatch.setattr(reading, "timeline", held)
+    asks = [
+        asyncio.ensure_future(page.client.get(f"/api/v1/nodes/{PRIMARY}/events")) for _ in range(12)
+    ]
+    for _ in range(500):  # the first two reads start
+        if most[0] >= RackFeed.TIMELINE_READS:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # time for more to start, were they allowed to
+    assert most[0] == RackFeed.TIMELINE_READS
+    release.set()
+    assert [(await ask).status for ask in asks] == [200] * 12

@@ -59,6 +59,10 @@ def as_dict(event: Event) -> dict[str, Any]:
 class RackFeed:
     POLL = 0.5
     TICK = 0.25
+    # Timeline reads at once. They run on the default executor's few threads (6 on 2 cores),
+    # which the HTTP assets' path resolution and the reloads use too: a client asking for
+    # timelines in a loop must not take them all. Further requests wait their turn.
+    TIMELINE_READS = 2
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class RackFeed:
         self._counters: dict[str, dict[str, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._source: EventSource | None = None
+        self._timeline_reads = asyncio.Semaphore(self.TIMELINE_READS)
 
     # -- lifecycle (the HTTP app's startup and shutdown) -----------------------------------
 
@@ -137,7 +142,8 @@ class RackFeed:
         macs = self.macs_of(mac)
         if macs is None or self.store_path is None:
             return None if macs is None else []
-        events = await asyncio.to_thread(reading.timeline, self.store_path, macs)
+        async with self._timeline_reads:
+            events = await asyncio.to_thread(reading.timeline, self.store_path, macs)
         return [timeline_entry(e) for e in events]
 
     # -- the tasks -------------------------------------------------------------------------
