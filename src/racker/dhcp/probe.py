@@ -155,7 +155,11 @@ def parse_answer(
     server_ip = str(options.get("server_id") or packet[IP].src)
     server_mac = str(packet[Ether].src).lower()
     offered = str(bootp.yiaddr) if bootp.yiaddr != "0.0.0.0" else None  # noqa: S104
-    racker = server_ip in racker_ips or server_mac in {m.lower() for m in racker_macs}
+    # Racker is known by its MAC: a server id is the sender's say, and a server that claims
+    # racker's address from another MAC (a second racker, a router given the same address)
+    # is the rogue this probe is for. Only when no MAC of racker's is known is the id taken.
+    macs = {m.lower() for m in racker_macs}
+    racker = server_mac in macs if macs else server_ip in racker_ips
     return ProbeAnswer(server_ip, server_mac, message_type, offered, racker)
 
 

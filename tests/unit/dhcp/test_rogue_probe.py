@@ -51,6 +51,12 @@ def test_the_probe_names_answers_to_it_and_marks_racker() -> None:
     # Racker's MAC alone (its address in another subnet) is racker too.
     mac_only = parse_answer(answer(mac, xid, "10.1.0.1", "52:54:00:99:02:01"), mac, xid, *racker)
     assert mac_only is not None and mac_only.racker
+    # racker's address claimed from another MAC: not racker, a rogue (racker is its MAC).
+    claimed = parse_answer(answer(mac, xid, "10.99.0.1", ROGUE_MAC), mac, xid, *racker)
+    assert claimed is not None and not claimed.racker
+    # No MAC of racker's known: its address is all there is to go by.
+    by_ip = parse_answer(answer(mac, xid, "10.99.0.1", ROGUE_MAC), mac, xid, {"10.99.0.1"}, ())
+    assert by_ip is not None and by_ip.racker
     # Someone else's exchange: another xid or client MAC.
     assert parse_answer(answer(mac, xid + 1, "10.99.0.2", ROGUE_MAC), mac, xid, *racker) is None
     other = bytes.fromhex("0a0000000002")
