@@ -1,20 +1,35 @@
-"""TFTP benchmark: racker vs dnsmasq vs tftpd-hpa on one veth link, in one run.
+"""TFTP benchmark: racker vs dnsmasq on one veth link (issue #22's method by default).
 
-    .venv/bin/python bench/tftp.py [--runs 5]
+    .venv/bin/python bench/tftp.py [--runs 5]             # the cost method (below)
+    .venv/bin/python bench/tftp.py --classic [--runs 5]   # the older wall-time table
 
-Sets up two throwaway network namespaces (tests/support/netns.py) and writes a 50 MiB and a 1 MiB
-file of random bytes to a temporary directory. The servers (racker under asyncio's own event
-loop, racker under uvloop when it is installed, dnsmasq, tftpd-hpa) run at the same time, each
-on port 69 of its own address in the server namespace (idle ones cost nothing), so that every
-case is measured for all of them within seconds of each other, in an order that rotates from run to
-run: load from other work on a shared machine then hits all servers alike instead of whichever
-ran during a busy minute. The cases: the 50 MiB file with curl at blksize 512 and 1468, 20
-parallel 1 MiB downloads with curl, then the windowed client of the tests
+The cost method, unpinned (servers and clients share both cores, as on a management node):
+racker with all transfers on one port (the default), racker with a port per transfer
+(``TftpSettings(single_port=False)``) and ``dnsmasq --port=0 --enable-tftp`` run at once on
+their own addresses; every round measures each case for each server back to back, the order
+rotating. Cases: storms of 20 and 40 curls at blksize 1468 fetching an ipxe.efi-sized file of
+random bytes, one 20 MiB transfer in lock-step at 512 and 1468 (curl), and with windowsize 4
+(what OVMF asks) and 16 (atftp 0.8, a C client that sends RFC 7440's windowsize; dnsmasq does
+not grant it and serves atftp in lock-step). Per case: throughput (bytes over the wall time of
+the clients' run) and the server's CPU (utime+stime deltas of its process from
+/proc/PID/stat, 10 ms ticks) per MiB, with the clients' CPU per MiB beside it (the load
+generator's own cost). Prints a markdown table, per-round ratio ranges, and one line per
+metric: ``SUMMARY tftp.<case>.<metric>[<variant>] racker=... dnsmasq=... ratio=... spread=...``.
+
+The classic table (``--classic``) compares racker, racker+uvloop, dnsmasq and tftpd-hpa in wall
+time. It sets up two throwaway network namespaces (tests/support/netns.py) and writes a 50 MiB
+and a 1 MiB file of random bytes to a temporary directory. The servers (racker under asyncio's
+own event loop, racker under uvloop when it is installed, dnsmasq, tftpd-hpa) run at the same
+time, each on port 69 of its own address in the server namespace (idle ones cost nothing), so
+that every case is measured for all of them within seconds of each other, in an order that
+rotates from run to run: load from other work on a shared machine then hits all servers alike
+instead of whichever ran during a busy minute. The cases: the 50 MiB file with curl at blksize
+512 and 1468, 20 parallel 1 MiB downloads with curl, then the windowed client of the tests
 (tests/integration/tftp/client.py) and atftp 0.8 (a packaged client that sends windowsize)
 fetching the 50 MiB file with windowsize 1, 8 and 16 (dnsmasq and tftpd-hpa do not grant
 windowsize, so they stay lock-step). Every download is compared byte for byte, outside the timed
-part (the client's run, from its start to its exit); the file is in
-the page cache after the first. Each figure is the median of ``--runs`` runs. Prints markdown.
+part (the client's run, from its start to its exit); the file is in the page cache after the
+first. Each figure is the median of ``--runs`` runs. Prints markdown.
 """
 
 from __future__ import annotations
@@ -85,10 +100,12 @@ def server_commands(root: Path, state: Path) -> dict[str, list[str]]:
     ip = ADDRESSES
     return {
         "racker": [sys.executable, "-c", RACKER.format(
-            ip=ip["racker"], root=str(root), single=True, run="asyncio.run(main())")],
+            ip=ip["racker"], root=str(root), single=True,
+            run="asyncio.run(main())")],
         # The per-transfer-port mode (TftpSettings(single_port=False)): a socket pair per transfer.
         "racker-ports": [sys.executable, "-c", RACKER.format(
-            ip=ip["racker-ports"], root=str(root), single=False, run="asyncio.run(main())")],
+            ip=ip["racker-ports"], root=str(root), single=False,
+            run="asyncio.run(main())")],
         # The same server under uvloop's event loop (libuv), if installed: what asyncio's own
         # loop costs per wake-up, which a lock-step transfer pays once per block.
         "racker+uvloop": [sys.executable, "-c", RACKER.format(
@@ -397,6 +414,7 @@ def paired(samples: dict[str, dict[str, list[float]]]) -> None:
 # --- The cost method (issue #22): server CPU per MiB and storm throughput, unpinned --------
 
 COST_SERVERS = ("racker", "racker-ports", "dnsmasq")
+OURS = COST_SERVERS[:-1]
 STORMS = (20, 40)
 SINGLE_MIB = 20
 
@@ -508,9 +526,10 @@ def cost_method(runs: int) -> int:
 
 def cost_report(samples: dict[str, dict[str, list[tuple[float, float, float]]]]) -> None:
     metrics = (("mib_s", 0, "MiB/s"), ("cpu_ms_per_mib", 1, "server CPU ms/MiB"))
-    print("| case | metric | racker | racker-ports | dnsmasq | racker/dnsmasq (range) "
-          "| racker-ports/dnsmasq (range) | clients' CPU ms/MiB (racker, dnsmasq) |")  # fmt: skip
-    print("|---" * 8 + "|")
+    ratio_heads = "".join(f" {s}/dnsmasq (range) |" for s in OURS)
+    print(f"| case | metric | {' | '.join(COST_SERVERS)} |{ratio_heads} clients' CPU ms/MiB "
+          "(racker, dnsmasq) |")  # fmt: skip
+    print("|---" * (3 + 2 * len(OURS) + 1) + "|")
     lines = []
     for case in COST_CASES:
         peer = samples["dnsmasq"][case]
@@ -518,7 +537,7 @@ def cost_report(samples: dict[str, dict[str, list[tuple[float, float, float]]]])
             cells, ratios = [], []
             for server in COST_SERVERS:
                 cells.append(f"{statistics.median(v[i] for v in samples[server][case]):.2f}")
-            for server in ("racker", "racker-ports"):
+            for server in OURS:
                 own = samples[server][case]
                 per_round = [
                     a[i] / b[i] if b[i] else float("inf") for a, b in zip(own, peer, strict=True)
@@ -526,7 +545,7 @@ def cost_report(samples: dict[str, dict[str, list[tuple[float, float, float]]]])
                 med = statistics.median(per_round)
                 spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
                 ratios.append(f"{med:.2f}x ({spread})")
-                tag = "" if server == "racker" else "[ports]"
+                tag = "" if server == "racker" else f"[{server.removeprefix('racker-')}]"
                 lines.append(
                     f"SUMMARY tftp.{case}.{name}{tag} {server}="
                     f"{statistics.median(v[i] for v in own):.2f} "

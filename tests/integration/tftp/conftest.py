@@ -108,15 +108,18 @@ def make_files(root: Path, outside: Path) -> None:
     (root / "zero").symlink_to("/dev/zero")
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+# Every real-client test runs against both ways of serving transfers: all on one shared port
+# (the default, tftp/shared.py) and a port per transfer (tftp/session.py).
+@pytest.fixture(scope="module", params=["single-port", "port-per-transfer"])
+def rig(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Rig]:
     base = tmp_path_factory.mktemp("tftp")
     root, outside = base / "root", base / "outside"
     make_files(root, outside)
     events: list[Event] = []
     allowed = {CLIENT_IP}
     limits = TransferLimits(max_blksize=max_blksize_for_mtu(1500), timeout=0.2, retries=10)
-    settings = TftpSettings(roots=(root,), limits=limits)
+    single = request.param == "single-port"
+    settings = TftpSettings(roots=(root,), limits=limits, single_port=single)
     with link(SERVER_IP, 24, CLIENT_IP, CLIENT_MAC) as net:
 
         def make() -> TftpServer:
