@@ -4,7 +4,9 @@ A DHCPDISCOVER crafted with scapy, as a PXE BIOS client would send it (option 60
 ``PXEClient``, option 93 arch 0, the broadcast flag), from a random locally administered MAC,
 goes out of the interface; for ``seconds`` every reply to it (same xid and MAC) is collected and
 each server named once: its address (option 54, else the IP source), its MAC, what it offered.
-A server whose address or MAC is racker's own is marked as racker.
+A server whose MAC is racker's own is marked as racker (its address only when no MAC of racker's
+is known). At most ``MAX_ANSWERS`` servers are listed, further answers counted: anyone on the
+link sees the broadcast DISCOVER and may answer it from as many forged servers as it likes.
 
 The replies are read from a packet socket with ``BPF_SERVER_REPLIES`` (the passive watcher's
 filter), in promiscuous mode for the probe's duration, so a server that ignores the broadcast
@@ -38,6 +40,7 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 _MESSAGE_TYPES = {2: "OFFER", 5: "ACK", 6: "NAK"}
 PXE_BIOS_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
+MAX_ANSWERS = 64  # servers listed; further ones are counted in ``unlisted``
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class ProbeAnswer:
     server_mac: str
     message_type: str
     offered: str | None
-    racker: bool  # racker's own address or MAC
+    racker: bool  # racker's own MAC (its address, when no MAC of racker's is known)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class ProbeResult:
     xid: int
     seconds: float
     answers: list[ProbeAnswer] = field(default_factory=list)
+    unlisted: int = 0  # answers from further servers, past MAX_ANSWERS listed
 
     @property
     def rogues(self) -> list[ProbeAnswer]:
@@ -93,7 +97,9 @@ def probe_check(result: ProbeResult) -> Check:
         title = f"{where}: {len(result.rogues)} DHCP server(s) other than racker answered"
     else:
         title = f"{where}: only racker answered"
-    return Check(not problems, title, problems, details)
+    if result.unlisted:  # past MAX_ANSWERS servers: a flood of forged ones, not racker
+        title += f"; {result.unlisted} more answers from servers not listed"
+    return Check(not problems and not result.unlisted, title, problems, details)
 
 
 def random_laa_mac(token: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
@@ -197,9 +203,13 @@ def probe_dhcp_servers(
                 continue
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 answer = parse_answer(sock.recv(4096), mac, xid, racker_ips, racker_macs)
-                if answer is not None and (answer.server_ip, answer.server_mac) not in seen:
+                if answer is None or (answer.server_ip, answer.server_mac) in seen:
+                    continue
+                if len(result.answers) < MAX_ANSWERS:
                     seen.add((answer.server_ip, answer.server_mac))
                     result.answers.append(answer)
+                else:  # neither listed nor remembered: bounded whatever the link sends
+                    result.unlisted += 1
     return result
 
 

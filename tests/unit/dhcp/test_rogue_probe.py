@@ -4,10 +4,15 @@ The probe on a real link, against dnsmasq: tests/integration/serve/test_rogue_dh
 
 from __future__ import annotations
 
+import secrets
+import socket
+
+import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
+from racker.dhcp import probe
 from racker.dhcp.codec import decode
 from racker.dhcp.frames import parse_frame
 from racker.dhcp.options import MessageType, Opt
@@ -73,3 +78,45 @@ def test_the_probe_names_answers_to_it_and_marks_racker() -> None:
     )
     assert probe_check(ProbeResult("pxe0", "", 1, 4.0, [own])).ok
     assert result.to_dict()["rogue"] is True
+
+
+def test_a_flood_of_forged_servers_is_listed_up_to_a_bound_and_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Anyone on the link sees the broadcast DISCOVER and may answer it from as many forged
+    # servers as it likes: the probe lists MAX_ANSWERS of them and counts the rest, keeping
+    # nothing per further server. (The link is a pair of UDP sockets on localhost here.)
+    mac, xid = bytes.fromhex("0a0000000001"), 0x01020304
+    monkeypatch.setattr(probe, "random_laa_mac", lambda: mac)
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: xid.to_bytes(n, "big"))
+    link, peer = (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+    )
+    link.bind(("127.0.0.1", 0))
+    peer.bind(("127.0.0.1", 0))
+    link.connect(peer.getsockname())
+    peer.connect(link.getsockname())
+    monkeypatch.setattr(probe, "_probe_socket", lambda _interface: link)
+    forged = probe.MAX_ANSWERS + 30
+    try:
+        for i in range(forged):
+            peer.send(
+                answer(
+                    mac,
+                    xid,
+                    f"10.98.{i // 250}.{i % 250 + 1}",
+                    f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
+                )
+            )
+        result = probe.probe_dhcp_servers("pxe0", 0.3, {"10.99.0.1"}, {"52:54:00:99:02:01"})
+    finally:
+        peer.close()
+        link.close()
+    assert len(result.answers) == probe.MAX_ANSWERS
+    assert result.unlisted == forged - probe.MAX_ANSWERS
+    check = probe_check(result)
+    assert not check.ok
+    assert check.title.endswith(
+        f"; {forged - probe.MAX_ANSWERS} more answers from servers not listed"
+    )
