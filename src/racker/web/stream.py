@@ -26,6 +26,10 @@ MAX_CLIENTS = 32
 CLIENT_QUEUE = 64
 # A comment line this often keeps proxies from closing an idle stream and finds dead peers.
 HEARTBEAT = 15.0
+# A browser that takes no byte of a message for this long is cut off and its place freed: one
+# that stopped reading (or a client that never reads) would hold it as long as its TCP
+# connection stays up, and MAX_CLIENTS of them would shut every operator out.
+WRITE_TIMEOUT = 30.0
 
 
 class StreamClient:
@@ -70,6 +74,8 @@ class Streams:
     ) -> None:
         self.snapshot = snapshot
         self.max_clients = max_clients
+        self.write_timeout = WRITE_TIMEOUT
+        self.cut_off = 0  # browsers cut off for not reading
         self.clients: set[StreamClient] = set()
 
     def broadcast(self, event: str, data: Any) -> None:
@@ -100,23 +106,33 @@ class Streams:
         await response.prepare(request)
         client = StreamClient()
         self.clients.add(client)
+
+        async def write(data: bytes) -> None:
+            await asyncio.wait_for(response.write(data), self.write_timeout)
+
         try:
-            await response.write(b"retry: 2000\n\n")
+            await write(b"retry: 2000\n\n")
             while not client.closed:
                 try:
                     await asyncio.wait_for(client.wake.wait(), HEARTBEAT)
                 except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
+                    await write(b": keep-alive\n\n")
                     continue
                 client.wake.clear()
                 if client.resync:
                     client.resync = False
                     client.queue.clear()
-                    await response.write(sse("snapshot", self.snapshot()))
+                    await write(sse("snapshot", self.snapshot()))
                 while client.queue and not client.resync:
-                    await response.write(sse(*client.queue.popleft()))
+                    await write(sse(*client.queue.popleft()))
         except (ConnectionError, RuntimeError) as exc:  # the browser went away
             log.debug("rack page stream closed: %s", exc)
+        except TimeoutError:  # not reading: a half-written message cannot go on, so cut it
+            self.cut_off += 1
+            log.info("rack page stream of %s cut off: it read nothing for %.0f s",
+                     request.remote, self.write_timeout)  # fmt: skip
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             self.clients.discard(client)
         return response

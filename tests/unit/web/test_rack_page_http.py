@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -283,3 +284,29 @@ async def test_timeline_reads_take_at_most_two_threads(
     assert most[0] == RackFeed.TIMELINE_READS
     release.set()
     assert [(await ask).status for ask in asks] == [200] * 12
+
+
+async def test_a_stream_that_reads_nothing_is_cut_off_and_its_place_freed(page: Page) -> None:
+    # A client opens the stream and never reads: once its socket buffers are full, a write
+    # that takes no byte for write_timeout ends the stream and frees the browser's place.
+    streams = page.feed.streams
+    streams.max_clients, streams.write_timeout = 1, 0.2
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (page.client.server.host, page.client.server.port))
+    await loop.sock_sendall(sock, b"GET /api/v1/stream HTTP/1.1\r\nHost: racker\r\n\r\n")
+    try:
+        for _ in range(int(WAIT / 0.01)):  # snapshots of 200 rows until it is cut off
+            if streams.cut_off:
+                break
+            streams.resynchronise()
+            await asyncio.sleep(0.01)
+        assert streams.cut_off == 1
+        assert not streams.clients
+        async with page.client.get("/api/v1/stream") as stream:  # the place is free
+            assert stream.status == 200
+            assert (await message(stream))[0] == "snapshot"
+    finally:
+        sock.close()
