@@ -26,9 +26,10 @@ MAX_CLIENTS = 32
 CLIENT_QUEUE = 64
 # A comment line this often keeps proxies from closing an idle stream and finds dead peers.
 HEARTBEAT = 15.0
-# A browser that takes no byte of a message for this long is cut off and its place freed: one
-# that stopped reading (or a client that never reads) would hold it as long as its TCP
-# connection stays up, and MAX_CLIENTS of them would shut every operator out.
+# A browser that has not taken a message this long after it was written is cut off and its
+# place freed: one that stopped reading (or a client that never reads) would hold it as long
+# as its TCP connection stays up, and MAX_CLIENTS of them would shut every operator out. (A
+# snapshot of 200 rows is ~60 KB: 30 s is 2 KB/s, far below any link an operator uses.)
 WRITE_TIMEOUT = 30.0
 
 
