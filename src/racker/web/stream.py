@@ -29,7 +29,7 @@ HEARTBEAT = 15.0
 # A browser that has not taken a message this long after it was written is cut off and its
 # place freed: one that stopped reading (or a client that never reads) would hold it as long
 # as its TCP connection stays up, and MAX_CLIENTS of them would shut every operator out. (A
-# snapshot of 200 rows is ~60 KB: 30 s is 2 KB/s, far below any link an operator uses.)
+# snapshot of 200 rows is ~80 KB: 30 s is 3 KB/s, far below any link an operator uses.)
 WRITE_TIMEOUT = 30.0
 
 
