@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,11 @@ def target_of(rack: Rack) -> Target:
         raise EnvironmentProblem(
             f"no key at {key_path}: racker serve has not run with this state directory",
             "start racker serve first, with the same --state-dir/--config as this command",
+        )
+    if not os.access(key_path, os.R_OK):  # else the key's reader says to delete it: not here
+        raise EnvironmentProblem(
+            f"cannot read racker serve's key {key_path} (mode 0600, its owner's only)",
+            "run racker selftest as root, as racker serve runs",
         )
     config = rack.config
     boot = core_settings(config, rack.plan, config.http.port, rack.oem.inventory.nodes).boot
