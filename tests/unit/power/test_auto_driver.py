@@ -170,6 +170,7 @@ async def test_detect_protocol_probes_once_and_remembers_redfish(tmp_path: Path)
     assert await driver.detect_protocol(target(2)) == "ipmi"  # a guess: not remembered
     assert await driver.detect_protocol(target(1)) == "redfish"
     assert prober.asked == ["https://10.0.0.1", "https://10.0.0.2"]
+    await driver.close()  # on a loop the memory is stored on its own thread, waited for here
     assert StoredProtocols(tmp_path).recall("10.0.0.1") == "redfish"
     assert StoredProtocols(tmp_path).recall("10.0.0.2") is None
 
