@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # Distinct requests remembered: a rack's machines and a load generator's 1000 clients send a
 # few shapes each; a request and its replies take ~2 KB.
 MEMO_SIZE = 8192
+TOLD_IN = 60  # seconds: the time left of a cached lease is told in whole minutes
 REPLIES_PER_REQUEST = 8  # a pool client moving through many addresses gets a new one each
 
 _U32 = struct.Struct("!I")
@@ -207,4 +208,9 @@ class LeaseCaching:
         remaining = int(entry.expires - now)
         if not 1 <= remaining <= lease_time:  # (more left: the setting was shortened since)
             return 0
-        return remaining if lease_time - remaining < threshold * lease_time else 0
+        if lease_time - remaining >= threshold * lease_time:
+            return 0
+        # Told in whole minutes, rounded down (a client never believes in more than it has):
+        # the reply to a repeated request then stays the same bytes for a minute, remembered,
+        # instead of being built and encoded again every second.
+        return remaining - remaining % TOLD_IN if remaining >= TOLD_IN else remaining

@@ -82,8 +82,20 @@ def test_a_new_client_id_or_hostname_is_written() -> None:
     [change] = core.leases.take_changes()
     assert change.hostname == "n1"
     same = feed(core, request("request", NODE_MAC, [*SELECTING, ("hostname", b"n1")]), now=1020.0)
-    assert times(same)[0] == DAY - 10
+    assert times(same)[0] == DAY - 60  # 10 s gone: told in whole minutes, rounded down
     assert core.leases.take_changes() == []
+
+
+def test_the_time_left_is_told_in_whole_minutes_rounded_down() -> None:
+    core = core_with(0.25)
+    feed(core, request("request", NODE_MAC, SELECTING), now=1000.0)
+    core.leases.take_changes()
+    told = [
+        times(feed(core, request("request", NODE_MAC, SELECTING), now=1000.0 + gone))[0]
+        for gone in (1, 59, 60, 61, 119)
+    ]
+    assert told == [DAY - 60, DAY - 60, DAY - 60, DAY - 120, DAY - 120]
+    assert core.leases.take_changes() == []  # never more than is left, nothing rewritten
 
 
 def test_a_lease_restored_from_the_store_is_honoured_with_its_time_left() -> None:
