@@ -5,9 +5,10 @@ two readers in the event loop, so a boot storm of N lock-step transfers costs, p
 loop callback, one ``recv`` and one ``send`` on N different descriptors. Here one unconnected
 socket on one ephemeral port (not port 69: a flood of requests there must not crowd out the
 ACKs of running transfers) carries every transfer, demultiplexed by the client's (ip, port),
-as dnsmasq's ``tftp-single-port`` does. One wake-up drains everything queued, up to ``DRAIN``
-datagrams: in a storm the ACKs of many transfers arrive between two wake-ups, so the loop's
-callback machinery and ``epoll_wait`` are paid once for all of them, not once per block.
+as dnsmasq's ``tftp-single-port`` does. One wake-up drains what is queued, up to one datagram
+per running transfer and at most ``DRAIN``: in a storm the ACKs of many transfers arrive
+between two wake-ups, so the loop's callback machinery and ``epoll_wait`` are paid once for
+all of them, not once per block.
 
 RFC 1350 section 4 lets the server choose its TID; it is the same for all transfers here. A
 client learns it from the first DATA or OACK, as every client does. Two transfers from one
@@ -85,7 +86,11 @@ class SharedPort:
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         sessions = self.sessions
         now = self.clock()  # one clock read per wake-up: deadlines are a second away
-        for _ in range(DRAIN):
+        # Each transfer has at most one ACK in flight (a window is answered by one ACK), so
+        # more receives than transfers would only meet EAGAIN: with one lock-step transfer
+        # that is a failing syscall and an exception per block. Whatever is left (duplicates,
+        # strangers) wakes the level-triggered selector again.
+        for _ in range(min(DRAIN, len(sessions) or 1)):
             try:
                 data, addr = recvfrom(65536)
             except (BlockingIOError, InterruptedError):
