@@ -131,6 +131,11 @@ class BootStack:
                 "DHCP datagrams dropped: malformed, a full send queue, replies of a failed commit",
                 lambda: dhcp.dropped,
             )
+            watch(
+                "racker_dhcp_log_lines_suppressed",
+                "DHCP warnings left out of the log by its budget (counted, not lost)",
+                lambda: dhcp.log_budget.suppressed,
+            )
         self._watch_rogues(watch)
         tftp = next((s for s in self.servers if isinstance(s, TftpServer)), None)
         if tftp is not None:

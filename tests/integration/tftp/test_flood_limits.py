@@ -154,6 +154,7 @@ def test_a_flood_of_bad_datagrams_is_a_few_log_lines(net: Link, tmp_path: Path) 
         # some of a flood at the socket before racker reads it
         assert metric(metrics, "racker_tftp_dropped_total") >= 20_000
         assert metric(metrics, "racker_dhcp_dropped_total") == 0
+        assert metric(metrics, "racker_dhcp_log_lines_suppressed_total") == 0  # exposed, as TFTP's
     finally:
         serve.terminate()
         serve.wait(20)
