@@ -19,7 +19,6 @@ scapy is imported inside ``probe_dhcp_servers`` so that ``racker --help`` stays 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import secrets
 import select
 import socket
@@ -29,12 +28,12 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from racker.dhcp.frames import ETH_P_IP, bpf_program
+from racker.dhcp.frames import ETH_P_IP
 from racker.dhcp.rogue import BPF_SERVER_REPLIES
+from racker.dhcp.sockets import attach_filter
 from racker.errors import EnvironmentProblem, Problem
 from racker.rack.report import Check
 
-SO_ATTACH_FILTER = 26
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
@@ -216,9 +215,7 @@ def probe_dhcp_servers(
 def _probe_socket(interface: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     try:
-        program = ctypes.create_string_buffer(bpf_program(BPF_SERVER_REPLIES))
-        fprog = struct.pack("HL", len(BPF_SERVER_REPLIES), ctypes.addressof(program))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        attach_filter(sock, BPF_SERVER_REPLIES)
         sock.bind((interface, ETH_P_IP))
         # Promiscuous while the socket lives (the kernel drops the membership at close).
         index = socket.if_nametoindex(interface)

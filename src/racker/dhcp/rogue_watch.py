@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import socket
 import struct
 import time
 from collections.abc import Callable
 
-from racker.dhcp.frames import ETH_P_IP, bpf_program
+from racker.dhcp.frames import ETH_P_IP
 from racker.dhcp.rogue import (
     BPF_SERVER_REPLIES,
     Decision,
@@ -37,12 +36,12 @@ from racker.dhcp.rogue import (
     ServerReply,
     parse_reply,
 )
+from racker.dhcp.sockets import attach_filter
 from racker.errors import EnvironmentProblem, PacketError
 from racker.events import Publish, RogueDhcpEvent
 
 log = logging.getLogger("racker.dhcp")
 
-SO_ATTACH_FILTER = 26
 SOL_PACKET = 263
 PACKET_STATISTICS = 6  # struct tpacket_stats {tp_packets, tp_drops}, zeroed when read
 _BATCH = 64  # frames read per wake-up before yielding to the loop
@@ -208,9 +207,7 @@ def _reply_socket(interface: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     try:
         # Filter before bind, so nothing unfiltered is queued in between.
-        program = ctypes.create_string_buffer(bpf_program(BPF_SERVER_REPLIES))
-        fprog = struct.pack("HL", len(BPF_SERVER_REPLIES), ctypes.addressof(program))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        attach_filter(sock, BPF_SERVER_REPLIES)
         sock.bind((interface, ETH_P_IP))
         sock.setblocking(False)
     except OSError:
