@@ -115,15 +115,17 @@ def test_a_forged_proof_is_served_as_any_client(net: Link, rack: Path) -> None:
     assert rows(rack, "SELECT * FROM leases WHERE address = '192.0.2.1'") == []
 
 
+def firewall(net: Link, rule: str) -> None:
+    """One nft input rule in the server's namespace (gone with the namespace)."""
+    net.server.run("nft", "add table inet selftest")
+    net.server.run("nft", "add chain inet selftest input { type filter hook input priority 0 ; }")
+    net.server.run("nft", f"add rule inet selftest input {rule}")
+
+
 def test_tftp_blocked_fails_tftp_only(net: Link, rack: Path) -> None:
     serve = Serve(net, rack)
     try:
-        net.server.run("nft", "add table inet selftest")
-        net.server.run(
-            "nft",
-            "add chain inet selftest input { type filter hook input priority 0 ; }",
-        )
-        net.server.run("nft", "add rule inet selftest input udp dport 69 drop")
+        firewall(net, "udp dport 69 drop")
         code, report = selftest(net, rack, "--timeout", "1")
     finally:
         assert serve.stop() == 0
@@ -135,12 +137,7 @@ def test_tftp_blocked_fails_tftp_only(net: Link, rack: Path) -> None:
 def test_http_unreachable_fails_http_only(net: Link, rack: Path) -> None:
     serve = Serve(net, rack)
     try:
-        net.server.run("nft", "add table inet selftest")
-        net.server.run(
-            "nft",
-            "add chain inet selftest input { type filter hook input priority 0 ; }",
-        )
-        net.server.run("nft", "add rule inet selftest input tcp dport 8080 reject with tcp reset")
+        firewall(net, "tcp dport 8080 reject with tcp reset")
         code, report = selftest(net, rack, "--timeout", "1")
     finally:
         assert serve.stop() == 0
