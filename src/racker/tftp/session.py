@@ -91,7 +91,41 @@ def _transfer_sockets(host: str, peer: Address) -> tuple[socket.socket, socket.s
     return guard, sock
 
 
-class Session:
+class TransferTimer:
+    """The lazy retransmission timer both session kinds share: one timer per transfer, set
+    for its deadline; an ACK only moves the deadline, and a timer that fires early re-arms."""
+
+    loop: asyncio.AbstractEventLoop
+    transfer: Transfer
+    timer: asyncio.TimerHandle | None
+    done: bool
+
+    def _send(self, datagrams: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        now = self.loop.time()
+        if now < self.transfer.deadline:
+            self._arm()  # an ACK moved the deadline since this timer was set
+            return
+        self._send(self.transfer.on_timeout(now))
+        if self.transfer.status is not Status.RUNNING:
+            self.finish()
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is None and not self.done:
+            self.timer = self.loop.call_at(self.transfer.deadline, self._on_timer)
+
+
+class Session(TransferTimer):
     """One transfer: its sockets, its lazy timer and its pending sends."""
 
     def __init__(
@@ -205,24 +239,6 @@ class Session:
         )  # fmt: skip
         with contextlib.suppress(OSError):
             self.guard.sendto(encode_error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID"), addr)
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        if self.done:
-            return
-        now = self.loop.time()
-        if now < self.transfer.deadline:
-            self._arm()  # an ACK moved the deadline since this timer was set
-            return
-        self._send(self.transfer.on_timeout(now))
-        if self.transfer.status is not Status.RUNNING:
-            self.finish()
-        else:
-            self._arm()
-
-    def _arm(self) -> None:
-        if self.timer is None and not self.done:
-            self.timer = self.loop.call_at(self.transfer.deadline, self._on_timer)
 
     def _send(self, datagrams: list[bytes]) -> None:
         if self.pending:

@@ -39,6 +39,7 @@ from racker.tftp.session import (
     UDP_SEGMENT,
     Address,
     SessionOwner,
+    TransferTimer,
     report_end,
 )
 from racker.tftp.transfer import Status, Transfer
@@ -198,7 +199,7 @@ class SharedPort:
         self.loop.remove_writer(self.sock.fileno())
 
 
-class SharedSession:
+class SharedSession(TransferTimer):
     """One transfer served from the shared port: its state, its lazy timer."""
 
     def __init__(
@@ -243,23 +244,8 @@ class SharedSession:
         self.port.send(t.start(self.loop.time()), self.peer, self.gso)
         self._arm()
 
-    def _on_timer(self) -> None:
-        self.timer = None
-        if self.done:
-            return
-        now = self.loop.time()
-        if now < self.transfer.deadline:
-            self._arm()  # an ACK moved the deadline since this timer was set
-            return
-        self.port.send(self.transfer.on_timeout(now), self.peer, self.gso)
-        if self.transfer.status is not Status.RUNNING:
-            self.finish()
-        else:
-            self._arm()
-
-    def _arm(self) -> None:
-        if self.timer is None and not self.done:
-            self.timer = self.loop.call_at(self.transfer.deadline, self._on_timer)
+    def _send(self, datagrams: list[bytes]) -> None:
+        self.port.send(datagrams, self.peer, self.gso)
 
     def finish(self) -> None:
         if self.done:
